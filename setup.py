@@ -1,0 +1,33 @@
+"""vps_d2: video polyp segmentation on Detectron2's foundations, installable from PyPI alone."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="vps_d2",
+    version="0.1.0",
+    description="Video polyp segmentation toolkit (PGN+AEN, SALI, Diff-VPS) in Detectron2 style",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vps_d2", "vps_d2.*"]),
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "fvcore>=0.1.5.post20221221",
+        "timm>=1.0",
+        "opencv-python-headless>=4.8",
+        "pycocotools>=2.0.7",
+        "lightning-fabric>=2.2",
+        "scipy>=1.10",
+        "tensorboard>=2.14",
+        "tqdm>=4.65",
+        "numpy>=1.24",
+        "pillow>=10.0",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "pysodmetrics>=1.4", "ruff>=0.4"],
+    },
+)

@@ -1,0 +1,117 @@
+"""CfgNode with strict, file-naming errors, and Detectron2's ``@configurable`` idiom.
+
+The node is fvcore's CfgNode (the one Detectron2 builds on). Two behaviours are added:
+
+* ``merge_from_file`` validates every file of a ``_BASE_`` chain on its own, so an
+  unknown key or a wrong type is reported with the file that holds it.
+* ``merge_from_list`` (the trailing ``KEY VALUE`` opts of the tools) names the key and
+  says that it came from the command line.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from typing import Any, Callable
+
+import yaml
+from fvcore.common.config import CfgNode as _FvCfgNode
+
+__all__ = ["CfgNode", "ConfigError", "configurable"]
+
+BASE_KEY = "_BASE_"
+
+
+class ConfigError(KeyError):
+    """An unknown key, a wrong type or an unreadable file in a config."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class CfgNode(_FvCfgNode):
+    """fvcore CfgNode whose merge errors name the offending key and file."""
+
+    @classmethod
+    def _load_chain(cls, filename: str, _seen: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+        """Return ``[(file, dict)]`` for the ``_BASE_`` chain of ``filename``, base first."""
+        filename = os.path.abspath(os.path.expanduser(filename))
+        if filename in _seen:
+            raise ConfigError(f"{filename}: circular _BASE_ chain {' -> '.join(_seen)}")
+        if not os.path.isfile(filename):
+            where = f" (the _BASE_ of {_seen[-1]})" if _seen else ""
+            raise ConfigError(f"Config file not found: {filename}{where}")
+        try:
+            with open(filename, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{filename}: not valid YAML: {e}") from e
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{filename}: a config file must hold a mapping, got {type(data)}")
+        chain: list[tuple[str, dict]] = []
+        base = data.pop(BASE_KEY, None)
+        if base is not None:
+            if not isinstance(base, str):
+                raise ConfigError(f"{filename}: {BASE_KEY} must be a file path, got {base!r}")
+            base = os.path.expanduser(base)
+            if not os.path.isabs(base):
+                base = os.path.join(os.path.dirname(filename), base)
+            chain.extend(cls._load_chain(base, _seen + (filename,)))
+        chain.append((filename, data))
+        return chain
+
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+        """Merge a YAML file (and its ``_BASE_`` chain) into this config.
+
+        Raises:
+            ConfigError: naming the file and the key when a key does not exist, a value has
+                the wrong type, a file is missing or is not valid YAML.
+        """
+        for filename, data in self._load_chain(cfg_filename):
+            try:
+                self.merge_from_other_cfg(type(self)(data))
+            except (KeyError, ValueError, AssertionError) as e:
+                msg = e.args[0] if e.args else str(e)
+                raise ConfigError(f"{filename}: {msg}") from e
+
+    def merge_from_list(self, cfg_list: list) -> None:
+        """Merge ``[KEY, VALUE, ...]`` from the command line; errors name the key."""
+        if len(cfg_list) % 2 != 0:
+            raise ConfigError(
+                f"Command-line opts must be KEY VALUE pairs, got an odd number: {cfg_list}"
+            )
+        for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
+            try:
+                super().merge_from_list([key, value])
+            except (KeyError, ValueError, AssertionError) as e:
+                msg = e.args[0] if e.args else str(e)
+                raise ConfigError(f"command-line opts: {key} {value}: {msg}") from e
+
+    def dump(self, *args: Any, **kwargs: Any) -> str:  # noqa: D102 (same as fvcore)
+        return super().dump(*args, **kwargs)
+
+
+def configurable(init_func: Callable) -> Callable:
+    """Let ``__init__`` take either explicit keyword arguments or a config.
+
+    ``Model(cfg)`` calls ``Model.from_config(cfg)`` and passes the returned dict to
+    ``__init__``; ``Model(a=..., b=...)`` calls ``__init__`` directly, as in Detectron2.
+    """
+    assert inspect.isfunction(init_func) and init_func.__name__ == "__init__"
+
+    @functools.wraps(init_func)
+    def wrapped(self, *args, **kwargs):
+        cfg = args[0] if args and isinstance(args[0], _FvCfgNode) else kwargs.get("cfg")
+        if isinstance(cfg, _FvCfgNode):
+            from_config = getattr(type(self), "from_config", None)
+            if from_config is None:
+                raise AttributeError(f"{type(self).__name__} has no from_config(cfg) classmethod")
+            explicit = from_config(*args, **kwargs)
+            init_func(self, **explicit)
+        else:
+            init_func(self, *args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,126 @@
+"""DatasetEvaluator protocol and the streaming inference loop.
+
+Evaluators see one *frame* at a time: ``process(inputs, outputs)`` receives lists of test
+frame dicts (see :mod:`vps_d2.data`) and the model's per-frame outputs (``"prob"``:
+float (H, W) at the frame's original size). Per-frame calls keep memory bounded by what
+an evaluator chooses to keep (per-case sums), never by the length of a video.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import OrderedDict, deque
+from typing import Iterable, Iterator
+
+import torch
+
+from vps_d2.utils import comm
+
+__all__ = [
+    "DatasetEvaluator",
+    "DatasetEvaluators",
+    "inference_on_dataset",
+    "print_csv_format",
+    "stream_video",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetEvaluator:
+    """Base class: ``reset()``, ``process(inputs, outputs)``, ``evaluate()``."""
+
+    def reset(self) -> None:
+        """Called before a new round of evaluation."""
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        """Accumulate one batch of frames (inputs[i] pairs with outputs[i])."""
+
+    def evaluate(self) -> "OrderedDict[str, dict[str, float]] | dict":
+        """Return ``{task: {metric: value}}`` on the main process (may be {} elsewhere)."""
+        return {}
+
+
+class DatasetEvaluators(DatasetEvaluator):
+    """Run several evaluators as one."""
+
+    def __init__(self, evaluators: list[DatasetEvaluator]) -> None:
+        super().__init__()
+        self._evaluators = evaluators
+
+    def reset(self) -> None:
+        for e in self._evaluators:
+            e.reset()
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        for e in self._evaluators:
+            e.process(inputs, outputs)
+
+    def evaluate(self) -> OrderedDict:
+        results: OrderedDict = OrderedDict()
+        for e in self._evaluators:
+            for k, v in (e.evaluate() or {}).items():
+                if k in results:
+                    raise KeyError(f"Two evaluators returned the task {k!r}")
+                results[k] = v
+        return results
+
+
+def stream_video(model, frames: Iterable[dict]) -> Iterator[tuple[dict, dict]]:
+    """Yield ``(frame_input, output)`` pairs of one video through ``model.stream``.
+
+    Frames the model has consumed but not yet answered (clip models) wait in a queue,
+    so only the model's own look-ahead is ever held in memory.
+    """
+    pending: deque = deque()
+
+    def feed() -> Iterator[dict]:
+        for f in frames:
+            pending.append(f)
+            yield f
+
+    for out in model.stream(feed()):
+        yield pending.popleft(), out
+    if pending:
+        raise RuntimeError(f"{type(model).__name__}.stream returned fewer outputs than frames")
+
+
+def inference_on_dataset(model, data_loader: Iterable, evaluator: DatasetEvaluator | None):
+    """Stream every video of ``data_loader`` through ``model`` and evaluate.
+
+    ``data_loader`` yields videos; iterating a video yields its test frame dicts in order
+    (:func:`vps_d2.data.build_test_loader`). Returns ``evaluator.evaluate()``.
+    """
+    evaluator = evaluator or DatasetEvaluators([])
+    evaluator.reset()
+    was_training = model.training
+    model.eval()
+    n_frames, start = 0, time.perf_counter()
+    try:
+        with torch.no_grad():
+            for video in data_loader:
+                for frame, out in stream_video(model, video):
+                    evaluator.process([frame], [out])
+                    n_frames += 1
+    finally:
+        model.train(was_training)
+    total = time.perf_counter() - start
+    logger.info(
+        "Inference done on %d frames in %s (%.4f s/frame on this process)",
+        n_frames, datetime.timedelta(seconds=int(total)), total / max(n_frames, 1),
+    )  # fmt: skip
+    comm.synchronize()
+    results = evaluator.evaluate()
+    return results if results is not None else {}
+
+
+def print_csv_format(results: dict) -> None:
+    """Log ``{task: {metric: value}}`` as Detectron2's copy-paste lines."""
+    for task, res in results.items():
+        if not isinstance(res, dict):
+            continue
+        logger.info("copypaste: Task: %s", task)
+        logger.info("copypaste: %s", ",".join(res.keys()))
+        logger.info("copypaste: %s", ",".join(f"{v:.4f}" for v in res.values()))

@@ -1,0 +1,197 @@
+"""Backbones from timm (res2net50_26w_4s, hrnet_w48, pvt_v2_b0..b5, ...) and a tiny CNN.
+
+Pretrained weights come only from a local file (MODEL.BACKBONE.WEIGHTS); nothing is
+ever downloaded: timm is always called with ``pretrained=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Sequence
+
+import timm
+import torch
+import torch.nn as nn
+
+from vps_d2.config import configurable
+
+from .build import BACKBONE_REGISTRY, Backbone, ShapeSpec
+
+__all__ = ["SmallCNN", "TimmBackbone", "load_backbone_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+def _level_name(stride: int) -> str:
+    return f"res{int(round(math.log2(stride)))}"
+
+
+def _parse_kwargs(pairs: Sequence[Any]) -> dict:
+    if len(pairs) % 2:
+        raise ValueError(f"MODEL.BACKBONE.TIMM_KWARGS must be KEY VALUE pairs, got {pairs}")
+    return {str(k): v for k, v in zip(pairs[0::2], pairs[1::2])}
+
+
+def load_backbone_weights(module: nn.Module, path: str, what: str = "backbone") -> None:
+    """Load a local state dict into ``module``; errors name the file and the problem."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{what} weights file not found: {path!r} (MODEL.BACKBONE.WEIGHTS). vps_d2 never "
+            "downloads weights: fetch the ImageNet checkpoint once (e.g. with timm on a "
+            "machine with internet: timm.create_model(name, pretrained=True) then "
+            "torch.save(model.state_dict(), 'name.pth')) and point MODEL.BACKBONE.WEIGHTS "
+            "at the local file."
+        )
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise RuntimeError(f"Cannot read {what} weights {path!r}: {e}") from e
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    own = module.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise RuntimeError(
+            f"{what} weights {path!r} share no parameter name/shape with the model "
+            f"(first keys in file: {list(state)[:5]}, in model: {list(own)[:5]})"
+        )
+    missing = [k for k in own if k not in usable]
+    module.load_state_dict(usable, strict=False)
+    logger.info(
+        "Loaded %d/%d %s tensors from %s (%d not in the file, e.g. %s)",
+        len(usable), len(own), what, path, len(missing), missing[:3],
+    )  # fmt: skip
+
+
+@BACKBONE_REGISTRY.register()
+class TimmBackbone(Backbone):
+    """Any timm model created with ``features_only=True``.
+
+    forward: images (B, 3, H, W) -> {"res<k>": (B, C_k, H / 2^k, W / 2^k)}.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        out_indices: Sequence[int] = (1, 2, 3, 4),
+        weights: str = "",
+        pretrained: bool = False,
+        freeze_at: int = 0,
+        timm_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if pretrained and not weights:
+            raise ValueError(
+                f"MODEL.BACKBONE.PRETRAINED is True for {model_name} but MODEL.BACKBONE.WEIGHTS "
+                "is empty. vps_d2 never downloads at run time: save the pretrained state dict "
+                "to a local file and set MODEL.BACKBONE.WEIGHTS to it (or set PRETRAINED False "
+                "for random init)."
+            )
+        try:
+            self.body = timm.create_model(
+                model_name,
+                pretrained=False,
+                features_only=True,
+                out_indices=tuple(out_indices),
+                **(timm_kwargs or {}),
+            )
+        except RuntimeError as e:
+            raise ValueError(f"MODEL.BACKBONE.TIMM_NAME: timm cannot build {model_name!r}: {e}")
+        if weights:
+            load_backbone_weights(self.body, weights)
+        info = self.body.feature_info
+        self._names = [_level_name(r) for r in info.reduction()]
+        self._shapes = {
+            n: ShapeSpec(channels=c, stride=r)
+            for n, c, r in zip(self._names, info.channels(), info.reduction())
+        }
+        self.model_name = model_name
+        self._freeze(freeze_at)
+
+    def _freeze(self, freeze_at: int) -> None:
+        if freeze_at <= 0:
+            return
+        # Freeze every parameter computed before the end of the freeze_at-th level.
+        stop = self.body.feature_info.module_name()[min(freeze_at, len(self._names)) - 1]
+        for name, module in self.body.named_children():
+            for p in module.parameters():
+                p.requires_grad_(False)
+            if name == stop.split(".")[0]:
+                break
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        b = cfg.MODEL.BACKBONE
+        return {
+            "model_name": b.TIMM_NAME,
+            "out_indices": tuple(b.OUT_INDICES),
+            "weights": b.WEIGHTS,
+            "pretrained": b.PRETRAINED,
+            "freeze_at": b.FREEZE_AT,
+            "timm_kwargs": _parse_kwargs(b.TIMM_KWARGS),
+        }
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.body(x)
+        return dict(zip(self._names, feats))
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        return dict(self._shapes)
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)
+    )
+
+
+@BACKBONE_REGISTRY.register()
+class SmallCNN(Backbone):
+    """Four-stage CNN (strides 4, 8, 16, 32) for tests and CPU runs on the sample data.
+
+    forward: (B, 3, H, W) -> {"res2": (B, C0, H/4, W/4), ..., "res5": (B, C3, H/32, W/32)}.
+    """
+
+    @configurable
+    def __init__(self, *, channels: Sequence[int] = (16, 32, 64, 128), weights: str = "") -> None:
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"MODEL.BACKBONE.SMALL_CNN_CHANNELS needs 4 values, got {channels}")
+        c = list(channels)
+        self.stem = nn.Sequential(_conv_bn_relu(3, c[0], 2), _conv_bn_relu(c[0], c[0], 2))
+        self.stages = nn.ModuleList(
+            [nn.Sequential(_conv_bn_relu(c[i], c[i + 1], 2), _conv_bn_relu(c[i + 1], c[i + 1], 1))
+             for i in range(3)]
+        )  # fmt: skip
+        self._shapes = {f"res{i + 2}": ShapeSpec(c[i], 2 ** (i + 2)) for i in range(4)}
+        if weights:
+            load_backbone_weights(self, weights)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        return {
+            "channels": tuple(cfg.MODEL.BACKBONE.SMALL_CNN_CHANNELS),
+            "weights": cfg.MODEL.BACKBONE.WEIGHTS,
+        }
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        x = self.stem(x)
+        out["res2"] = x
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            out[f"res{i + 3}"] = x
+        return out
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        return dict(self._shapes)

@@ -1,0 +1,41 @@
+"""META_ARCH_REGISTRY and build_model, as in Detectron2."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from fvcore.common.registry import Registry
+
+__all__ = ["META_ARCH_REGISTRY", "build_model"]
+
+logger = logging.getLogger(__name__)
+
+META_ARCH_REGISTRY = Registry("META_ARCH")
+META_ARCH_REGISTRY.__doc__ = """
+Registry for meta-architectures (whole models). A registered class is built with
+``cls(cfg)`` and follows the protocol of :class:`vps_d2.modeling.VideoMetaArch`.
+"""
+
+
+def resolve_device(name: str) -> torch.device:
+    """MODEL.DEVICE -> torch.device, falling back to the CPU (with a warning) without CUDA."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("MODEL.DEVICE is %r but CUDA is not available: using the CPU", name)
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def build_model(cfg) -> torch.nn.Module:
+    """Build ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE`` (no weights loaded)."""
+    name = cfg.MODEL.META_ARCHITECTURE
+    try:
+        cls = META_ARCH_REGISTRY.get(name)
+    except KeyError as e:
+        raise KeyError(
+            f"MODEL.META_ARCHITECTURE = {name!r} is not registered; available: "
+            f"{sorted(k for k, _ in META_ARCH_REGISTRY)}"
+        ) from e
+    model = cls(cfg)
+    model.to(resolve_device(cfg.MODEL.DEVICE))
+    return model
