@@ -37,10 +37,17 @@ def _add_video_sections(cfg: CN) -> None:
     cfg.INPUT.CLIP.LENGTH = 1
     # "online": the reference frame is the last of the clip and the others precede it
     # (what an online method may see); "window": the reference frame is anywhere in a
-    # window of neighbouring frames (clip methods).
+    # window of neighbouring frames (clip methods); "triplet": (memory, neighbour,
+    # current) as SALI trains, LENGTH must be 3.
     cfg.INPUT.CLIP.SAMPLING = "online"
     # Largest gap, in frames, between two consecutive frames of a clip (1 = adjacent).
     cfg.INPUT.CLIP.MAX_SKIP = 1
+    # "triplet" sampling (SALI): the first frame of the clip is a memory frame drawn from
+    # the MEMORY_RANGE frames before the neighbour/current pair ...
+    cfg.INPUT.CLIP.MEMORY_RANGE = 5
+    # ... and the neighbour is current + NEIGHBOUR_OFFSET (-1: previous frame, online;
+    # +1: next frame, as SALI's public code).
+    cfg.INPUT.CLIP.NEIGHBOUR_OFFSET = -1
 
     # Evaluation (SUN-SEG toolbox protocol).
     cfg.TEST.VPS = CN()
