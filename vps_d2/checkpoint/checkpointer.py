@@ -1,0 +1,112 @@
+"""fvcore's Checkpointer with atomic writes and clear errors.
+
+Every file (``model_XXXXXXX.pth``, ``model_final.pth``, ``last_checkpoint``) is written to
+a temporary file in the same folder, flushed to disk and renamed over its target, so a
+process killed mid-write never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import torch
+from fvcore.common.checkpoint import Checkpointer
+
+__all__ = ["VPSCheckpointer", "atomic_write_bytes", "load_model_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_write_bytes(path: str, write_fn) -> None:
+    """Call ``write_fn(fileobj)`` on a temp file next to ``path``, then rename it to ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class VPSCheckpointer(Checkpointer):
+    """Checkpointer(model, save_dir, **checkpointables) with atomic saves and strict loads."""
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data: dict[str, Any] = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", save_file)
+        atomic_write_bytes(save_file, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write_bytes(path, lambda f: f.write(last_filename_basename.encode()))
+
+    def _load_file(self, f: str) -> dict[str, Any]:
+        try:
+            data = torch.load(f, map_location=torch.device("cpu"), weights_only=False)
+        except Exception as e:  # noqa: BLE001 - re-raised naming the file
+            raise RuntimeError(f"Cannot read checkpoint {f!r} (corrupt or not a torch file): {e}")
+        if isinstance(data, dict) and "model" not in data:
+            if all(isinstance(v, torch.Tensor) for v in data.values()):
+                data = {"model": data}  # a bare state dict
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            raise RuntimeError(f"Checkpoint {f!r} holds no model state dict")
+        return data
+
+    def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
+        if not path:
+            raise FileNotFoundError("No checkpoint path given (MODEL.WEIGHTS is empty)")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Checkpoint not found: {path!r} (MODEL.WEIGHTS)")
+        return super().load(path, checkpointables=checkpointables)
+
+
+def load_model_weights(model: torch.nn.Module, path: str, strict: bool = True) -> None:
+    """Load a checkpoint's model weights for evaluation or the demo.
+
+    Raises:
+        FileNotFoundError: ``path`` is empty or does not exist.
+        RuntimeError: unreadable file, or (``strict``) parameters missing from the file or
+            with other shapes than the model's: the message lists them.
+    """
+    ckpt = VPSCheckpointer(model, save_to_disk=False)
+    if not path:
+        raise FileNotFoundError("MODEL.WEIGHTS is empty: pass the checkpoint to evaluate")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL.WEIGHTS file not found: {path!r}")
+    checkpoint = ckpt._load_file(path)
+    incompatible = ckpt._load_model(checkpoint)
+    problems = []
+    wrong_shape = {k for k, _, _ in incompatible.incorrect_shapes}
+    missing = [k for k in incompatible.missing_keys if k not in wrong_shape]
+    if missing:
+        problems.append(f"missing in the file: {missing[:10]}")
+    if incompatible.incorrect_shapes:
+        shapes = [f"{k}: file {a} vs model {b}" for k, a, b in incompatible.incorrect_shapes[:10]]
+        problems.append(f"shape mismatch: {shapes}")
+    if strict and problems:
+        raise RuntimeError(
+            f"MODEL.WEIGHTS {path!r} does not match the model "
+            f"({type(model).__name__}): " + "; ".join(problems)
+            + ". Was it trained with another config?"
+        )
+    if incompatible.unexpected_keys:
+        logger.warning("Keys in %s not used by the model: %s", path,
+                       incompatible.unexpected_keys[:10])  # fmt: skip
+    logger.info("Loaded model weights from %s", path)
