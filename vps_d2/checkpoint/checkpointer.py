@@ -40,7 +40,8 @@ def atomic_write_bytes(path: str, write_fn) -> None:
 class VPSCheckpointer(Checkpointer):
     """Checkpointer(model, save_dir, **checkpointables) with atomic saves and strict loads."""
 
-    def save(self, name: str, **kwargs: Any) -> None:
+    def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
+        """Save ``name.pth`` atomically; ``tag_last`` also points last_checkpoint at it."""
         if not self.save_dir or not self.save_to_disk:
             return
         data: dict[str, Any] = {"model": self.model.state_dict()}
@@ -51,7 +52,8 @@ class VPSCheckpointer(Checkpointer):
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
         atomic_write_bytes(save_file, lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
+        if tag_last:
+            self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")

@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Train or evaluate a vps_d2 model (Detectron2's tools/train_net.py interface).
+
+  python tools/train_net.py --config-file configs/sample/baseline.yaml
+  python tools/train_net.py --config-file configs/sample/baseline.yaml --resume
+  python tools/train_net.py --config-file configs/sample/baseline.yaml --eval-only \
+      MODEL.WEIGHTS output/sample_baseline/model_final.pth
+  python tools/train_net.py --config-file C.yaml --num-gpus 8 --num-machines 2 \
+      --machine-rank 0 --dist-url tcp://10.0.0.1:23456
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import vps_d2  # noqa: F401  (registers datasets, backbones, models in every process)
+from vps_d2.checkpoint import load_model_weights
+from vps_d2.config import ConfigError
+from vps_d2.engine import (
+    NonFiniteLossError,
+    Trainer,
+    default_argument_parser,
+    default_setup,
+    launch,
+    setup_cfg,
+)
+from vps_d2.engine.launch import accelerator_from_cfg, precision_from_cfg
+
+logger = logging.getLogger("vps_d2.tools.train_net")
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        load_model_weights(model, cfg.MODEL.WEIGHTS)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    return None
+
+
+def cli(argv=None) -> int:
+    args = default_argument_parser().parse_args(argv)
+    try:
+        cfg = setup_cfg(args)  # validate the config before starting any process
+    except ConfigError as e:
+        print(f"Config error: {e}", file=sys.stderr)
+        return 2
+    acc = accelerator_from_cfg(cfg)
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+            accelerator=acc,
+            precision=precision_from_cfg(cfg, acc),
+        )
+    except (FileNotFoundError, ConfigError, NonFiniteLossError, KeyError, ValueError) as e:
+        # Problems in the user's input: one clear line, no traceback.
+        print(f"Error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,108 @@
+"""Detectron2's command-line conventions: argument parser, config set-up, default_setup."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import torch
+
+from vps_d2.config import CfgNode, add_vps_config, get_cfg
+from vps_d2.utils import comm
+from vps_d2.utils.env import collect_env_info, seed_all_rng
+from vps_d2.utils.logger import setup_logger
+
+__all__ = ["default_argument_parser", "default_setup", "setup_cfg"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
+    """Detectron2's flags: --config-file, --resume, --eval-only, --num-gpus, --num-machines,
+    --machine-rank, --dist-url and trailing KEY VALUE opts."""
+    parser = argparse.ArgumentParser(
+        epilog=epilog
+        or (
+            "Examples:\n"
+            "  python tools/train_net.py --config-file configs/sample/baseline.yaml\n"
+            "  python tools/train_net.py --config-file cfg.yaml --eval-only MODEL.WEIGHTS m.pth\n"
+            "  python tools/train_net.py --config-file cfg.yaml --num-gpus 8 --num-machines 2 "
+            "--machine-rank 0 --dist-url tcp://10.0.0.1:23456\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUTPUT_DIR/last_checkpoint (iteration, optimizer, scheduler) "
+        "if it exists; otherwise start from MODEL.WEIGHTS",
+    )
+    parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS only")
+    parser.add_argument(
+        "--num-gpus",
+        type=int,
+        default=1,
+        help="processes per machine: GPUs, or CPU processes (gloo) when CUDA is unavailable",
+    )
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument(
+        "--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)"
+    )
+    parser.add_argument(
+        "--dist-url",
+        default="auto",
+        help="initialization URL for multi-machine runs: tcp://HOST:PORT of machine 0; "
+        "'auto' picks a free local port (single machine)",
+    )
+    parser.add_argument(
+        "opts",
+        default=None,
+        nargs=argparse.REMAINDER,
+        help="Modify config options at the end of the command: KEY VALUE pairs, e.g. "
+        "SOLVER.MAX_ITER 100 OUTPUT_DIR out/",
+    )
+    return parser
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    """get_cfg -> add_vps_config -> merge --config-file -> merge opts -> freeze."""
+    cfg = get_cfg()
+    add_vps_config(cfg)
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(list(args.opts or []))
+    cfg.freeze()
+    return cfg
+
+
+def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
+    """Per-process set-up: OUTPUT_DIR, log.txt, config.yaml dump, seed, env summary,
+    dataset options (so spawned processes see the same catalog)."""
+    from vps_d2.checkpoint import atomic_write_bytes
+    from vps_d2.data.datasets import configure_datasets
+
+    output_dir = cfg.OUTPUT_DIR
+    rank = comm.get_rank()
+    if rank == 0 and output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+    comm.synchronize()
+    setup_logger(output_dir, distributed_rank=rank)
+    logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
+    logger.info("Environment info:\n%s", collect_env_info())
+    if args is not None:
+        logger.info("Command line: %s", " ".join(sys.argv))
+        logger.info("Command line arguments: %s", args)
+        if getattr(args, "config_file", ""):
+            with open(args.config_file, encoding="utf-8") as f:
+                logger.info("Contents of args.config_file=%s:\n%s", args.config_file, f.read())
+    if rank == 0 and output_dir:
+        path = os.path.join(output_dir, "config.yaml")
+        atomic_write_bytes(path, lambda f: f.write(cfg.dump().encode()))
+        logger.info("Full config saved to %s", path)
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
+    configure_datasets(cfg)

@@ -1,0 +1,135 @@
+"""Process launch through Lightning Fabric (Detectron2's ``launch`` signature).
+
+One process per device on each machine: GPUs when CUDA is available, otherwise CPU
+processes communicating over gloo. Multi-node runs take ``--num-machines``,
+``--machine-rank`` and ``--dist-url tcp://HOST:PORT`` exactly as in Detectron2; they are
+handed to Fabric as MASTER_ADDR / MASTER_PORT / NODE_RANK.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from lightning_fabric import Fabric
+from lightning_fabric.strategies import DDPStrategy
+
+__all__ = ["get_fabric", "launch", "make_fabric", "precision_from_cfg"]
+
+logger = logging.getLogger(__name__)
+
+_FABRIC: Fabric | None = None
+
+
+def get_fabric() -> Fabric | None:
+    """The Fabric of this process (set by :func:`launch`), or None outside a launch."""
+    return _FABRIC
+
+
+def _set_fabric(fabric: Fabric | None) -> None:
+    global _FABRIC
+    _FABRIC = fabric
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def precision_from_cfg(cfg, accelerator: str) -> str:
+    """SOLVER.AMP.ENABLED -> a Fabric precision ("16-mixed" on CUDA, "bf16-mixed" on CPU)."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return "32-true"
+    return "16-mixed" if accelerator == "cuda" else "bf16-mixed"
+
+
+def accelerator_from_cfg(cfg) -> str:
+    """MODEL.DEVICE -> "cuda" when asked for and available, else "cpu"."""
+    import torch
+
+    if cfg.MODEL.DEVICE.startswith("cuda"):
+        if torch.cuda.is_available():
+            return "cuda"
+        logger.warning("MODEL.DEVICE is %r but CUDA is not available: using the CPU",
+                       cfg.MODEL.DEVICE)  # fmt: skip
+    return "cpu"
+
+
+def make_fabric(
+    num_devices: int = 1,
+    num_machines: int = 1,
+    accelerator: str = "cpu",
+    precision: str = "32-true",
+) -> Fabric:
+    """A Fabric for ``num_devices`` processes per machine (DDP when more than one)."""
+    world = num_devices * num_machines
+    strategy: Any = "auto"
+    if world > 1:
+        strategy = DDPStrategy(start_method="spawn", find_unused_parameters=False)
+    return Fabric(
+        accelerator=accelerator,
+        devices=num_devices,
+        num_nodes=num_machines,
+        strategy=strategy,
+        precision=precision,
+    )
+
+
+def _worker(fabric: Fabric, main_func: Callable, args: tuple) -> Any:
+    _set_fabric(fabric)
+    return main_func(*args)
+
+
+def launch(
+    main_func: Callable,
+    num_gpus_per_machine: int,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str | None = None,
+    args: tuple = (),
+    accelerator: str = "auto",
+    precision: str = "32-true",
+) -> Any:
+    """Run ``main_func(*args)`` in every process of the job.
+
+    Args:
+        num_gpus_per_machine: processes per machine (GPUs, or CPU processes without CUDA).
+        num_machines, machine_rank: the multi-node layout (Detectron2's flags).
+        dist_url: ``tcp://HOST:PORT`` of machine 0, or "auto" (a free local port; single
+            machine only).
+        accelerator: "cuda", "cpu" or "auto" (CUDA when available).
+        precision: a Fabric precision ("32-true", "16-mixed", "bf16-mixed").
+    """
+    import torch
+
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    if accelerator == "cuda" and num_gpus_per_machine > torch.cuda.device_count():
+        raise ValueError(
+            f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} CUDA "
+            "devices are visible"
+        )
+    if num_gpus_per_machine < 1 or num_machines < 1:
+        raise ValueError("--num-gpus and --num-machines must be >= 1")
+    if not 0 <= machine_rank < num_machines:
+        raise ValueError(f"--machine-rank {machine_rank} not in [0, {num_machines})")
+    world = num_gpus_per_machine * num_machines
+    if world > 1:
+        if not dist_url or dist_url == "auto":
+            if num_machines > 1:
+                raise ValueError("--dist-url auto only works on one machine; give tcp://HOST:PORT")
+            host, port = "127.0.0.1", _free_port()
+        else:
+            url = urlparse(dist_url)
+            if url.scheme != "tcp" or not url.hostname or not url.port:
+                raise ValueError(f"--dist-url must look like tcp://HOST:PORT, got {dist_url!r}")
+            host, port = url.hostname, url.port
+        os.environ["MASTER_ADDR"] = host
+        os.environ["MASTER_PORT"] = str(port)
+        os.environ["NODE_RANK"] = str(machine_rank)
+    fabric = make_fabric(num_gpus_per_machine, num_machines, accelerator, precision)
+    return fabric.launch(_worker, main_func, args)
