@@ -12,7 +12,8 @@ Video record (one per video/case; what every registered dataset loader returns):
         "frame_names": list[str],     # file stems, e.g. "..._image0001"
         "class_id": int,              # pathological class (CLASS_NAMES index), -1 unknown
         "class_name": str,            # "" when unknown
-        "boxes": list[list[float] | None],  # per frame [x_min, y_min, w, h] in pixels
+        "boxes": Sequence[list[float] | None],  # per frame [x_min, y_min, w, h] in
+                                      # pixels (a lazy MaskBoxes when derived from masks)
     }
 
 Training mapper output (one clip of T frames, augmentation shared by all frames)::
@@ -44,5 +45,7 @@ CLASS_NAMES = (
     "sessile_serrated_lesion",
     "invasive_cancer",
 )
+
+from . import datasets  # noqa: E402,F401  (registers the built-in datasets at import)
 
 __all__ = ["CLASS_NAMES", "DatasetCatalog", "Metadata", "MetadataCatalog"]
