@@ -11,6 +11,7 @@ from .hooks import (
     ProgressBar,
 )
 from .launch import get_fabric, launch, make_fabric
+from .predictor import LatencyStats, VideoPredictor
 from .train_loop import HookBase, NonFiniteLossError, TrainerBase
 from .trainer import Trainer
 
@@ -20,12 +21,14 @@ __all__ = [
     "HookBase",
     "IterationTimer",
     "LRScheduler",
+    "LatencyStats",
     "NonFiniteLossError",
     "PeriodicCheckpointer",
     "PeriodicWriter",
     "ProgressBar",
     "Trainer",
     "TrainerBase",
+    "VideoPredictor",
     "default_argument_parser",
     "default_setup",
     "get_fabric",

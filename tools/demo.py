@@ -1,0 +1,262 @@
+#!/usr/bin/env python
+"""Run a trained vps_d2 model on a video, a frame folder or a webcam and draw its masks.
+
+Detectron2's demo flags (--config-file, --video-input, --input, --webcam, --output,
+--confidence-threshold, --opts) plus --overlay, --gt, --save-frames, --contact-sheet,
+--max-frames and --fps. Frames are streamed: memory does not grow with the video's length.
+
+Examples::
+
+    python tools/demo.py --config-file configs/sample/baseline.yaml \
+        --video-input colonoscopy.mp4 --output out/demo.mp4 \
+        --opts MODEL.WEIGHTS output/sample_baseline/model_final.pth
+    python tools/demo.py --config-file configs/sample/baseline.yaml \
+        --input datasets/vps-sample/TestEasyDataset/Unseen/Frame/case3_1 \
+        --gt datasets/vps-sample/TestEasyDataset/Unseen/GT/case3_1 \
+        --output out/case3_1.mp4 --overlay contour \
+        --opts MODEL.WEIGHTS output/sample_baseline/model_final.pth
+
+Exit status: 0 on success, 1 on an error (the message says what and where), 2 on bad
+flags, 130 when interrupted. An interrupted or failed run leaves no partial output video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+try:
+    import vps_d2  # noqa: F401
+except ImportError:  # running from a source checkout without installing
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from vps_d2.config import ConfigError
+from vps_d2.data.io import is_image_file
+from vps_d2.data.video_io import (
+    VIDEO_EXTENSIONS,
+    VideoReader,
+    VideoWriter,
+    check_output_path,
+    frame_to_bgr,
+    read_gt_mask,
+    write_image,
+)
+from vps_d2.engine.defaults import setup_cfg
+from vps_d2.engine.predictor import VideoPredictor
+from vps_d2.utils.logger import setup_logger
+from vps_d2.visualization import OVERLAY_MODES, ContactSheet, Visualizer
+
+logger = logging.getLogger("vps_d2.demo")
+
+SHEET_TILES = 12  # frames in the contact sheet (4 columns x 3 rows)
+SHEET_TILE_WIDTH = 240  # pixels per panel of a tile (two panels with --gt)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="vps_d2 video polyp segmentation demo",
+        epilog=__doc__.split("Examples::")[1] if "Examples::" in __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video-input", metavar="FILE", help="a video file (mp4/avi/mkv ...)")
+    src.add_argument(
+        "--input",
+        nargs="+",
+        metavar="PATH",
+        help="a frame folder, a glob pattern (quote it) or a list of images; frames are put "
+        "in temporal order (SUN-SEG stems, numeric stems), not in the shell's order",
+    )
+    src.add_argument("--webcam", action="store_true", help="read camera 0")
+    parser.add_argument(
+        "--output",
+        metavar="PATH",
+        help="a video file (.mp4/.avi/.mkv: written at the source fps and size; twice the "
+        "width with --gt) or a folder for per-frame images",
+    )
+    parser.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
+        help="mask threshold: pixels with probability >= this are drawn as polyp",
+    )
+    parser.add_argument(
+        "--overlay", choices=OVERLAY_MODES, default="mask", help="how the prediction is drawn"
+    )
+    parser.add_argument(
+        "--gt",
+        metavar="DIR",
+        help="folder of ground-truth masks matched to frames by stem (by frame number for a "
+        "video); drawn to the right of the prediction",
+    )
+    parser.add_argument(
+        "--save-frames",
+        action="store_true",
+        help="with a video --output, also write every drawn frame to <output>_frames/",
+    )
+    parser.add_argument(
+        "--contact-sheet",
+        metavar="FILE.png",
+        help="grid of 12 evenly spaced drawn frames (default: <output>_contact_sheet.png, "
+        "or contact_sheet.png in an output folder)",
+    )
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate of the output video (default: the source's; 30 for frame folders)",
+    )
+    parser.add_argument(
+        "--opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        help="Modify config options using the command-line 'KEY VALUE' pairs",
+    )
+    return parser
+
+
+def _is_video_path(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
+    """(video file, frame folder, contact sheet) paths, each checked writable, or None."""
+    video = frames_dir = sheet = None
+    if args.output:
+        out = os.path.abspath(os.path.expanduser(args.output))
+        if _is_video_path(out):
+            video = check_output_path(out)
+            if args.save_frames:
+                frames_dir = check_output_path(os.path.splitext(out)[0] + "_frames", is_dir=True)
+            sheet = os.path.splitext(out)[0] + "_contact_sheet.png"
+        elif is_image_file(out):
+            raise ValueError(
+                f"--output {args.output!r} is an image file name: give a video file "
+                f"({'/'.join(VIDEO_EXTENSIONS[:3])}) or a folder for per-frame images"
+            )
+        else:
+            frames_dir = check_output_path(out, is_dir=True)
+            sheet = os.path.join(frames_dir, "contact_sheet.png")
+    if args.contact_sheet:
+        sheet = args.contact_sheet
+    if sheet is not None:
+        if os.path.splitext(sheet)[1].lower() not in (".png", ".jpg", ".jpeg"):
+            raise ValueError(f"--contact-sheet {sheet!r} must end in .png or .jpg")
+        sheet = check_output_path(sheet)
+    if video is None and frames_dir is None and sheet is None:
+        raise ValueError("Nothing to write: give --output (a video file or a folder) "
+                         "and/or --contact-sheet")  # fmt: skip
+    return video, frames_dir, sheet
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The demo proper; returns a summary dict. Raises on any error."""
+    if args.max_frames is not None and args.max_frames <= 0:
+        raise ValueError(f"--max-frames must be positive, got {args.max_frames}")
+    cfg = setup_cfg(argparse.Namespace(config_file=args.config_file, opts=args.opts))
+    source = args.video_input if args.video_input else (0 if args.webcam else args.input)
+    if args.video_input and not os.path.isfile(args.video_input):
+        raise FileNotFoundError(f"--video-input not found: {args.video_input!r}")
+    reader = VideoReader(source, format=cfg.INPUT.FORMAT, gt_dir=args.gt,
+                         max_frames=args.max_frames, fps=args.fps)  # fmt: skip
+    try:
+        video_path, frames_dir, sheet_path = _outputs(args)
+        predictor = VideoPredictor(cfg)
+        with_gt = args.gt is not None
+        vis = Visualizer(overlay=args.overlay, threshold=args.confidence_threshold)
+        size = (reader.width * (2 if with_gt else 1), reader.height)
+        logger.info(
+            "Input %s: %s frames, %dx%d, %.3g fps%s", reader.source,
+            reader.num_frames if reader.num_frames is not None else "unknown",
+            reader.width, reader.height, reader.fps, " (+ GT side by side)" if with_gt else "",
+        )  # fmt: skip
+        sheet = ContactSheet(num_tiles=SHEET_TILES, cols=4, total=reader.num_frames,
+                             tile_width=SHEET_TILE_WIDTH * (2 if with_gt else 1))  # fmt: skip
+        writer = VideoWriter(video_path, fps=reader.fps, frame_size=size) if video_path else None
+        t0 = time.perf_counter()
+        try:
+            n = _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt)
+            if n == 0:
+                raise ValueError(f"No frame could be read from {reader.source}")
+            final_video = writer.close() if writer is not None else None
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        sheet_file = sheet.save(sheet_path) if sheet_path else None
+    finally:
+        reader.close()
+    summary = {
+        "frames": n,
+        "video": final_video,
+        "frames_dir": frames_dir,
+        "contact_sheet": sheet_file,
+        "fps": reader.fps,
+        "size": size,
+        "latency_ms": predictor.latency.mean_ms,
+        "wall_s": time.perf_counter() - t0,
+    }
+    logger.info("Latency: %s", predictor.latency.summary())
+    for key in ("video", "frames_dir", "contact_sheet"):
+        if summary[key]:
+            logger.info("Wrote %s: %s", key.replace("_", " "), summary[key])
+    return summary
+
+
+def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) -> int:
+    """Predict, draw and write every frame; returns how many. Ctrl-C ends a webcam run."""
+    import cv2
+    from tqdm import tqdm
+
+    n, warned = 0, False
+    with tqdm(total=reader.num_frames, unit="frame", desc="demo", dynamic_ncols=True) as bar:
+        try:
+            for frame, out in predictor.run(reader):
+                image = frame_to_bgr(frame["image"], predictor.input_format)
+                gt = read_gt_mask(frame["gt_file_name"], *image.shape[:2]) if with_gt else None
+                drawn = vis.draw_frame(image, out, frame_index=frame["frame_index"],
+                                       latency_ms=out["latency_ms"], gt_mask=gt,
+                                       with_gt=with_gt)  # fmt: skip
+                if writer is not None:
+                    if (drawn.shape[1], drawn.shape[0]) != size:
+                        if not warned:
+                            logger.warning("Frame %s is %dx%d, the video %dx%d: resizing",
+                                           frame["file_name"], drawn.shape[1], drawn.shape[0],
+                                           *size)  # fmt: skip
+                            warned = True
+                        drawn = cv2.resize(drawn, size, interpolation=cv2.INTER_AREA)
+                    writer.write(drawn)
+                if frames_dir is not None:
+                    write_image(os.path.join(frames_dir, frame["frame_name"] + ".jpg"), drawn)
+                sheet.add(frame["frame_index"], drawn)
+                n += 1
+                bar.update(1)
+        except KeyboardInterrupt:
+            if reader.kind != "webcam":
+                raise
+            logger.info("Stopped by the user after %d camera frames", n)
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logger()
+    logger.info("Arguments: %s", args)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("Interrupted: no partial output video was kept.", file=sys.stderr)
+        return 130
+    except (ConfigError, FileNotFoundError, OSError, ValueError, RuntimeError, KeyError) as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

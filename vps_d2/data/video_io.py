@@ -1,0 +1,553 @@
+"""Reading a video as a stream of test frames, and writing videos that are never half-done.
+
+:class:`VideoReader` opens a video file (``.mp4``, ``.avi``, ``.mkv`` ...), a folder of
+frames, a glob pattern or a list of image files, or a webcam, and yields the *test frame
+dicts* of :mod:`vps_d2.data` one at a time, in temporal order:
+
+* frames are decoded lazily, so memory does not grow with the video's length;
+* frame folders, globs and image lists are put in order with
+  :func:`vps_d2.data.frame_order.sort_frames` (SUN-SEG stems, numeric stems), never with
+  the lexical order of a shell glob;
+* the source frame rate is read from the container (``fps``), never hard-coded.
+
+:class:`VideoWriter` writes BGR frames with OpenCV. It tries a list of codecs (``mp4v``,
+then ``MJPG`` in an ``.avi``) and a codec counts as working only when the OpenCV writer
+opens *and* a test frame written with it gives a non-empty file that reads back; the
+fallback therefore fires whenever the first codec is unusable, not only when OpenCV
+reports it. Frames go to a hidden temporary file in the output folder which is renamed
+over the output on success and removed on failure, so a partial video is never left where
+the finished one is expected.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from .frame_order import sort_frames
+from .io import is_image_file, read_image, read_mask
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "VideoReader",
+    "VideoWriter",
+    "check_output_path",
+    "codec_candidates",
+    "frame_to_bgr",
+    "read_gt_mask",
+    "write_image",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File extensions (lower case) treated as video containers.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm")
+#: Frame rate used for frame folders and cameras that do not report one.
+DEFAULT_FPS = 30.0
+
+_GLOB_CHARS = ("*", "?", "[")
+
+
+# ---------------------------------------------------------------------------- #
+# Reading
+# ---------------------------------------------------------------------------- #
+def _expand_images(items: Sequence[str]) -> list[str]:
+    """Image paths of ``items`` (image files, folders, glob patterns), duplicates removed."""
+    paths: list[str] = []
+    for item in items:
+        item = os.path.expanduser(str(item))
+        if os.path.isdir(item):
+            found = [os.path.join(item, n) for n in os.listdir(item) if is_image_file(n)]
+            if not found:
+                raise ValueError(f"No image files in the frame folder {item!r}")
+            paths.extend(found)
+        elif any(c in item for c in _GLOB_CHARS) and not os.path.exists(item):
+            found = [p for p in glob.glob(item) if is_image_file(p) and os.path.isfile(p)]
+            if not found:
+                raise ValueError(f"The glob pattern {item!r} matches no image file")
+            paths.extend(found)
+        elif os.path.isfile(item):
+            if not is_image_file(item):
+                raise ValueError(
+                    f"{item!r} is not an image file (expected one of .jpg .png .bmp .tif); "
+                    "use --video-input for a video"
+                )
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"Input not found: {item!r}")
+    seen: set[str] = set()
+    unique = []
+    for p in paths:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _case_of(paths: Sequence[str]) -> str:
+    """The folder name shared by all ``paths`` (the SUN case), or ""."""
+    parents = {os.path.basename(os.path.dirname(os.path.abspath(p))) for p in paths}
+    return parents.pop() if len(parents) == 1 else ""
+
+
+def _gt_index(gt_dir: str) -> tuple[dict[str, str], dict[int, str]]:
+    """``({stem: path}, {last number in the stem: path})`` of the masks in ``gt_dir``."""
+    by_stem: dict[str, str] = {}
+    for name in os.listdir(gt_dir):
+        path = os.path.join(gt_dir, name)
+        if is_image_file(name) and os.path.isfile(path):
+            stem = os.path.splitext(name)[0]
+            if stem in by_stem:
+                raise ValueError(
+                    f"Two ground-truth files with the stem {stem!r} in {gt_dir!r}: "
+                    f"{os.path.basename(by_stem[stem])} and {name}"
+                )
+            by_stem[stem] = path
+    by_number: dict[int, str] = {}
+    for stem, path in by_stem.items():
+        digits = "".join(c if c.isdigit() else " " for c in stem).split()
+        if digits:
+            by_number.setdefault(int(digits[-1]), path)
+    return by_stem, by_number
+
+
+class VideoReader:
+    """Iterate the frames of one video as test frame dicts (see :mod:`vps_d2.data`).
+
+    Each item is ``{"image": uint8 Tensor (3, H, W) in ``format`` order, "height": H,
+    "width": W, "video_id", "frame_index" (0-based), "video_length" (-1 when unknown),
+    "file_name", "gt_file_name" (None without a match), "frame_name"}``.
+
+    Frame names: the file stem for image inputs; the 0-based index as ``"%06d"`` for video
+    files and cameras. Ground truth (``gt_dir``, one flat folder of masks) is matched by
+    frame stem, and for video files and cameras by the last number of the mask's stem
+    (= the 0-based frame index).
+
+    Attributes:
+        kind: "video", "frames" or "webcam".
+        fps: the source frame rate (``DEFAULT_FPS`` when the source reports none).
+        width, height: size of the first frame.
+        num_frames: number of frames (after ``max_frames``); for video files the
+            container's count, which some codecs get slightly wrong; None for a camera.
+    """
+
+    def __init__(
+        self,
+        source: str | int | Sequence[str],
+        *,
+        format: str = "RGB",
+        gt_dir: str | None = None,
+        max_frames: int | None = None,
+        fps: float | None = None,
+        video_id: str | None = None,
+    ) -> None:
+        if format not in ("RGB", "BGR"):
+            raise ValueError(f"VideoReader: format must be 'RGB' or 'BGR', got {format!r}")
+        if max_frames is not None and max_frames <= 0:
+            raise ValueError(f"max_frames must be positive, got {max_frames}")
+        self.format = format
+        self.max_frames = max_frames
+        self._paths: list[str] = []
+        self._cap: cv2.VideoCapture | None = None
+        self._first: np.ndarray | None = None
+        src_fps: float | None = None
+        count: int | None = None
+
+        if isinstance(source, int) and not isinstance(source, bool):
+            self.kind = "webcam"
+            self.source = f"camera {source}"
+            cap = cv2.VideoCapture(source)
+            ok, first = cap.read() if cap.isOpened() else (False, None)
+            if not ok or first is None:
+                cap.release()
+                raise RuntimeError(
+                    f"No usable camera at index {source}: cv2.VideoCapture({source}) could not "
+                    "open it or read a frame (is a webcam connected and allowed?)"
+                )
+            self._cap, self._first = cap, first
+            src_fps = cap.get(cv2.CAP_PROP_FPS)
+            self.video_id = video_id or f"webcam{source}"
+        elif isinstance(source, str) and os.path.isfile(source) and not is_image_file(source):
+            self.kind = "video"
+            self.source = source
+            first, src_fps, count = self._probe_video(source)
+            self._first = first
+            self.video_id = video_id or os.path.splitext(os.path.basename(source))[0]
+        else:
+            items = [source] if isinstance(source, str) else list(source)
+            if not items:
+                raise ValueError("VideoReader: no input given (empty list of images)")
+            self.kind = "frames"
+            paths = _expand_images(items)
+            self._paths = sort_frames(paths, _case_of(paths))
+            self.source = items[0] if len(items) == 1 else f"{len(items)} inputs"
+            self._first = read_image(self._paths[0], "BGR")
+            count = len(self._paths)
+            case = _case_of(self._paths)
+            self.video_id = video_id or case or "frames"
+
+        if fps is not None:
+            if not (math.isfinite(fps) and fps > 0):
+                raise ValueError(f"fps must be a positive number, got {fps}")
+            self.fps = float(fps)
+        elif src_fps and math.isfinite(src_fps) and src_fps > 0:
+            self.fps = float(src_fps)
+        else:
+            if self.kind != "frames":
+                logger.warning("%s reports no frame rate; using %.1f fps", self.source,
+                               DEFAULT_FPS)  # fmt: skip
+            self.fps = DEFAULT_FPS
+        self.height, self.width = (int(s) for s in self._first.shape[:2])
+        if count is not None and max_frames is not None:
+            count = min(count, max_frames)
+        self.num_frames = count
+
+        self._gt_by_stem: dict[str, str] = {}
+        self._gt_by_number: dict[int, str] = {}
+        if gt_dir is not None:
+            if not os.path.isdir(gt_dir):
+                raise FileNotFoundError(f"Ground-truth folder not found: {gt_dir!r}")
+            self._gt_by_stem, self._gt_by_number = _gt_index(gt_dir)
+            if not self._gt_by_stem:
+                raise ValueError(f"No mask images in the ground-truth folder {gt_dir!r}")
+
+    @staticmethod
+    def _probe_video(path: str) -> tuple[np.ndarray, float, int | None]:
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"Video file is empty (0 bytes): {path!r}")
+        cap = cv2.VideoCapture(path)
+        try:
+            if not cap.isOpened():
+                raise ValueError(
+                    f"Cannot open video {path!r}: not a video OpenCV can decode, or corrupt"
+                )
+            ok, first = cap.read()
+            if not ok or first is None:
+                raise ValueError(f"Video {path!r} has no readable frame (empty or corrupt)")
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        finally:
+            cap.release()
+        return first, fps, (n if n > 0 else None)
+
+    def __len__(self) -> int:
+        if self.num_frames is None:
+            raise TypeError(f"The number of frames of {self.source} is not known")
+        return self.num_frames
+
+    def gt_file_for(self, frame_name: str, index: int) -> str | None:
+        """Path of the mask of a frame, or None (see the class docstring)."""
+        path = self._gt_by_stem.get(frame_name)
+        if path is None and self.kind != "frames":
+            path = self._gt_by_number.get(index)
+        return path
+
+    def _bgr_frames(self) -> Iterator[tuple[np.ndarray, str, str]]:
+        """(BGR uint8 (H, W, 3), file_name, frame_name) in order, decoded one at a time."""
+        if self.kind == "frames":
+            for i, p in enumerate(self._paths):
+                img = self._first if i == 0 and self._first is not None else read_image(p, "BGR")
+                self._first = None  # the probe frame is used once
+                yield img, p, os.path.splitext(os.path.basename(p))[0]
+            return
+        if self.kind == "webcam":
+            cap = self._cap
+            assert cap is not None
+            i = 0
+            if self._first is not None:
+                first, self._first = self._first, None
+                yield first, self.source, f"{i:06d}"
+                i += 1
+            while cap.isOpened():
+                ok, img = cap.read()
+                if not ok or img is None:
+                    logger.info("Camera stream ended after %d frames", i)
+                    return
+                yield img, self.source, f"{i:06d}"
+                i += 1
+            return
+        cap = cv2.VideoCapture(self.source)
+        self._first = None
+        try:
+            if not cap.isOpened():
+                raise ValueError(f"Cannot re-open video {self.source!r}")
+            i = 0
+            while True:
+                ok, img = cap.read()
+                if not ok or img is None:
+                    break
+                yield img, self.source, f"{i:06d}"
+                i += 1
+            if (
+                self.num_frames is not None
+                and i < self.num_frames
+                and (self.max_frames is None or i < self.max_frames)
+            ):
+                logger.warning("%s: the container announced %d frames, %d could be decoded",
+                               self.source, self.num_frames, i)  # fmt: skip
+        finally:
+            cap.release()
+
+    def __iter__(self) -> Iterator[dict]:
+        length = self.num_frames if self.num_frames is not None else -1
+        n = 0
+        for bgr, file_name, frame_name in self._bgr_frames():
+            if self.max_frames is not None and n >= self.max_frames:
+                break
+            img = bgr if self.format == "BGR" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield {
+                "image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),  # 3,H,W
+                "height": int(img.shape[0]),
+                "width": int(img.shape[1]),
+                "video_id": self.video_id,
+                "frame_index": n,
+                "video_length": length,
+                "file_name": file_name,
+                "gt_file_name": self.gt_file_for(frame_name, n),
+                "frame_name": frame_name,
+            }
+            n += 1
+
+    def close(self) -> None:
+        """Release the camera (video files are opened per iteration and need no close)."""
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def frame_to_bgr(image: torch.Tensor, format: str = "RGB") -> np.ndarray:
+    """Test frame ``"image"`` uint8 (3, H, W) in ``format`` order -> BGR uint8 (H, W, 3)."""
+    arr = np.ascontiguousarray(image.detach().cpu().numpy().transpose(1, 2, 0))
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if format == "RGB" else arr
+
+
+def read_gt_mask(path: str | None, height: int, width: int) -> np.ndarray | None:
+    """The bool (height, width) mask at ``path`` (nearest-resized if its size differs)."""
+    if not path:
+        return None
+    m = read_mask(path)
+    if m.shape != (height, width):
+        logger.warning("Mask %s is %dx%d, the frame %dx%d: resizing it", path, m.shape[1],
+                       m.shape[0], width, height)  # fmt: skip
+        m = cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    return m
+
+
+# ---------------------------------------------------------------------------- #
+# Writing
+# ---------------------------------------------------------------------------- #
+def check_output_path(path: str, *, is_dir: bool = False) -> str:
+    """Make sure ``path`` (a file, or a folder when ``is_dir``) can be written; return it.
+
+    Missing parent folders are created. Raises ``OSError`` subclasses with a message naming
+    the path when a parent is a file, the location is not writable, or a file is expected
+    where a folder exists (or the reverse).
+    """
+    path = os.path.abspath(os.path.expanduser(path))
+    folder = path if is_dir else os.path.dirname(path)
+    if not is_dir and os.path.isdir(path):
+        raise IsADirectoryError(f"Output {path!r} is a folder; give a file name")
+    if is_dir and os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"Output folder {path!r} exists and is a file")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise NotADirectoryError(
+            f"Cannot create the output folder {folder!r}: a parent is a file ({e})"
+        ) from e
+    except PermissionError as e:
+        raise PermissionError(f"Cannot create the output folder {folder!r}: {e}") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"Output folder {folder!r} is not writable")
+    return path
+
+
+def write_image(path: str, image: np.ndarray) -> None:
+    """Write a BGR (H, W, 3) or gray (H, W) uint8 image atomically (temp file + rename)."""
+    from vps_d2.checkpoint import atomic_write_bytes
+
+    ext = os.path.splitext(path)[1].lower() or ".png"
+    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95],
+              ".png": [cv2.IMWRITE_PNG_COMPRESSION, 9]}.get(ext, [])  # fmt: skip
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ValueError(f"Cannot encode an image as {ext!r} for {path!r}")
+    atomic_write_bytes(path, lambda f: f.write(buf.tobytes()))
+
+
+def codec_candidates(path: str) -> list[tuple[str, str]]:
+    """``[(fourcc, extension)]`` to try for ``path``: its own container first, then MJPG/avi."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".avi":
+        return [("MJPG", ".avi"), ("XVID", ".avi")]
+    return [("mp4v", ext or ".mp4"), ("MJPG", ".avi")]
+
+
+def _create_cv_writer(path: str, fourcc: str, fps: float, size: tuple[int, int]):
+    """cv2.VideoWriter (a function so tests can make a codec fail)."""
+    return cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), float(fps), size)
+
+
+def _set_default_mode(path: str) -> None:
+    """Give a mkstemp file (mode 0600) the mode a plain open() would have (0666 & ~umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _temp_path(folder: str, base: str, ext: str, tag: str) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".{tag}{ext}", dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def _probe_codec(
+    folder: str, base: str, fourcc: str, ext: str, fps: float, size: tuple[int, int]
+) -> str | None:
+    """Write one test frame with ``fourcc`` and read it back; None if it works, else why."""
+    tmp = _temp_path(folder, base, ext, "probe")
+    try:
+        w = _create_cv_writer(tmp, fourcc, fps, size)
+        try:
+            if not w.isOpened():
+                return "OpenCV could not open a writer with it"
+            frame = np.zeros((size[1], size[0], 3), np.uint8)
+            frame[:, : size[0] // 2] = (40, 200, 220)
+            w.write(frame)
+        finally:
+            w.release()
+        if not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
+            return "a written test frame produced an empty file"
+        cap = cv2.VideoCapture(tmp)
+        ok = cap.isOpened() and cap.read()[0]
+        cap.release()
+        return None if ok else "the test file could not be read back"
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class VideoWriter:
+    """Write BGR uint8 (H, W, 3) frames to a video file atomically, with codec fallback.
+
+    ``codecs`` (default :func:`codec_candidates`) are tried in order; the first one that
+    passes a test (writer opens, a test frame gives a non-empty file that reads back) is
+    used. When it is not the first, the fallback is logged and the output gets that
+    codec's extension (``demo.mp4`` -> ``demo.avi``); :attr:`path` is the final name.
+    Use as a context manager: on an exception the temporary file is removed and nothing
+    appears at :attr:`path`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        fps: float,
+        frame_size: tuple[int, int],
+        codecs: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"VideoWriter: fps must be a positive number, got {fps}")
+        width, height = (int(s) for s in frame_size)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"VideoWriter: frame_size must be positive (w, h), got {frame_size}")
+        self.requested_path = check_output_path(path)
+        self.fps, self.frame_size = float(fps), (width, height)
+        folder = os.path.dirname(self.requested_path)
+        root, _ = os.path.splitext(self.requested_path)
+        base = os.path.basename(root)
+        failures = []
+        for i, (fourcc, ext) in enumerate(codecs or codec_candidates(self.requested_path)):
+            why = _probe_codec(folder, base, fourcc, ext, self.fps, self.frame_size)
+            if why is None:
+                self.fourcc = fourcc
+                same = ext == os.path.splitext(self.requested_path)[1].lower()
+                self.path = self.requested_path if same else root + ext
+                if i > 0:
+                    logger.warning(
+                        "Video codec fallback: %s. Writing %s with %s instead of %s.",
+                        "; ".join(failures), self.path, fourcc, self.requested_path,
+                    )  # fmt: skip
+                break
+            failures.append(f"{fourcc}/{ext} unusable ({why})")
+        else:
+            raise RuntimeError(
+                f"No video codec works for {self.requested_path!r}: "
+                + "; ".join(failures)
+                + ". Write per-frame images instead (give a folder as the output)."
+            )
+        self._tmp = _temp_path(folder, base, os.path.splitext(self.path)[1], "partial")
+        self._writer = _create_cv_writer(self._tmp, self.fourcc, self.fps, self.frame_size)
+        if not self._writer.isOpened():
+            self.abort()
+            raise RuntimeError(f"Cannot open a {self.fourcc} writer for {self.path!r}")
+        self.count = 0
+        logger.info("Writing %s (%s, %.3g fps, %dx%d)", self.path, self.fourcc, self.fps,
+                    width, height)  # fmt: skip
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one BGR uint8 frame of exactly ``frame_size``."""
+        if self._writer is None:
+            raise RuntimeError(f"VideoWriter for {self.path!r} is closed")
+        w, h = self.frame_size
+        if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"VideoWriter {self.path!r}: expected a uint8 frame of shape {(h, w, 3)}, got "
+                f"{frame.dtype} {frame.shape} (OpenCV would silently drop it)"
+            )
+        self._writer.write(np.ascontiguousarray(frame))
+        self.count += 1
+
+    def close(self) -> str:
+        """Finish the file and move it to :attr:`path`; returns that path."""
+        if self._writer is None:
+            return self.path
+        self._writer.release()
+        self._writer = None
+        if self.count == 0:
+            self._remove_tmp()
+            raise RuntimeError(f"No frame was written to {self.path!r}; nothing saved")
+        if not os.path.isfile(self._tmp) or os.path.getsize(self._tmp) == 0:
+            self._remove_tmp()
+            raise RuntimeError(f"Writing {self.path!r} with {self.fourcc} gave an empty file")
+        _set_default_mode(self._tmp)
+        os.replace(self._tmp, self.path)
+        logger.info("Saved %d frames to %s", self.count, self.path)
+        return self.path
+
+    def _remove_tmp(self) -> None:
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary file (the output is not created)."""
+        if getattr(self, "_writer", None) is not None:
+            self._writer.release()
+            self._writer = None
+        self._remove_tmp()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
