@@ -15,7 +15,7 @@ import logging
 import sys
 
 import vps_d2  # noqa: F401  (registers datasets, backbones, models in every process)
-from vps_d2.checkpoint import load_model_weights
+from vps_d2.checkpoint import CheckpointError, load_model_weights
 from vps_d2.config import ConfigError
 from vps_d2.engine import (
     NonFiniteLossError,
@@ -62,7 +62,14 @@ def cli(argv=None) -> int:
             accelerator=acc,
             precision=precision_from_cfg(cfg, acc),
         )
-    except (FileNotFoundError, ConfigError, NonFiniteLossError, KeyError, ValueError) as e:
+    except (
+        FileNotFoundError,
+        CheckpointError,
+        ConfigError,
+        NonFiniteLossError,
+        KeyError,
+        ValueError,
+    ) as e:
         # Problems in the user's input: one clear line, no traceback.
         print(f"Error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -15,9 +15,13 @@ from typing import Any
 import torch
 from fvcore.common.checkpoint import Checkpointer
 
-__all__ = ["VPSCheckpointer", "atomic_write_bytes", "load_model_weights"]
+__all__ = ["CheckpointError", "VPSCheckpointer", "atomic_write_bytes", "load_model_weights"]
 
 logger = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model (message names the file)."""
 
 
 def atomic_write_bytes(path: str, write_fn) -> None:
@@ -66,12 +70,14 @@ class VPSCheckpointer(Checkpointer):
         try:
             data = torch.load(f, map_location=torch.device("cpu"), weights_only=False)
         except Exception as e:  # noqa: BLE001 - re-raised naming the file
-            raise RuntimeError(f"Cannot read checkpoint {f!r} (corrupt or not a torch file): {e}")
+            raise CheckpointError(
+                f"Cannot read checkpoint {f!r} (corrupt or not a torch file): {e}"
+            ) from e
         if isinstance(data, dict) and "model" not in data:
             if all(isinstance(v, torch.Tensor) for v in data.values()):
                 data = {"model": data}  # a bare state dict
         if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-            raise RuntimeError(f"Checkpoint {f!r} holds no model state dict")
+            raise CheckpointError(f"Checkpoint {f!r} holds no model state dict")
         return data
 
     def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
@@ -87,7 +93,7 @@ def load_model_weights(model: torch.nn.Module, path: str, strict: bool = True) -
 
     Raises:
         FileNotFoundError: ``path`` is empty or does not exist.
-        RuntimeError: unreadable file, or (``strict``) parameters missing from the file or
+        CheckpointError: unreadable file, or (``strict``) parameters missing from the file or
             with other shapes than the model's: the message lists them.
     """
     ckpt = VPSCheckpointer(model, save_to_disk=False)
@@ -106,7 +112,7 @@ def load_model_weights(model: torch.nn.Module, path: str, strict: bool = True) -
         shapes = [f"{k}: file {a} vs model {b}" for k, a, b in incompatible.incorrect_shapes[:10]]
         problems.append(f"shape mismatch: {shapes}")
     if strict and problems:
-        raise RuntimeError(
+        raise CheckpointError(
             f"MODEL.WEIGHTS {path!r} does not match the model "
             f"({type(model).__name__}): " + "; ".join(problems)
             + ". Was it trained with another config?"

@@ -47,5 +47,16 @@ CLASS_NAMES = (
 )
 
 from . import datasets  # noqa: E402,F401  (registers the built-in datasets at import)
+from .build import build_test_loader, build_train_loader, get_video_records  # noqa: E402
+from .frame_order import sort_frames  # noqa: E402
 
-__all__ = ["CLASS_NAMES", "DatasetCatalog", "Metadata", "MetadataCatalog"]
+__all__ = [
+    "CLASS_NAMES",
+    "DatasetCatalog",
+    "Metadata",
+    "MetadataCatalog",
+    "build_test_loader",
+    "build_train_loader",
+    "get_video_records",
+    "sort_frames",
+]

@@ -17,7 +17,12 @@ from vps_d2.checkpoint import VPSCheckpointer
 from vps_d2.modeling import build_model
 from vps_d2.solver import build_lr_scheduler, build_optimizer
 from vps_d2.utils import comm
-from vps_d2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
+from vps_d2.utils.events import (
+    CommonMetricPrinter,
+    JSONWriter,
+    TensorboardWriter,
+    dump_json_atomic,
+)
 
 from . import hooks
 from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_from_cfg
@@ -214,5 +219,8 @@ class Trainer(TrainerBase):
         if comm.is_main_process() and results:
             print_csv_format(results)
             logger.info("Evaluation results:\n%s", format_vps_results(results))
+            if cfg.OUTPUT_DIR:
+                os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+                dump_json_atomic(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
         return results
 
