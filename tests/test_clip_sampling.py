@@ -1,0 +1,153 @@
+"""Clip sampling: valid indices, each mode's order, gaps, clamping, triplet offsets."""
+
+import numpy as np
+import pytest
+
+from vps_d2.config import add_vps_config, get_cfg
+from vps_d2.data.clip_sampling import ClipSampler, sample_clip_indices
+
+
+def _draws(n, **kw):
+    rng = np.random.default_rng(123)
+    return [sample_clip_indices(rng=rng, **kw) for _ in range(n)]
+
+
+@pytest.mark.parametrize("mode", ["online", "window"])
+def test_indices_valid_for_any_video(mode):
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        length = int(rng.integers(1, 30))
+        t = int(rng.integers(1, 7))
+        skip = int(rng.integers(1, 5))
+        ref = int(rng.integers(length))
+        idx = sample_clip_indices(length, t, mode, skip, rng, ref=ref)
+        assert len(idx) == t
+        assert all(0 <= i < length for i in idx)
+        assert ref in idx
+        assert all(b >= a for a, b in zip(idx, idx[1:]))  # temporal order
+        if mode == "online":
+            assert idx[-1] == ref
+
+
+def test_online_reference_last_and_gaps_within_max_skip():
+    gaps_seen = set()
+    for idx in _draws(300, length=100, clip_length=4, mode="online", max_skip=3, ref=60):
+        assert idx[-1] == 60
+        gaps = np.diff(idx)
+        assert gaps.min() >= 1 and gaps.max() <= 3
+        gaps_seen.update(gaps.tolist())
+    assert gaps_seen == {1, 2, 3}
+
+
+def test_online_max_skip_one_gives_previous_frames():
+    for idx in _draws(20, length=50, clip_length=5, mode="online", max_skip=1, ref=30):
+        assert idx == [26, 27, 28, 29, 30]
+
+
+def test_online_clamps_at_video_start():
+    rng = np.random.default_rng(0)
+    assert sample_clip_indices(10, 3, "online", 2, rng, ref=0) == [0, 0, 0]
+    assert sample_clip_indices(10, 4, "online", 1, rng, ref=1) == [0, 0, 0, 1]
+
+
+def test_window_reference_anywhere_with_bounded_gaps():
+    positions = set()
+    for idx in _draws(400, length=100, clip_length=4, mode="window", max_skip=2, ref=50):
+        gaps = np.diff(idx)
+        assert gaps.min() >= 1 and gaps.max() <= 2
+        positions.add(idx.index(50))
+    assert positions == {0, 1, 2, 3}
+
+
+def test_window_fits_inside_video_at_both_ends():
+    # Near the ends only the positions whose window fits are used: no repeated frame.
+    for idx in _draws(50, length=20, clip_length=3, mode="window", max_skip=2, ref=0):
+        assert idx[0] == 0 and len(set(idx)) == 3
+    for idx in _draws(50, length=20, clip_length=3, mode="window", max_skip=2, ref=19):
+        assert idx[-1] == 19 and len(set(idx)) == 3
+
+
+def test_window_short_video_clamps():
+    for idx in _draws(50, length=2, clip_length=5, mode="window", max_skip=3, ref=1):
+        assert len(idx) == 5 and set(idx) <= {0, 1} and 1 in idx
+        assert idx == sorted(idx)
+
+
+@pytest.mark.parametrize("offset", [-1, 1])
+def test_triplet_memory_neighbour_current(offset):
+    memories = set()
+    for idx in _draws(
+        300,
+        length=40,
+        clip_length=3,
+        mode="triplet",
+        max_skip=1,
+        ref=20,
+        memory_range=5,
+        neighbour_offset=offset,
+    ):
+        memory, neighbour, current = idx
+        assert current == 20
+        assert neighbour == 20 + offset
+        first = min(current, neighbour)
+        assert first - 5 <= memory <= first - 1
+        memories.add(memory)
+    assert len(memories) == 5  # every frame of the memory range is drawn
+
+
+def test_triplet_clamps_at_video_ends():
+    rng = np.random.default_rng(0)
+    kw = dict(memory_range=5)
+    assert sample_clip_indices(10, 3, "triplet", 1, rng, ref=0, neighbour_offset=-1, **kw) == [
+        0,
+        0,
+        0,
+    ]
+    memory, neighbour, current = sample_clip_indices(
+        10, 3, "triplet", 1, rng, ref=9, neighbour_offset=1, **kw
+    )
+    assert (neighbour, current) == (9, 9) and 4 <= memory <= 8
+    # Memory range clamped at frame 0.
+    for _ in range(50):
+        memory, neighbour, current = sample_clip_indices(
+            10, 3, "triplet", 1, rng, ref=2, neighbour_offset=-1, memory_range=5
+        )
+        assert (neighbour, current) == (1, 2) and memory == 0
+
+
+def test_random_reference_and_determinism():
+    a = _draws(30, length=50, clip_length=3, mode="online", max_skip=4)
+    b = _draws(30, length=50, clip_length=3, mode="online", max_skip=4)
+    assert a == b
+    assert len({tuple(x) for x in a}) > 20  # the reference frame is random
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(mode="forward"), "unknown mode"),
+        (dict(mode="triplet", clip_length=4), "clip_length 3"),
+        (dict(ref=10), "outside"),
+        (dict(max_skip=0), "max_skip"),
+        (dict(length=0), "length"),
+    ],
+)
+def test_bad_arguments(kw, msg):
+    args = dict(length=10, clip_length=3, mode="online", max_skip=1, rng=np.random.default_rng())
+    args.update(kw)
+    with pytest.raises(ValueError, match=msg):
+        sample_clip_indices(**args)
+
+
+def test_clip_sampler_reads_config():
+    cfg = add_vps_config(get_cfg())
+    cfg.INPUT.CLIP.LENGTH = 3
+    cfg.INPUT.CLIP.SAMPLING = "triplet"
+    cfg.INPUT.CLIP.NEIGHBOUR_OFFSET = 1
+    cfg.INPUT.CLIP.MEMORY_RANGE = 2
+    sampler = ClipSampler(cfg)
+    memory, neighbour, current = sampler(30, np.random.default_rng(0), ref=10)
+    assert (neighbour, current) == (11, 10) and memory in (8, 9)
+    cfg.INPUT.CLIP.LENGTH = 4
+    with pytest.raises(ValueError, match="INPUT.CLIP.LENGTH"):
+        ClipSampler(cfg)
