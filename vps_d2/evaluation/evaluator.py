@@ -12,7 +12,7 @@ import datetime
 import logging
 import time
 from collections import OrderedDict, deque
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -38,7 +38,7 @@ class DatasetEvaluator:
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         """Accumulate one batch of frames (inputs[i] pairs with outputs[i])."""
 
-    def evaluate(self) -> "OrderedDict[str, dict[str, float]] | dict":
+    def evaluate(self) -> OrderedDict[str, dict[str, float]] | dict:
         """Return ``{task: {metric: value}}`` on the main process (may be {} elsewhere)."""
         return {}
 

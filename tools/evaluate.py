@@ -1,0 +1,262 @@
+#!/usr/bin/env python
+"""Score saved predictions with the SUN-SEG toolbox protocol (same numbers, much faster).
+
+  python tools/evaluate.py --gt-root datasets/SUN-SEG --pred-root output/predictions \\
+      --model vps_d2 --workers 8 --json results.json --csv per_case.csv --plot curves.png
+
+GT: ``<gt-root>/<split>/GT/<case>/<frame>.png``; predictions:
+``<pred-root>/<model>/<split>/<case>/<same file name>`` (8-bit PNG, any size: resized to
+the GT size with bilinear cv2.resize, as the toolbox does). ``--splits`` defaults to the
+SUN-SEG test splits present under ``--gt-root``. Per case the first and last GT frames
+(SUN-SEG order) are dropped; cases run in parallel worker processes.
+
+Prints the toolbox's table (3 decimals); ``--json`` writes {split: {metric: value}} at full
+precision, ``--csv`` one row per case, ``--plot`` Dice / IoU / F-measure against the
+threshold for every split (drawn with OpenCV). Exit status: 0, or 1 with a message on bad
+input (missing predictions are listed; ``--skip-missing`` skips them with a warning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import logging
+import multiprocessing as mp
+import os
+import sys
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+try:
+    import vps_d2  # noqa: F401
+except ImportError:  # running from a source checkout without installing the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vps_d2.data.frame_order import case_sort_key
+from vps_d2.evaluation.metrics import MEDICAL_THRESHOLDS
+from vps_d2.evaluation.protocol import (
+    METRIC_KEYS,
+    SUN_SEG_TEST_SPLITS,
+    CaseAccumulator,
+    atomic_write_bytes,
+    average_cases,
+    case_metrics,
+    evaluate_case_task,
+    format_results_table,
+    list_gt_cases,
+    summarize,
+    toolbox_frames,
+    write_results_csv,
+    write_results_json,
+)
+
+logger = logging.getLogger("vps_d2.evaluate")
+_MAX_LISTED = 20
+
+
+class EvaluationError(Exception):
+    """Bad input: printed as one message, exit status 1."""
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="SUN-SEG toolbox evaluation of saved predictions.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--gt-root", required=True, help="SUN-SEG root: <root>/<split>/GT/<case>/")
+    p.add_argument("--pred-root", required=True, help="<pred-root>/<model>/<split>/<case>/")
+    p.add_argument("--model", required=True, help="model folder name under --pred-root")
+    p.add_argument(
+        "--splits", nargs="+", default=None,
+        help=f"splits under --gt-root (default: those of {', '.join(SUN_SEG_TEST_SPLITS)} "
+        "that exist)",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--json", default=None, help="write {split: {metric: value}} here")
+    p.add_argument("--csv", default=None, help="write the per-case values here")
+    p.add_argument("--plot", default=None, help="PNG of Dice/IoU/F-measure vs threshold")
+    p.add_argument(
+        "--skip-missing", action="store_true",
+        help="skip frames without a prediction (warning) instead of stopping",
+    )  # fmt: skip
+    p.add_argument("--digits", type=int, default=3, help="decimals in the printed table")
+    return p
+
+
+def _listing(paths: list[str]) -> str:
+    shown = "\n  ".join(paths[:_MAX_LISTED])
+    more = f"\n  ... and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else ""
+    return f"  {shown}{more}"
+
+
+def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str, str]]]]]:
+    """(splits, [(split, case, [(gt_path, pred_path), ...]), ...]) after the toolbox's drop."""
+    if not os.path.isdir(args.gt_root):
+        raise EvaluationError(f"--gt-root {args.gt_root} is not a folder")
+    model_dir = os.path.join(args.pred_root, args.model)
+    if not os.path.isdir(model_dir):
+        raise EvaluationError(f"Prediction folder {model_dir} (--pred-root/--model) not found")
+    if args.splits:
+        splits = list(args.splits)
+    else:
+        splits = [
+            s for s in SUN_SEG_TEST_SPLITS if os.path.isdir(os.path.join(args.gt_root, s, "GT"))
+        ]
+        if not splits:
+            raise EvaluationError(
+                f"No SUN-SEG test split (<split>/GT) under {args.gt_root}; expected some of "
+                f"{', '.join(SUN_SEG_TEST_SPLITS)} or pass --splits"
+            )
+    tasks, missing = [], []
+    for split in splits:
+        gt_dir = os.path.join(args.gt_root, split, "GT")
+        if not os.path.isdir(gt_dir):
+            raise EvaluationError(f"Split {split!r}: GT folder {gt_dir} not found")
+        cases = list_gt_cases(gt_dir)
+        if not cases:
+            raise EvaluationError(f"Split {split!r}: no case folder in {gt_dir}")
+        for case, gt_paths in cases.items():
+            frames = []
+            for g in toolbox_frames(gt_paths, case):  # SUN-SEG order, first/last dropped
+                pred = os.path.join(model_dir, split, case, os.path.basename(g))
+                if os.path.isfile(pred):
+                    frames.append((g, pred))
+                else:
+                    missing.append(pred)
+            if len(gt_paths) < 3:
+                logger.warning(
+                    "%s/%s has %d GT frame(s): none left after dropping the first and the "
+                    "last; skipped", split, case, len(gt_paths),
+                )  # fmt: skip
+            elif frames:
+                tasks.append((split, case, frames))
+    if missing:
+        if not args.skip_missing:
+            raise EvaluationError(
+                f"{len(missing)} prediction file(s) missing (use --skip-missing to skip them):\n"
+                + _listing(missing)
+            )
+        logger.warning(
+            "Skipping %d frame(s) without a prediction:\n%s", len(missing), _listing(missing)
+        )
+    if not tasks:
+        raise EvaluationError("Nothing to evaluate: no frame has a prediction")
+    return splits, tasks
+
+
+def run_tasks(tasks, workers: int) -> dict[str, dict[str, CaseAccumulator]]:
+    """{split: {case: CaseAccumulator}}, cases in worker processes when workers > 1."""
+    out: dict[str, dict[str, CaseAccumulator]] = {}
+    bar = tqdm(total=sum(len(t[2]) for t in tasks), unit="frame", desc="evaluate", leave=False)
+    try:
+        if workers <= 1 or len(tasks) == 1:
+            for task in tasks:
+                split, case, acc = evaluate_case_task(task)
+                out.setdefault(split, {})[case] = acc
+                bar.update(len(task[2]))
+        else:
+            # largest cases first: better load balance
+            order = sorted(tasks, key=lambda t: -len(t[2]))
+            # Workers fork from a fresh single-threaded server (never from this process,
+            # whose threads could hold locks), with the package imported once there.
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["vps_d2.evaluation.protocol"])
+            with cf.ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=cv2.setNumThreads, initargs=(1,)
+            ) as ex:
+                futures = {ex.submit(evaluate_case_task, t): t for t in order}
+                for fut in cf.as_completed(futures):
+                    split, case, acc = fut.result()
+                    out.setdefault(split, {})[case] = acc
+                    bar.update(len(futures[fut][2]))
+    finally:
+        bar.close()
+    return out
+
+
+# ---------------------------------------------------------------------------------- plot
+_COLORS = {"Dice": (200, 90, 20), "IoU": (40, 160, 40), "Fm": (30, 30, 210)}  # BGR
+_LABELS = {"Dice": "Dice", "IoU": "IoU", "Fm": "F-measure"}
+
+
+def draw_curves(curves: dict[str, dict[str, np.ndarray]], width: int = 640, height: int = 420):
+    """uint8 BGR image: one panel per split, Dice/IoU/F-measure (256,) against threshold."""
+    panels = []
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for split, c in curves.items():
+        img = np.full((height, width, 3), 255, np.uint8)
+        x0, x1, y0, y1 = 60, width - 20, 40, height - 50  # plot area (pixels)
+        for k in range(11):
+            gx = int(round(x0 + (x1 - x0) * k / 10))
+            gy = int(round(y1 - (y1 - y0) * k / 10))
+            cv2.line(img, (gx, y0), (gx, y1), (225, 225, 225), 1)
+            cv2.line(img, (x0, gy), (x1, gy), (225, 225, 225), 1)
+            if k % 2 == 0:
+                cv2.putText(img, f"{k / 10:.1f}", (gx - 12, y1 + 18), font, 0.4, (0, 0, 0), 1)
+                cv2.putText(img, f"{k / 10:.1f}", (x0 - 35, gy + 4), font, 0.4, (0, 0, 0), 1)
+        cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
+        cv2.putText(img, "threshold", ((x0 + x1) // 2 - 35, height - 12), font, 0.45, (0, 0, 0), 1)
+        cv2.putText(img, split, (x0, 25), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        # Dice/IoU: P >= linspace(1, 0, 256)[i]; F-measure: uint8(P*255) >= 255 - i.
+        thr = {"Dice": MEDICAL_THRESHOLDS, "IoU": MEDICAL_THRESHOLDS}
+        thr["Fm"] = (255 - np.arange(256)) / 255
+        for i, key in enumerate(("Dice", "IoU", "Fm")):
+            xs = x0 + (x1 - x0) * thr[key]
+            ys = y1 - (y1 - y0) * np.clip(np.nan_to_num(c[key]), 0, 1)
+            pts = np.round(np.stack([xs, ys], 1)).astype(np.int32)
+            cv2.polylines(img, [pts], False, _COLORS[key], 2, cv2.LINE_AA)
+            ly = y0 + 18 + 18 * i
+            cv2.line(img, (x1 - 120, ly - 4), (x1 - 95, ly - 4), _COLORS[key], 2)
+            cv2.putText(img, _LABELS[key], (x1 - 88, ly), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        panels.append(img)
+    return np.concatenate(panels, axis=0)
+
+
+def write_plot(path: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
+    ext = os.path.splitext(path)[1].lower() or ".png"
+    ok, buf = cv2.imencode(ext, draw_curves(curves))
+    if not ok:
+        raise EvaluationError(f"--plot {path}: OpenCV cannot write {ext!r} images")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+# ---------------------------------------------------------------------------------- main
+def evaluate(args) -> dict[str, dict[str, float]]:
+    splits, tasks = collect_tasks(args)
+    per_split = run_tasks(tasks, args.workers)
+    results, curves, rows = {}, {}, []
+    for split in splits:
+        cases = per_split.get(split, {})
+        avg = average_cases(cases)
+        if avg is None:
+            logger.warning("Split %s: no case was scored", split)
+            continue
+        results[split] = summarize(avg)
+        curves[split] = avg
+        for case in sorted(cases, key=case_sort_key):
+            rows.append((split, case, cases[case].n, case_metrics(cases[case])))
+    if args.json:
+        write_results_json(args.json, results)
+    if args.csv:
+        write_results_csv(args.csv, rows)
+    if args.plot and curves:
+        write_plot(args.plot, curves)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        results = evaluate(args)
+    except (EvaluationError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"Model: {args.model}")
+    print(format_results_table(results, digits=args.digits, keys=METRIC_KEYS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

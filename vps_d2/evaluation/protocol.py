@@ -1,0 +1,286 @@
+"""The SUN-SEG toolbox protocol: reading frames, per-case accumulation, per-split results.
+
+Reading (as the toolbox): GT and prediction are read as 8-bit grayscale; the prediction is
+resized to the GT size with ``cv2.resize`` (bilinear, default flags) when the shapes
+differ; GT is ``> 128``. Per case, the GT frames are sorted in SUN-SEG order
+(:func:`vps_d2.data.frame_order.sort_frames`) and the first and last are dropped. Scalar
+metrics are averaged over a case's frames, curves per threshold; a split's value is the
+unweighted mean over its cases (curves per threshold), and ``max*`` / ``mean*`` are taken
+over that averaged curve. Result keys are the toolbox's (:data:`METRIC_KEYS`), plus
+``meanSpeCorrected`` / ``maxSpeCorrected`` (Specificity without the toolbox's
+"0 whenever TP == 0" flaw).
+
+Deviation: a case left without frames (two GT frames or fewer) is skipped with a warning
+instead of turning the split into NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from vps_d2.data.frame_order import case_sort_key, sort_frames
+
+from .metrics import CURVE_KEYS, SCALAR_KEYS, frame_metrics
+
+__all__ = [
+    "METRIC_KEYS",
+    "SUN_SEG_TEST_SPLITS",
+    "CaseAccumulator",
+    "aggregate_cases",
+    "atomic_write_bytes",
+    "average_cases",
+    "case_metrics",
+    "evaluate_case",
+    "evaluate_case_task",
+    "format_results_table",
+    "format_vps_results",
+    "list_gt_cases",
+    "load_frame",
+    "match_prediction",
+    "read_gray",
+    "read_gt",
+    "summarize",
+    "toolbox_frames",
+    "write_results_csv",
+    "write_results_json",
+]
+
+logger = logging.getLogger(__name__)
+
+SUN_SEG_TEST_SPLITS = (
+    "TestEasyDataset/Seen",
+    "TestEasyDataset/Unseen",
+    "TestHardDataset/Seen",
+    "TestHardDataset/Unseen",
+)
+# Result keys, in the toolbox's names (+ the corrected Specificity), in print order.
+METRIC_KEYS = (
+    "Smeasure", "wFmeasure", "MAE", "adpEm", "meanEm", "maxEm", "adpFm", "meanFm", "maxFm",
+    "meanSen", "maxSen", "meanSpe", "maxSpe", "meanDice", "maxDice", "meanIoU", "maxIoU",
+    "meanSpeCorrected", "maxSpeCorrected",
+)  # fmt: skip
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+# ------------------------------------------------------------------------------ reading
+def read_gray(path: str) -> np.ndarray:
+    """uint8 (H, W) via ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``; clear error if unreadable."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Image file not found: {path}")
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if img is None or img.size == 0:
+        raise ValueError(f"Cannot read image {path}: empty, truncated or not an image file")
+    return img
+
+
+def read_gt(path: str) -> np.ndarray:
+    """bool (H, W): the GT file read as 8-bit grayscale, ``> 128``."""
+    return read_gray(path) > 128
+
+
+def match_prediction(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W) prediction resized to ``shape`` = (H, W) with bilinear cv2.resize if needed."""
+    if pred.shape != tuple(shape):
+        pred = cv2.resize(pred, (int(shape[1]), int(shape[0])))
+    return pred
+
+
+def load_frame(gt_path: str, pred_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(pred uint8 (H, W) at the GT size, gt bool (H, W)) of one frame, as the toolbox."""
+    gt = read_gt(gt_path)
+    pred = match_prediction(read_gray(pred_path), gt.shape)
+    return pred, gt
+
+
+def toolbox_frames(gt_paths: Iterable[str], case: str) -> list[str]:
+    """The GT frames the toolbox scores: SUN-SEG order, first and last dropped."""
+    return sort_frames(list(gt_paths), case)[1:-1]
+
+
+def list_gt_cases(gt_dir: str) -> dict[str, list[str]]:
+    """``gt_dir/<case>/<image>`` -> {case: [GT paths]} (cases in SUN-SEG order, hidden skipped)."""
+    if not os.path.isdir(gt_dir):
+        raise FileNotFoundError(f"GT folder not found: {gt_dir}")
+    cases: dict[str, list[str]] = {}
+    for case in sorted(os.listdir(gt_dir), key=case_sort_key):
+        d = os.path.join(gt_dir, case)
+        if case.startswith(".") or not os.path.isdir(d):
+            continue
+        files = [
+            os.path.join(d, f)
+            for f in os.listdir(d)
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+        cases[case] = sort_frames(files, case)
+    return cases
+
+
+# ------------------------------------------------------------------------- accumulation
+class CaseAccumulator:
+    """Sums of the per-frame metrics of one case: 5 scalars and 7 curves of 256 values.
+
+    Memory is constant in the number of frames. ``state()`` / ``from_state()`` give a
+    picklable form for gathering across processes; ``merge`` adds another's sums.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.scalars = np.zeros(len(SCALAR_KEYS))
+        self.curves = np.zeros((len(CURVE_KEYS), 256))
+
+    def add(self, m: Mapping[str, object]) -> None:
+        """Add one frame's :func:`~vps_d2.evaluation.metrics.frame_metrics` output."""
+        self.scalars += [m[k] for k in SCALAR_KEYS]
+        self.curves += np.stack([m[k] for k in CURVE_KEYS])
+        self.n += 1
+
+    def merge(self, other: CaseAccumulator) -> None:
+        self.n += other.n
+        self.scalars += other.scalars
+        self.curves += other.curves
+
+    def state(self) -> dict:
+        return {"n": self.n, "scalars": self.scalars.copy(), "curves": self.curves.copy()}
+
+    @classmethod
+    def from_state(cls, state: Mapping) -> CaseAccumulator:
+        acc = cls()
+        acc.n = int(state["n"])
+        acc.scalars = np.asarray(state["scalars"], dtype=np.float64).copy()
+        acc.curves = np.asarray(state["curves"], dtype=np.float64).copy()
+        return acc
+
+    def mean(self) -> dict:
+        """Per-case means: scalars (float) and curves float64 (256,)."""
+        if self.n == 0:
+            raise ValueError("CaseAccumulator.mean(): no frame was added")
+        out: dict = {k: float(v) for k, v in zip(SCALAR_KEYS, self.scalars / self.n)}
+        out.update({k: c for k, c in zip(CURVE_KEYS, self.curves / self.n)})
+        return out
+
+
+def summarize(mean: Mapping) -> dict[str, float]:
+    """Scalars + 256-point curves (per-frame keys) -> {metric: value} (mean*/max* of curves)."""
+    out = {k: float(mean[k]) for k in SCALAR_KEYS}
+    for k in CURVE_KEYS:
+        out["mean" + k] = float(np.mean(mean[k]))
+        out["max" + k] = float(np.max(mean[k]))
+    return {k: out[k] for k in METRIC_KEYS}
+
+
+def case_metrics(acc: CaseAccumulator) -> dict[str, float]:
+    """One case's values under the result keys (its own curve's mean/max)."""
+    return summarize(acc.mean())
+
+
+def average_cases(cases: Mapping[str, CaseAccumulator]) -> dict | None:
+    """Unweighted mean over cases of the per-case means (curves per threshold).
+
+    Returns scalars (float) and curves float64 (256,) under the per-frame keys, or None
+    when no case has a frame. Cases without frames are skipped with a warning.
+    """
+    means = []
+    for case in sorted(cases, key=case_sort_key):
+        acc = cases[case]
+        if acc.n == 0:
+            logger.warning("Case %s has no scored frame (first and last dropped); skipped", case)
+            continue
+        means.append(acc.mean())
+    if not means:
+        return None
+    avg: dict = {k: float(np.mean([m[k] for m in means])) for k in SCALAR_KEYS}
+    avg.update({k: np.mean(np.stack([m[k] for m in means]), axis=0) for k in CURVE_KEYS})
+    return avg
+
+
+def aggregate_cases(cases: Mapping[str, CaseAccumulator]) -> dict[str, float]:
+    """Split result {metric: value}: mean over cases, then max*/mean* of the averaged curve.
+
+    Empty ({}) when no case has a scored frame.
+    """
+    avg = average_cases(cases)
+    return {} if avg is None else summarize(avg)
+
+
+def evaluate_case(frames: Sequence[tuple[str, str]]) -> CaseAccumulator:
+    """Accumulate the metrics of ``frames`` = [(gt_path, pred_path), ...] of one case."""
+    acc = CaseAccumulator()
+    for gt_path, pred_path in frames:
+        pred, gt = load_frame(gt_path, pred_path)
+        acc.add(frame_metrics(pred, gt))
+    return acc
+
+
+def evaluate_case_task(task: tuple[str, str, Sequence[tuple[str, str]]]):
+    """``(split, case, frames)`` -> ``(split, case, CaseAccumulator)``; picklable for workers."""
+    split, case, frames = task
+    return split, case, evaluate_case(frames)
+
+
+# ------------------------------------------------------------------------------ output
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + os.replace."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_results_json(path: str, results: Mapping[str, Mapping[str, float]]) -> None:
+    """{split: {metric: value}} at full precision."""
+    text = json.dumps({s: dict(r) for s, r in results.items()}, indent=2)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def write_results_csv(path: str, rows: Iterable[tuple[str, str, int, Mapping[str, float]]]) -> None:
+    """Per-case CSV: split, case, frames, then one column per metric (full precision)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["split", "case", "frames", *METRIC_KEYS])
+    for split, case, n, vals in rows:
+        w.writerow([split, case, n, *(repr(float(vals[k])) for k in METRIC_KEYS)])
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def format_results_table(
+    results: Mapping[str, Mapping[str, float]], digits: int = 3, keys: Sequence[str] = METRIC_KEYS
+) -> str:
+    """Plain-text table, one row per split, one column per metric, ``digits`` decimals."""
+    names = list(results)
+    first = max([len("split")] + [len(n) for n in names])
+    cols = [max(len(k), digits + 3) for k in keys]
+    lines = ["  ".join(["split".ljust(first)] + [k.rjust(c) for k, c in zip(keys, cols)])]
+    for n in names:
+        vals = [f"{results[n][k]:.{digits}f}" if k in results[n] else "-" for k in keys]
+        lines.append("  ".join([n.ljust(first)] + [v.rjust(c) for v, c in zip(vals, cols)]))
+    return "\n".join(lines)
+
+
+def format_vps_results(results: Mapping[str, Mapping[str, float]], digits: int = 3) -> str:
+    """Markdown: for each split, a bold title and a one-row table of its metrics."""
+    parts = []
+    for split, res in results.items():
+        if not isinstance(res, Mapping) or not res:
+            continue
+        keys = [k for k in METRIC_KEYS if k in res] + [k for k in res if k not in METRIC_KEYS]
+        parts.append(
+            f"**{split}**\n\n| {' | '.join(keys)} |\n|{'|'.join(['---'] * len(keys))}|\n"
+            f"| {' | '.join(f'{float(res[k]):.{digits}f}' for k in keys)} |"
+        )
+    return "\n\n".join(parts)
