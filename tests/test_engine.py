@@ -38,7 +38,9 @@ def train_net(root, *opts, flags=(), check=True, timeout=300):
     cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *flags, *opts]
     p = subprocess.run(cmd, env=_env(root), capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        raise AssertionError(
+            f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        )
     return p
 
 
@@ -116,8 +118,9 @@ def test_killed_run_resumes_without_corrupt_checkpoint(tiny_sample_root, tmp_pat
         assert {"model", "optimizer", "scheduler", "iteration"} <= set(ckpt)
     last = open(f"{out}/last_checkpoint").read().strip()
     it = torch.load(f"{out}/{last}", map_location="cpu", weights_only=False)["iteration"]
-    p = train_net(tiny_sample_root, *FAST, "SOLVER.MAX_ITER", str(it + 3), "DATASETS.TEST", "()",
-                  "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out, flags=["--resume"])  # fmt: skip
+    opts = [*FAST, "SOLVER.MAX_ITER", str(it + 3), "DATASETS.TEST", "()"]
+    p = train_net(tiny_sample_root, *opts, "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out,
+                  flags=["--resume"])  # fmt: skip
     assert f"at iteration {it + 1}" in p.stdout
     assert os.path.isfile(f"{out}/model_final.pth")
 

@@ -38,7 +38,13 @@ _DATASET_NAME = "benchmark_data_train"
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Training data loader throughput (clips/s).")
-    p.add_argument("--config-file", default="", help="optional config (INPUT.*, SOLVER.*)")
+    p.add_argument(
+        "--config-file",
+        default="configs/sample/baseline.yaml",
+        help="config of the loader (INPUT.*, SOLVER.*) and of the model timed for it/s",
+    )
+    p.add_argument("--model-steps", type=int, default=10,
+                   help="timed training iterations of the model (0: skip)")  # fmt: skip
     p.add_argument(
         "--dataset-root",
         default=os.path.join("datasets", "vps-sample"),
@@ -96,14 +102,34 @@ def measure_loader(cfg, num_workers: int, batches: int, warmup: int) -> dict:
     }
 
 
-def model_iterations_per_second(cfg) -> float | None:
-    """Training iterations/s of the model of ``cfg`` (None: not measured).
+def model_iterations_per_second(cfg, steps: int = 10, warmup: int = 2) -> float | None:
+    """Training iterations/s of the model of ``cfg`` on the CPU, data excluded.
 
-    Extension point: build the model (``vps_d2.modeling.build_model(cfg)``), time a few
-    training steps on batches of the loader and return iterations/s; ``main`` then prints
-    the clips/s the model consumes (it/s x SOLVER.IMS_PER_BATCH) next to the loader's.
+    Builds the model and optimizer from the config, loads ``warmup + steps`` batches first,
+    then times forward + backward + optimizer step on them. ``steps <= 0``: not measured.
     """
-    return None
+    if steps <= 0:
+        return None
+    from vps_d2.modeling import build_model
+    from vps_d2.solver import build_optimizer
+
+    cfg = cfg.clone()
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.DATALOADER.NUM_WORKERS = 0
+    batches = list(itertools.islice(iter(build_train_loader(cfg, dataset_names=[_DATASET_NAME])),
+                                    warmup + steps))  # fmt: skip
+    model = build_model(cfg)
+    model.train()
+    optimizer = build_optimizer(cfg, model)
+    t0 = 0.0
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            t0 = time.perf_counter()
+        losses = sum(model(batch).values())
+        optimizer.zero_grad(set_to_none=True)
+        losses.backward()
+        optimizer.step()
+    return steps / (time.perf_counter() - t0)
 
 
 def print_table(cfg, results: list[dict], model_its: float | None) -> None:
@@ -128,7 +154,10 @@ def print_table(cfg, results: list[dict], model_its: float | None) -> None:
                 print(f"speed-up {r['workers']} workers / 0 workers: {ratio:.2f}x")
     if model_its is not None:
         need = model_its * cfg.SOLVER.IMS_PER_BATCH
-        print(f"model: {model_its:.2f} it/s = {need:.1f} clips/s needed")
+        print(
+            f"model {cfg.MODEL.META_ARCHITECTURE} ({cfg.MODEL.BACKBONE.NAME}) training on CPU: "
+            f"{model_its:.2f} it/s x batch {cfg.SOLVER.IMS_PER_BATCH} = {need:.1f} clips/s needed"
+        )
         for r in results:
             keeps = "keeps up" if r["clips_per_s"] >= need else "is the bottleneck"
             print(f"  loader with {r['workers']} workers {keeps}")
@@ -150,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         frames = register_train_split(root)
         print(f"{frames} training frames")
         results = [measure_loader(cfg, w, args.batches, args.warmup) for w in args.workers]
-    print_table(cfg, results, model_iterations_per_second(cfg))
+        model_its = model_iterations_per_second(cfg, steps=args.model_steps)
+    print_table(cfg, results, model_its)
     return 0
 
 

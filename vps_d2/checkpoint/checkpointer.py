@@ -114,7 +114,8 @@ def load_model_weights(model: torch.nn.Module, path: str, strict: bool = True) -
     if strict and problems:
         raise CheckpointError(
             f"MODEL.WEIGHTS {path!r} does not match the model "
-            f"({type(model).__name__}): " + "; ".join(problems)
+            f"({type(model).__name__}): "
+            + "; ".join(problems)
             + ". Was it trained with another config?"
         )
     if incompatible.unexpected_keys:

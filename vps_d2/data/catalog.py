@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections import UserDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
 
@@ -68,7 +69,7 @@ class Metadata:
             )
         object.__setattr__(self, key, value)
 
-    def set(self, **kwargs: Any) -> "Metadata":
+    def set(self, **kwargs: Any) -> Metadata:
         for k, v in kwargs.items():
             setattr(self, k, v)
         return self

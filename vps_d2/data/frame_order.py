@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["case_sort_key", "frame_sort_key", "sort_frames"]
 

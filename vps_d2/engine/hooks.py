@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvPeriodicCheckpointer
 
@@ -89,7 +89,11 @@ class EvalHook(HookBase):
 
     def after_step(self) -> None:
         next_iter = self.trainer.iter + 1
-        if self._period > 0 and next_iter % self._period == 0 and next_iter != self.trainer.max_iter:
+        if (
+            self._period > 0
+            and next_iter % self._period == 0
+            and next_iter != self.trainer.max_iter
+        ):
             self._do_eval()
 
     def after_train(self) -> None:
@@ -114,7 +118,9 @@ class BestCheckpointer:
             logger.warning("Best checkpoint: %s/%s not in the evaluation results (%s)",
                            self.dataset, self.metric, list(results))  # fmt: skip
             return
-        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        better = self.best is None or (
+            value > self.best if self.mode == "max" else value < self.best
+        )
         if better:
             logger.info("New best %s/%s = %.4f at iteration %d (previous %s): saving model_best",
                         self.dataset, self.metric, value, iteration, self.best)  # fmt: skip
@@ -135,7 +141,9 @@ class PeriodicWriter(HookBase):
         self._period = period
 
     def after_step(self) -> None:
-        if (self.trainer.iter + 1) % self._period == 0 or self.trainer.iter == self.trainer.max_iter - 1:
+        if (
+            self.trainer.iter + 1
+        ) % self._period == 0 or self.trainer.iter == self.trainer.max_iter - 1:
             for w in self._writers:
                 w.write()
 

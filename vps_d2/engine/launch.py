@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from lightning_fabric import Fabric
@@ -22,6 +23,7 @@ __all__ = ["get_fabric", "launch", "make_fabric", "precision_from_cfg"]
 logger = logging.getLogger(__name__)
 
 _FABRIC: Fabric | None = None
+_LOCAL_WORLD_SIZE = 1
 
 
 def get_fabric() -> Fabric | None:
@@ -29,9 +31,15 @@ def get_fabric() -> Fabric | None:
     return _FABRIC
 
 
-def _set_fabric(fabric: Fabric | None) -> None:
-    global _FABRIC
+def get_local_world_size() -> int:
+    """Processes of this job on this machine (``--num-gpus``); 1 outside a launch."""
+    return _LOCAL_WORLD_SIZE
+
+
+def _set_fabric(fabric: Fabric | None, local_world_size: int = 1) -> None:
+    global _FABRIC, _LOCAL_WORLD_SIZE
     _FABRIC = fabric
+    _LOCAL_WORLD_SIZE = local_world_size
 
 
 def _free_port() -> int:
@@ -79,8 +87,8 @@ def make_fabric(
     )
 
 
-def _worker(fabric: Fabric, main_func: Callable, args: tuple) -> Any:
-    _set_fabric(fabric)
+def _worker(fabric: Fabric, main_func: Callable, args: tuple, local_world_size: int) -> Any:
+    _set_fabric(fabric, local_world_size)
     return main_func(*args)
 
 
@@ -132,4 +140,4 @@ def launch(
         os.environ["MASTER_PORT"] = str(port)
         os.environ["NODE_RANK"] = str(machine_rank)
     fabric = make_fabric(num_gpus_per_machine, num_machines, accelerator, precision)
-    return fabric.launch(_worker, main_func, args)
+    return fabric.launch(_worker, main_func, args, num_gpus_per_machine)

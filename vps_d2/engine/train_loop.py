@@ -22,7 +22,7 @@ class NonFiniteLossError(FloatingPointError):
 class HookBase:
     """before_train / before_step / after_step / after_train; ``self.trainer`` is set."""
 
-    trainer: "TrainerBase"
+    trainer: TrainerBase
 
     def before_train(self) -> None: ...
 

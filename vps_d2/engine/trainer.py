@@ -119,8 +119,8 @@ class Trainer(TrainerBase):
             if best_ds not in cfg.DATASETS.TEST:
                 raise KeyError(f"TEST.VPS.BEST_DATASET {best_ds!r} is not in DATASETS.TEST")
             best = hooks.BestCheckpointer(self.checkpointer, best_ds, cfg.TEST.VPS.BEST_METRIC)
-            ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD,
-                                      lambda: self.test(self.cfg, self.model_raw), [best]))  # fmt: skip
+            run_eval = lambda: self.test(self.cfg, self.model_raw)  # noqa: E731
+            ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, run_eval, [best]))
         if comm.is_main_process():
             writers = [
                 CommonMetricPrinter(self.max_iter),
@@ -223,4 +223,3 @@ class Trainer(TrainerBase):
                 os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
                 dump_json_atomic(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
         return results
-

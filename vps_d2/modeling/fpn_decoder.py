@@ -31,7 +31,7 @@ class LightFPNDecoder(nn.Module):
         self.fuse = conv_bn_relu(channels * len(in_channels), channels)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        lat = [l(f) for l, f in zip(self.lateral, feats)]
+        lat = [conv(f) for conv, f in zip(self.lateral, feats)]
         for i in range(len(lat) - 2, -1, -1):
             lat[i] = lat[i] + F.interpolate(lat[i + 1], size=lat[i].shape[-2:], mode="bilinear",
                                             align_corners=False)  # fmt: skip

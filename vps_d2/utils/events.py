@@ -19,10 +19,10 @@ __all__ = [
     "get_event_storage",
 ]
 
-_CURRENT_STORAGE: list["EventStorage"] = []
+_CURRENT_STORAGE: list[EventStorage] = []
 
 
-def get_event_storage() -> "EventStorage":
+def get_event_storage() -> EventStorage:
     if not _CURRENT_STORAGE:
         raise RuntimeError("get_event_storage() must be called inside `with EventStorage(...)`")
     return _CURRENT_STORAGE[-1]
@@ -64,7 +64,7 @@ class EventStorage:
     def step(self) -> None:
         self.iter += 1
 
-    def __enter__(self) -> "EventStorage":
+    def __enter__(self) -> EventStorage:
         _CURRENT_STORAGE.append(self)
         return self
 

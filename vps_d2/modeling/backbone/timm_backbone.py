@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import timm
 import torch
@@ -106,7 +107,9 @@ class TimmBackbone(Backbone):
                 **(timm_kwargs or {}),
             )
         except RuntimeError as e:
-            raise ValueError(f"MODEL.BACKBONE.TIMM_NAME: timm cannot build {model_name!r}: {e}")
+            raise ValueError(
+                f"MODEL.BACKBONE.TIMM_NAME: timm cannot build {model_name!r}: {e}"
+            ) from e
         if weights:
             load_backbone_weights(self.body, weights)
         info = self.body.feature_info

@@ -25,7 +25,7 @@ Every model registered in META_ARCH_REGISTRY subclasses :class:`VideoMetaArch`:
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
