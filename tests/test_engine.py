@@ -192,3 +192,21 @@ def test_nan_loss_stops_clearly(tiny_sample_root, tmp_path, monkeypatch):
     trainer = Trainer(cfg)
     with pytest.raises(NonFiniteLossError, match=r"iteration 2.*loss_dice"):
         trainer.train()
+
+
+def test_mixed_precision_through_fabric(train_net_inproc, tmp_path, monkeypatch):
+    """SOLVER.AMP.ENABLED trains with Fabric's bf16-mixed precision on the CPU."""
+    from vps_d2.engine import Trainer
+
+    seen = {}
+    real = Trainer.run_step
+
+    def run_step(self):
+        seen["precision"] = type(self.fabric.strategy.precision).__name__
+        real(self)
+
+    monkeypatch.setattr(Trainer, "run_step", run_step)
+    code, _ = train_net_inproc(*FAST, "SOLVER.MAX_ITER", "2", "SOLVER.AMP.ENABLED", "True",
+                               "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path))  # fmt: skip
+    assert code == 0 and os.path.isfile(tmp_path / "model_final.pth")
+    assert seen["precision"] == "MixedPrecision"

@@ -80,6 +80,9 @@ class Metadata:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def as_dict_without_name(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "name"}
+
 
 class _MetadataCatalog(UserDict):
     def get(self, name: str) -> Metadata:  # type: ignore[override]
