@@ -44,7 +44,7 @@ from vps_d2.data.video_io import (
     read_gt_mask,
     write_image,
 )
-from vps_d2.engine.defaults import setup_cfg
+from vps_d2.engine.defaults import configure_cpu_threads, setup_cfg
 from vps_d2.engine.predictor import VideoPredictor
 from vps_d2.utils.logger import setup_logger
 from vps_d2.visualization import OVERLAY_MODES, ContactSheet, Visualizer
@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.max_frames is not None and args.max_frames <= 0:
         raise ValueError(f"--max-frames must be positive, got {args.max_frames}")
     cfg = setup_cfg(argparse.Namespace(config_file=args.config_file, opts=args.opts))
+    configure_cpu_threads(cfg, num_workers=0)  # frames are read in this process
     source = args.video_input if args.video_input else (0 if args.webcam else args.input)
     if args.video_input and not os.path.isfile(args.video_input):
         raise FileNotFoundError(f"--video-input not found: {args.video_input!r}")

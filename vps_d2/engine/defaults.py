@@ -14,7 +14,12 @@ from vps_d2.utils import comm
 from vps_d2.utils.env import collect_env_info, seed_all_rng
 from vps_d2.utils.logger import setup_logger
 
-__all__ = ["default_argument_parser", "default_setup", "setup_cfg"]
+__all__ = [
+    "configure_cpu_threads",
+    "default_argument_parser",
+    "default_setup",
+    "setup_cfg",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +83,19 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     return cfg
 
 
-def _set_cpu_threads(cfg: CfgNode) -> None:
-    """On the CPU, give torch the cores left after the other local processes and loader
-    workers (unless OMP_NUM_THREADS is set): oversubscribed OpenMP threads spin against each
-    other and make a 2-core run ~10x slower."""
+def configure_cpu_threads(cfg: CfgNode, num_workers: int | None = None) -> None:
+    """On the CPU, give torch the cores left after the other local processes and
+    ``num_workers`` loader workers (default DATALOADER.NUM_WORKERS), unless OMP_NUM_THREADS
+    is set: oversubscribed OpenMP threads spin against each other and made a 2-core run
+    ~10x slower."""
     if "OMP_NUM_THREADS" in os.environ or torch.cuda.is_available():
         return
     from .launch import get_local_world_size
 
     local_procs = get_local_world_size()
     cores = os.cpu_count() or 1
-    threads = max(1, cores // local_procs - int(cfg.DATALOADER.NUM_WORKERS))
+    workers = int(cfg.DATALOADER.NUM_WORKERS) if num_workers is None else int(num_workers)
+    threads = max(1, cores // local_procs - workers)
     torch.set_num_threads(threads)
     logger.info("CPU run: torch uses %d thread(s) (set OMP_NUM_THREADS to override)", threads)
 
@@ -118,7 +125,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
         atomic_write_bytes(path, lambda f: f.write(cfg.dump().encode()))
         logger.info("Full config saved to %s", path)
     seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
-    _set_cpu_threads(cfg)
+    configure_cpu_threads(cfg)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     configure_datasets(cfg)
