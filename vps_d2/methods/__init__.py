@@ -1,3 +1,3 @@
 """One folder per method; importing this package registers each method's model and config."""
 
-from . import baseline  # noqa: F401
+from . import baseline, sali  # noqa: F401
