@@ -101,17 +101,9 @@ def _case_of(paths: Sequence[str]) -> str:
 
 def _gt_index(gt_dir: str) -> tuple[dict[str, str], dict[int, str]]:
     """``({stem: path}, {last number in the stem: path})`` of the masks in ``gt_dir``."""
-    by_stem: dict[str, str] = {}
-    for name in os.listdir(gt_dir):
-        path = os.path.join(gt_dir, name)
-        if is_image_file(name) and os.path.isfile(path):
-            stem = os.path.splitext(name)[0]
-            if stem in by_stem:
-                raise ValueError(
-                    f"Two ground-truth files with the stem {stem!r} in {gt_dir!r}: "
-                    f"{os.path.basename(by_stem[stem])} and {name}"
-                )
-            by_stem[stem] = path
+    from vps_d2.data.datasets.folder import list_image_files
+
+    by_stem = list_image_files(gt_dir)
     by_number: dict[int, str] = {}
     for stem, path in by_stem.items():
         digits = "".join(c if c.isdigit() else " " for c in stem).split()
