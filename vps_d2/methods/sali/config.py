@@ -1,0 +1,71 @@
+"""Config section of SALI (MODEL.SALI). Defaults follow the paper; see docs/sali.md."""
+
+from vps_d2.config import CfgNode as CN
+from vps_d2.config import register_config_section
+
+
+@register_config_section
+def add_sali_config(cfg: CN) -> None:
+    if "SALI" in cfg.MODEL:
+        return
+    cfg.MODEL.SALI = CN()
+    # Backbone levels used, finest first (exactly 3; strides 8/16/32 with PVTv2's
+    # OUT_INDICES [1, 2, 3]). Each is reduced to CHANNELS by an RFB.
+    cfg.MODEL.SALI.IN_FEATURES = ["res3", "res4", "res5"]
+    # Channels of every level after the RFB (SAM, LIM output and decoder width).
+    cfg.MODEL.SALI.CHANNELS = 32
+    # Ablations (Table 2 of the paper). False: "w/o SAM" (no neighbour frame, no alignment).
+    cfg.MODEL.SALI.USE_SAM = True
+    # False: "w/o LIM" (no memory; the decoder gets the short-term features).
+    cfg.MODEL.SALI.USE_LIM = True
+    # False: "w/o FA" (SAM harmonises the unaligned neighbour; no deformable alignment).
+    cfg.MODEL.SALI.USE_ALIGNMENT = True
+    # False: "w/o MA" (memory values are stored without mask weighting).
+    cfg.MODEL.SALI.USE_MASKED_ATTENTION = True
+    # Per-loss weights of the deeply supervised outputs (S_g, S5, S4, S3).
+    cfg.MODEL.SALI.LOSS_WEIGHTS = [1.0, 1.0, 1.0, 1.0]
+    # Min-max normalise each output frame's probabilities to [0, 1] (what SALI's public
+    # test script does before saving); False keeps plain sigmoid probabilities.
+    cfg.MODEL.SALI.TEST_MINMAX_NORM = False
+
+    cfg.MODEL.SALI.SAM = CN()
+    # Offset groups of the modulated deformable convolutions.
+    cfg.MODEL.SALI.SAM.DEFORMABLE_GROUPS = 8
+    # Max-pool window of the non-local keys/values, one per level (finest first); clamped
+    # to the feature size (a 4x5 map with window 8 is pooled with window 4).
+    cfg.MODEL.SALI.SAM.POOL_SIZES = [2, 4, 8]
+    # Also align the LIM output (current value + memory readout) to the short-term
+    # feature with the same alignment module (SALI's public code); needs USE_SAM, USE_LIM
+    # and USE_ALIGNMENT.
+    cfg.MODEL.SALI.SAM.ALIGN_READOUT = True
+
+    cfg.MODEL.SALI.LIM = CN()
+    # Key channels (C -> 4 in the paper's code).
+    cfg.MODEL.SALI.LIM.KEY_CHANNELS = 4
+    # Value channels (C -> 16); the LIM output [value, readout] has 2x this, which must
+    # equal CHANNELS.
+    cfg.MODEL.SALI.LIM.VALUE_CHANNELS = 16
+    # How masks weight stored values: "softmax_plus_one" (v * (1 + softmax over space of
+    # the mask logits), the public code) or "mask" (v * mask probability).
+    cfg.MODEL.SALI.LIM.MASK_WEIGHTING = "softmax_plus_one"
+    # What the first frame of a video reads from the still empty memory: "self" (its own
+    # keys/values, unweighted) or "zeros".
+    cfg.MODEL.SALI.LIM.EMPTY_READ = "self"
+
+    cfg.MODEL.SALI.MEMORY = CN()
+    # Memory capacity in frames' worth of elements (35 in the paper).
+    cfg.MODEL.SALI.MEMORY.CAPACITY = 35
+    # Write the current frame every this many frames (frames 0, N, 2N, ...), after reading.
+    cfg.MODEL.SALI.MEMORY.WRITE_EVERY = 5
+    # Memory elements kept per query position before the softmax (<= 0: all).
+    cfg.MODEL.SALI.MEMORY.TOP_K = 20
+    # Eviction when full: "relevance" (the paper: drop the stored frame least similar to
+    # the current frame, by L2 affinity), "usage" (the public code's XMem-style per-element
+    # usage pruning) or "fifo" (oldest frame).
+    cfg.MODEL.SALI.MEMORY.EVICTION = "relevance"
+    # Query positions per chunk of a memory read (bounds the affinity matrix; 0 = all).
+    cfg.MODEL.SALI.MEMORY.QUERY_CHUNK = 1024
+
+    cfg.MODEL.SALI.DECODER = CN()
+    # Groups of the three group-reversal-attention units of every reverse stage.
+    cfg.MODEL.SALI.DECODER.GRA_GROUPS = [1, 4, 32]
