@@ -110,10 +110,12 @@ def model_iterations_per_second(cfg, steps: int = 10, warmup: int = 2) -> float 
     """
     if steps <= 0:
         return None
+    from vps_d2.engine.defaults import configure_cpu_threads
     from vps_d2.modeling import build_model
     from vps_d2.solver import build_optimizer
 
     cfg = cfg.clone()
+    configure_cpu_threads(cfg, num_workers=0)  # as tools/train_net.py does on the CPU
     cfg.MODEL.DEVICE = "cpu"
     cfg.DATALOADER.NUM_WORKERS = 0
     batches = list(itertools.islice(iter(build_train_loader(cfg, dataset_names=[_DATASET_NAME])),
