@@ -157,12 +157,18 @@ def test_train_then_eval_only_learns(train_net_inproc, tmp_path):
     assert lines[-1]["total_loss"] < 0.8 * lines[0]["total_loss"], lines
     ev = str(tmp_path / "eval")
     assert train_net_inproc(*FAST, "MODEL.WEIGHTS", f"{out}/model_final.pth",
-                            "OUTPUT_DIR", ev, flags=["--eval-only"])[0] == 0  # fmt: skip
+                            "TEST.VPS.DUMP_WORST_CASES", "2", "OUTPUT_DIR", ev,
+                            flags=["--eval-only"])[0] == 0  # fmt: skip
     results = json.load(open(f"{ev}/results.json"))
     assert set(results) == {"vps_sample_easy_seen", "vps_sample_easy_unseen",
                             "vps_sample_hard_seen", "vps_sample_hard_unseen"}  # fmt: skip
     for metrics in results.values():
         assert 0.0 <= metrics["maxDice"] <= 1.0
+    # qualitative dump: the 2 worst frames of each split, plus a grid of them
+    for name in results:
+        drawn = sorted(os.listdir(f"{ev}/worst_cases/{name}"))
+        assert len([f for f in drawn if f.endswith(".jpg")]) == 2, drawn
+        assert "worst_cases.png" in drawn
 
 
 def test_nan_loss_stops_clearly(tiny_sample_root, tmp_path, monkeypatch):

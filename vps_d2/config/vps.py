@@ -56,6 +56,9 @@ def _add_video_sections(cfg: CN) -> None:
     cfg.TEST.VPS.SAVE_PREDICTIONS = False
     # Model name used in that layout.
     cfg.TEST.VPS.MODEL_NAME = "vps_d2"
+    # Draw the K frames with the lowest Dice at 0.5 of each test split (prediction | GT) in
+    # OUTPUT_DIR/worst_cases/<dataset>/ after each evaluation (0 = off).
+    cfg.TEST.VPS.DUMP_WORST_CASES = 0
     # Metric used to keep the best checkpoint (model_best.pth) during training.
     cfg.TEST.VPS.BEST_METRIC = "maxDice"
     # Dataset whose BEST_METRIC is tracked; "" = the first of DATASETS.TEST.

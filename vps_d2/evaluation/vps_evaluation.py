@@ -85,6 +85,7 @@ class VPSEvaluator(DatasetEvaluator):
         save_predictions: bool = False,
         model_name: str = "vps_d2",
         distributed: bool = True,
+        dump_worst_cases: int = 0,
     ) -> None:
         if save_predictions and not output_dir:
             raise ValueError("VPSEvaluator: save_predictions=True needs an output_dir")
@@ -97,6 +98,9 @@ class VPSEvaluator(DatasetEvaluator):
         self.distributed = distributed
         self._videos: dict | None = None  # video_id -> (dropped GT paths, n scored, subdir)
         self._cases: dict[str, CaseAccumulator] = {}
+        # Qualitative dump of the k frames with the lowest Dice at 0.5 (0 = off).
+        self.dump_worst_cases = int(dump_worst_cases)
+        self._worst = None
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
@@ -105,6 +109,7 @@ class VPSEvaluator(DatasetEvaluator):
             "output_dir": output_dir if output_dir is not None else cfg.OUTPUT_DIR,
             "save_predictions": cfg.TEST.VPS.SAVE_PREDICTIONS,
             "model_name": cfg.TEST.VPS.MODEL_NAME,
+            "dump_worst_cases": cfg.TEST.VPS.DUMP_WORST_CASES,
         }
 
     # ---------------------------------------------------------------------------------
@@ -123,6 +128,10 @@ class VPSEvaluator(DatasetEvaluator):
 
     def reset(self) -> None:
         self._cases = {}
+        if self.dump_worst_cases > 0:
+            from vps_d2.visualization import WorstCaseKeeper
+
+            self._worst = WorstCaseKeeper(self.dump_worst_cases)
 
     def _save(self, q: np.ndarray, sub: str, inp: dict) -> None:
         gt_file = inp.get("gt_file_name")
@@ -166,17 +175,30 @@ class VPSEvaluator(DatasetEvaluator):
             if not gt_file or _norm(gt_file) in dropped:
                 continue
             gt = read_gt(gt_file)
+            q = match_prediction(q, gt.shape)
             acc = self._cases.setdefault(vid, CaseAccumulator())
-            acc.add(frame_metrics(match_prediction(q, gt.shape), gt))
+            acc.add(frame_metrics(q, gt))
+            if self._worst is not None:
+                self._worst.add(_dice_at_half(q, gt), file_name=inp["file_name"],
+                                gt_file_name=gt_file, prob=q.astype(np.float32) / 255.0)  # fmt: skip
 
     def evaluate(self) -> OrderedDict:
         states = {vid: acc.state() for vid, acc in self._cases.items()}
+        worst = self._worst.cases() if self._worst is not None else []
         if self.distributed and comm.get_world_size() > 1:
             all_states = comm.all_gather(states)
+            worst = [c for part in comm.all_gather(worst) for c in part]
             if not comm.is_main_process():
                 return OrderedDict()
         else:
             all_states = [states]
+        if worst and self.output_dir:
+            from vps_d2.visualization import save_worst_cases
+
+            folder = os.path.join(self.output_dir, "worst_cases", self.dataset_name)
+            save_worst_cases(worst, folder, k=self.dump_worst_cases, metric="Dice@0.5")
+            logger.info("VPSEvaluator(%s): %d worst frames drawn in %s",
+                        self.dataset_name, min(len(worst), self.dump_worst_cases), folder)  # fmt: skip
         cases: dict[str, CaseAccumulator] = {}
         for part in all_states:
             for vid, st in part.items():
@@ -212,3 +234,10 @@ class VPSEvaluator(DatasetEvaluator):
             ]
             write_results_csv(base + "_per_case.csv", rows)
         return OrderedDict([(self.dataset_name, result)])
+
+
+def _dice_at_half(q: np.ndarray, gt: np.ndarray) -> float:
+    """Dice of ``q >= 128`` (uint8 prediction) against the bool GT; 1 when both are empty."""
+    p = q >= 128
+    denom = int(p.sum()) + int(gt.sum())
+    return 1.0 if denom == 0 else 2.0 * int(np.logical_and(p, gt).sum()) / denom
