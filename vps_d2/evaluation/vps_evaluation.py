@@ -179,8 +179,11 @@ class VPSEvaluator(DatasetEvaluator):
             acc = self._cases.setdefault(vid, CaseAccumulator())
             acc.add(frame_metrics(q, gt))
             if self._worst is not None:
-                self._worst.add(_dice_at_half(q, gt), file_name=inp["file_name"],
-                                gt_file_name=gt_file, prob=q.astype(np.float32) / 255.0)  # fmt: skip
+                prob01 = q.astype(np.float32) / 255.0
+                self._worst.add(
+                    _dice_at_half(q, gt), file_name=inp["file_name"], gt_file_name=gt_file,
+                    prob=prob01,
+                )  # fmt: skip
 
     def evaluate(self) -> OrderedDict:
         states = {vid: acc.state() for vid, acc in self._cases.items()}
@@ -197,8 +200,9 @@ class VPSEvaluator(DatasetEvaluator):
 
             folder = os.path.join(self.output_dir, "worst_cases", self.dataset_name)
             save_worst_cases(worst, folder, k=self.dump_worst_cases, metric="Dice@0.5")
+            n = min(len(worst), self.dump_worst_cases)
             logger.info("VPSEvaluator(%s): %d worst frames drawn in %s",
-                        self.dataset_name, min(len(worst), self.dump_worst_cases), folder)  # fmt: skip
+                        self.dataset_name, n, folder)  # fmt: skip
         cases: dict[str, CaseAccumulator] = {}
         for part in all_states:
             for vid, st in part.items():
