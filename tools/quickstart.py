@@ -27,8 +27,9 @@ def run(cmd: list[str]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", default="configs/sample/baseline.yaml")
     parser.add_argument("--output-dir", default="output/sample_baseline")
     parser.add_argument("--data", default="datasets/vps-sample")
