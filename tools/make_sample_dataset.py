@@ -8,7 +8,7 @@ Example::
 
     python tools/make_sample_dataset.py --output datasets/vps-sample --seed 0
 
-See docs/sample_dataset.md and :mod:`vps_d2.data.sample_generator`.
+See README.md ("The synthetic sample dataset") and :mod:`vps_d2.data.sample_generator`.
 """
 
 from __future__ import annotations
