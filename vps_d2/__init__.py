@@ -4,7 +4,11 @@ Importing the package registers every dataset, backbone, meta-architecture and c
 section, so processes spawned for DDP and data-loader workers see the same registries.
 """
 
-from . import config, data, modeling  # noqa: F401
-from . import methods  # noqa: F401
+from . import (  # noqa: F401
+    config,
+    data,
+    methods,  # noqa: F401
+    modeling,
+)
 
 __version__ = "0.1.0"

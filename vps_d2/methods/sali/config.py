@@ -1,4 +1,4 @@
-"""Config section of SALI (MODEL.SALI). Defaults follow the paper; see the SALI section of README.md."""
+"""Config section of SALI (MODEL.SALI). Defaults follow the paper (README.md, "SALI")."""
 
 from vps_d2.config import CfgNode as CN
 from vps_d2.config import register_config_section
