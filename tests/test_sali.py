@@ -240,7 +240,9 @@ def test_ablation_switches_change_the_module_set():
     assert sets["wo_fa"] == base | {"sam.harmonise", "lim"}
     assert sets["wo_ma"] == sets["full"]  # parameter-free switch...
     assert not _model(USE_MASKED_ATTENTION=False).lim.masked_attention  # ...of the LIM
-    assert _model().align_readout and not _model(USE_ALIGNMENT=False).align_readout
+    assert not _model().align_readout  # the paper decodes F_l directly
+    assert _model(**{"SAM.ALIGN_READOUT": True}).align_readout
+    assert not _model(**{"SAM.ALIGN_READOUT": True, "USE_ALIGNMENT": False}).align_readout
 
 
 # Parameters that legitimately get an exactly zero gradient on the first step: everything
@@ -253,12 +255,27 @@ def _expected_zero_grad(name: str) -> bool:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("ablation", list(ABLATIONS))
+VARIANTS = {
+    **ABLATIONS,
+    "align_readout": {"SAM.ALIGN_READOUT": True},
+    # SmallCNN's res5 stage feeds nothing: frozen at construction (DDP needs every trainable
+    # parameter used)
+    "res2_res4": {"IN_FEATURES": ["res2", "res3", "res4"]},
+}
+
+
+@pytest.mark.parametrize("ablation", list(VARIANTS))
 def test_every_parameter_gets_a_gradient(ablation):
-    model = _model(**ABLATIONS[ablation]).train()
+    model = _model(**VARIANTS[ablation]).train()
     sum(model(_triplets()).values()).backward()
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    res5 = {n for n, _ in model.named_parameters() if n.startswith("backbone.stages.2.")}
+    assert frozen == (res5 if ablation == "res2_res4" else set())
     zero = set()
     for name, p in model.named_parameters():
+        if name in frozen:
+            assert p.grad is None
+            continue
         assert p.grad is not None, f"{ablation}: {name} has no gradient"
         assert torch.isfinite(p.grad).all(), name
         if p.grad.abs().sum() == 0:
@@ -274,7 +291,8 @@ def test_every_parameter_gets_a_gradient(ablation):
                 mod.weight.normal_(0, 0.01)
     sum(model(_triplets()).values()).backward()
     for name, p in model.named_parameters():
-        assert p.grad.abs().sum() > 0, f"{ablation}: {name} gets a zero gradient"
+        if name not in frozen:
+            assert p.grad.abs().sum() > 0, f"{ablation}: {name} gets a zero gradient"
 
 
 def test_streaming_output_read_before_write_and_cadence():
@@ -363,7 +381,9 @@ def test_configs_load_and_build():
     assert sample.INPUT.CLIP.SAMPLING == "triplet" and sample.INPUT.CLIP.LENGTH == 3
     model = build_model(sample).train()
     losses = model(_triplets(1, *sample.INPUT.SIZE_TRAIN))
-    assert sorted(losses) == ["loss_s3", "loss_s4", "loss_s5", "loss_sg"]
+    # outputs are named after their levels: res2..res4 -> loss_s2..loss_s4
+    levels = [f[len("res") :] for f in sample.MODEL.SALI.IN_FEATURES]
+    assert sorted(losses) == sorted(["loss_sg"] + [f"loss_s{n}" for n in levels])
     for name, timm_name in [("sali_pvtv2_b2", "pvt_v2_b2"), ("sali_pvtv2_b5", "pvt_v2_b5")]:
         cfg = _load(f"configs/{name}.yaml")
         assert cfg.MODEL.BACKBONE.TIMM_NAME == timm_name

@@ -21,6 +21,7 @@ FAST = [
     "0", "SOLVER.CHECKPOINT_PERIOD", "1000", "SEED", "1",
 ]  # fmt: skip
 
+
 def _run(root, out, *opts):
     env = dict(os.environ, VPS_DATASETS=root, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("DETECTRON2_DATASETS", None)
@@ -42,4 +43,5 @@ def test_sali_training_improves_over_untrained(tiny_sample_root, tmp_path):
     with open(os.path.join(out, "metrics.json")) as f:
         losses = [json.loads(line)["total_loss"] for line in f if "total_loss" in line]
     assert losses[-1] < 0.8 * losses[0], losses
-    assert trained > untrained + 0.1, (untrained, trained)
+    # measured: untrained 0.14, trained 0.40-0.46 over seeds 1-3 (mean maxDice of 4 splits)
+    assert trained > untrained + 0.15, (untrained, trained)

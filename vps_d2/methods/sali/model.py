@@ -8,7 +8,8 @@ Per frame t (each level processed separately until the decoder, C = 32 channels)
    and harmonised with F_t (non-local block) -> short-term F_s;
 3. LIM: F_s -> key (B, 4, H, W) / value (B, 16, H, W); the memory (keys/values of past
    frames, values weighted by their masks) is read with the key -> F_l = [value, readout]
-   (B, 32, H, W), aligned to F_s by the same alignment module;
+   (B, 32, H, W) (optionally aligned to F_s by the same alignment module, as the public
+   code does: SAM.ALIGN_READOUT);
 4. decoder: partial decoder -> global map S_g, reverse-attention stages -> S5, S4, S3
    (logits); the output is S3.
 
@@ -63,7 +64,7 @@ class SALI(VideoMetaArch):
         use_lim: bool = True,
         use_alignment: bool = True,
         use_masked_attention: bool = True,
-        align_readout: bool = True,
+        align_readout: bool = False,
         deformable_groups: int = 8,
         pool_sizes: Sequence[int] = (2, 4, 8),
         key_channels: int = 4,
@@ -116,6 +117,7 @@ class SALI(VideoMetaArch):
                              f"{list(loss_weights)}")  # fmt: skip
         self.backbone = backbone
         self.in_features = in_features
+        self._freeze_unused_backbone_parameters(max(strides))
         self.rfb = nn.ModuleList([RFB(shapes[f].channels, channels) for f in in_features])
         self.sam = (
             ShortTermAlignment(channels=channels, num_levels=3,
@@ -179,6 +181,32 @@ class SALI(VideoMetaArch):
         }
 
     # ------------------------------------------------------------------ building blocks
+    def _freeze_unused_backbone_parameters(self, max_stride: int) -> None:
+        """Freeze backbone parameters that no level of IN_FEATURES depends on (e.g.
+        SmallCNN's res5 stage when IN_FEATURES stops at res4): they could never get a
+        gradient, which DDP (find_unused_parameters=False) rejects. Found by one backward
+        pass of a tiny input through the backbone."""
+        params = [p for p in self.backbone.parameters() if p.requires_grad]
+        if not params:
+            return
+        was_training = self.backbone.training
+        self.backbone.eval()  # keep BatchNorm running statistics untouched
+        size = 2 * max_stride
+        with torch.enable_grad():
+            feats = self.backbone(torch.zeros(1, 3, size, size, device=params[0].device))
+            total = sum(feats[f].sum() for f in self.in_features)
+            grads = torch.autograd.grad(total, params, allow_unused=True)
+        self.backbone.train(was_training)
+        unused = [p for p, g in zip(params, grads) if g is None]
+        for p in unused:
+            p.requires_grad_(False)
+        if unused:
+            logger.info(
+                "SALI: %d backbone parameter tensors feed none of %s: frozen",
+                len(unused),
+                self.in_features,
+            )
+
     @property
     def banks(self) -> list[MemoryBank]:
         """The streaming memory banks, one per level (empty list without LIM)."""
