@@ -179,10 +179,12 @@ def memory_run(backbone: str, size: int, checkpoints: list[int], device: str) ->
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--backbones", nargs="+", default=["pvt_v2_b2", "pvt_v2_b5"])
+    p.add_argument("--backbones", nargs="*", default=["pvt_v2_b2", "pvt_v2_b5"],
+                   help="models of the parameters/GFLOPs/speed table (none: skip it)")  # fmt: skip
     p.add_argument("--size", type=int, default=352, help="frame size for GFLOPs and timing")
     p.add_argument("--timed-frames", type=int, default=3, help="timed steps per memory state")
-    p.add_argument("--memory-frames", type=int, nargs="+", default=[100, 1000])
+    p.add_argument("--memory-frames", type=int, nargs="*", default=[100, 1000],
+                   help="checkpoints of the streaming memory run (none: skip it)")  # fmt: skip
     p.add_argument("--memory-size", type=int, default=64, help="frame size of the memory run")
     p.add_argument("--memory-backbone", default="pvt_v2_b2")
     p.add_argument("--device", default="cpu")
@@ -214,30 +216,34 @@ def main(argv=None) -> int:
             f"{bank_full:.2f} |"
         )
         del model
-    mem = memory_run(args.memory_backbone, args.memory_size, args.memory_frames, args.device)
-    results["memory_run"] = {"backbone": args.memory_backbone, "size": args.memory_size,
-                             "checkpoints": mem}  # fmt: skip
+    mem = {}
+    if args.memory_frames:
+        mem = memory_run(args.memory_backbone, args.memory_size, args.memory_frames, args.device)
+        results["memory_run"] = {"backbone": args.memory_backbone, "size": args.memory_size,
+                                 "checkpoints": mem}  # fmt: skip
     dev = f"{args.device}, {results['threads']} threads"
-    print(f"\nSALI benchmark ({dev}; random init; {args.size}x{args.size} input)\n")
-    print(
-        "| model | params M (backbone + SALI) | GFLOPs/frame, memory 1 / "
-        f"{cap} frames | ms/frame, memory 1 / {cap} frames | bank MiB at {cap} frames |"
-    )
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print(row)
-    print(f"\nStreaming memory ({args.memory_backbone}, {args.memory_size}x{args.memory_size} "
-          f"frames, {dev}):\n")  # fmt: skip
-    print("| frames streamed | frames in each bank (1/8, 1/16, 1/32) | bank MiB | RSS MiB |")
-    print("|---|---|---|---|")
-    for n, s in mem.items():
-        print(f"| {n} | {s['bank_frames']} | {s['bank_mib']:.3f} | {s['rss_mib']:.0f} |")
-    skipped = sorted({op for n in args.backbones for op in results[n]["not_counted"]})
-    print(
-        f"\nOps not counted by fvcore: {', '.join(skipped) or 'none'}; "
-        "torchvision::deform_conv2d and aten::scaled_dot_product_attention are counted by "
-        "this script's handles."
-    )
+    if rows:
+        print(f"\nSALI benchmark ({dev}; random init; {args.size}x{args.size} input)\n")
+        print(
+            "| model | params M (backbone + SALI) | GFLOPs/frame, memory 1 / "
+            f"{cap} frames | ms/frame, memory 1 / {cap} frames | bank MiB at {cap} frames |"
+        )
+        print("|---|---|---|---|---|")
+        for row in rows:
+            print(row)
+        skipped = sorted({op for n in args.backbones for op in results[n]["not_counted"]})
+        print(
+            f"\nOps not counted by fvcore: {', '.join(skipped) or 'none'}; "
+            "torchvision::deform_conv2d and aten::scaled_dot_product_attention are counted by "
+            "this script's handles."
+        )
+    if mem:
+        print(f"\nStreaming memory ({args.memory_backbone}, {args.memory_size}x"
+              f"{args.memory_size} frames, {dev}):\n")  # fmt: skip
+        print("| frames streamed | frames in each bank (1/8, 1/16, 1/32) | bank MiB | RSS MiB |")
+        print("|---|---|---|---|")
+        for n, st in mem.items():
+            print(f"| {n} | {st['bank_frames']} | {st['bank_mib']:.3f} | {st['rss_mib']:.0f} |")
     if args.json:
         d = os.path.dirname(os.path.abspath(args.json))
         with tempfile.NamedTemporaryFile("w", dir=d, delete=False, suffix=".tmp") as f:
