@@ -87,10 +87,13 @@ def test_frames_and_masks(small):
                 assert mask.shape == (64, 80) and mask.dtype == np.uint8
                 assert set(np.unique(mask).tolist()) <= {0, 255}
                 areas.append(int((mask > 0).sum()))
-                n_total += 1
-                n_empty += areas[-1] == 0
+                if split == "TrainDataset":
+                    n_total += 1
+                    n_empty += areas[-1] == 0
             assert max(areas) > 0, f"{split}/{case} never shows the polyp"
-    assert 0 < n_empty < n_total // 2  # the polyp leaves the view in some frames
+            if split != "TrainDataset":  # like SUN-SEG's positive clips (Dice would be capped)
+                assert min(areas) > 0, f"{split}/{case} has a frame without polyp"
+    assert 0 < n_empty < n_total // 2  # the polyp leaves the view in some training frames
 
 
 def test_same_seed_identical_other_seed_different(small, tmp_path):
@@ -200,6 +203,8 @@ def test_default_plan_counts():
     assert set(video_class.values()) == set(CLASS_NAMES)
     assert all(p.difficulty > 0.6 for p in by_split["TestHardDataset/Seen"])
     assert all(p.difficulty < 0.4 for p in by_split["TestEasyDataset/Unseen"])
+    assert not any(p.leaves_view for s in SPLITS[1:] for p in by_split[s])
+    assert sum(p.leaves_view for p in by_split["TrainDataset"]) >= 5
 
 
 def test_bad_arguments(tmp_path):

@@ -32,7 +32,8 @@ Every clip shows one polyp (a lobulated, shaded, textured blob) on a mucosa scen
 noise, ring folds around a dark lumen, thin vessels, specular spots), seen through a moving
 camera (pan/zoom/rotation), with vignetting, motion blur, short low-quality stretches, an
 instrument that sometimes covers part of the polyp (excluded from the mask) and stretches
-where the polyp leaves the view (empty masks). "Hard" splits use faster motion, more blur,
+where the polyp leaves the view (empty masks; training clips only: as in SUN-SEG's
+positive clips, every test frame shows the polyp). "Hard" splits use faster motion, more blur,
 smaller polyps, more occlusion and more low-quality frames.
 
 Generation is deterministic: each video and each clip has its own ``numpy`` Generator
@@ -199,8 +200,12 @@ def plan_sample_dataset(
         lo, hi = _DIFFICULTY[split]
         num_frames = int(rng.integers(frames_min, frames_max + 1))
         difficulty = float(rng.uniform(lo, hi))
-        # every other clip leaves the view, so every split with 2+ clips has empty masks
+        # Every other training clip leaves the view (empty masks to learn from). Test clips
+        # keep the polyp in view like SUN-SEG's positive clips: the toolbox scores a frame
+        # with an empty GT as Dice 0 whatever the prediction, which would cap every model's
+        # Dice. The draw is made for every clip so that the training clips stay the same.
         leaves_view = k % 2 == 0 or bool(rng.random() < 0.3)
+        leaves_view = leaves_view and split == TRAIN_SPLIT
         occluded = bool(rng.random() < 0.25 + 0.5 * difficulty)
         plans.append(
             ClipPlan(
