@@ -22,10 +22,11 @@ FAST = [
 ]  # fmt: skip
 
 
-def _run(root, out, *opts):
+def _run(root, out, *opts, flags=()):
     env = dict(os.environ, VPS_DATASETS=root, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("DETECTRON2_DATASETS", None)
-    cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *FAST, "OUTPUT_DIR", out, *opts]
+    cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *flags, *FAST, "OUTPUT_DIR", out,
+           *opts]  # fmt: skip
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         tail = f"{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
@@ -45,3 +46,8 @@ def test_sali_training_improves_over_untrained(tiny_sample_root, tmp_path):
     assert losses[-1] < 0.8 * losses[0], losses
     # measured: untrained 0.14, trained 0.40-0.46 over seeds 1-3 (mean maxDice of 4 splits)
     assert trained > untrained + 0.15, (untrained, trained)
+    # --eval-only on the saved weights streams the test videos again: the same numbers
+    weights = os.path.join(out, "model_final.pth")
+    again, _ = _run(tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS", weights,
+                    flags=["--eval-only"])  # fmt: skip
+    assert again == pytest.approx(trained, abs=1e-9)

@@ -16,7 +16,8 @@ Per frame t (each level processed separately until the decoder, C = 32 channels)
 Training (``losses``): each clip is a triplet [memory, neighbour, current] (INPUT.CLIP.SAMPLING
 "triplet", LENGTH 3). The memory frame's short-term feature is computed with itself as its
 neighbour and written with its ground-truth mask; the loss is the structure loss of every
-output on the current frame (loss_sg, loss_s5, loss_s4, loss_s3).
+output on the current frame (loss_sg, loss_s5, loss_s4, loss_s3 for IN_FEATURES res3-res5;
+the level outputs are named after their levels).
 
 Streaming (``reset``/``step``): the neighbour is the previous frame (the frame itself at
 t = 0); read before write; every MEMORY.WRITE_EVERY frames the frame is written with its own
@@ -242,7 +243,8 @@ class SALI(VideoMetaArch):
     # ------------------------------------------------------------------ training
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         """Triplets ("image" uint8 (3, 3, H, W) = [memory, neighbour, current], "sem_seg"
-        (3, H, W)) -> {"loss_sg", "loss_s5", "loss_s4", "loss_s3"}: structure losses of the
+        (3, H, W)) -> {"loss_sg", "loss_s5", "loss_s4", "loss_s3"} (for res3-res5; named after
+        the levels of IN_FEATURES): structure losses of the
         outputs, upsampled to (H, W), against the current frame's mask."""
         images = torch.stack([b["image"] for b in batched_inputs])  # B, T, 3, H, W
         masks = torch.stack([b["sem_seg"] for b in batched_inputs]).to(self.device)  # B, T, H, W
