@@ -44,8 +44,8 @@ def test_sali_training_improves_over_untrained(tiny_sample_root, tmp_path):
     with open(os.path.join(out, "metrics.json")) as f:
         losses = [json.loads(line)["total_loss"] for line in f if "total_loss" in line]
     assert losses[-1] < 0.8 * losses[0], losses
-    # measured: untrained 0.14, trained 0.40-0.46 over seeds 1-3 (mean maxDice of 4 splits)
-    assert trained > untrained + 0.15, (untrained, trained)
+    # measured: untrained 0.21-0.22, trained 0.66-0.73 over seeds 1-3 (mean maxDice, 4 splits)
+    assert trained > untrained + 0.3, (untrained, trained)
     # --eval-only on the saved weights streams the test videos again: the same numbers
     weights = os.path.join(out, "model_final.pth")
     again, _ = _run(tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS", weights,

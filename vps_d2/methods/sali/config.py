@@ -35,9 +35,10 @@ def add_sali_config(cfg: CN) -> None:
     # to the feature size (a 4x5 map with window 8 is pooled with window 4).
     cfg.MODEL.SALI.SAM.POOL_SIZES = [2, 4, 8]
     # Also align the LIM output (current value + memory readout) to the short-term
-    # feature with the same alignment module (SALI's public code; the paper decodes F_l
-    # directly); needs USE_SAM, USE_LIM and USE_ALIGNMENT.
-    cfg.MODEL.SALI.SAM.ALIGN_READOUT = False
+    # feature with the same alignment module, so that SAM serves both the neighbour and
+    # the memory readout (SALI's public code and this project's spec; the paper's text
+    # decodes F_l directly: False). Needs USE_SAM, USE_LIM and USE_ALIGNMENT.
+    cfg.MODEL.SALI.SAM.ALIGN_READOUT = True
 
     cfg.MODEL.SALI.LIM = CN()
     # Key channels (C -> 4 in the paper's code).

@@ -8,8 +8,8 @@ Per frame t (each level processed separately until the decoder, C = 32 channels)
    and harmonised with F_t (non-local block) -> short-term F_s;
 3. LIM: F_s -> key (B, 4, H, W) / value (B, 16, H, W); the memory (keys/values of past
    frames, values weighted by their masks) is read with the key -> F_l = [value, readout]
-   (B, 32, H, W) (optionally aligned to F_s by the same alignment module, as the public
-   code does: SAM.ALIGN_READOUT);
+   (B, 32, H, W), aligned to F_s by the same alignment module (SAM.ALIGN_READOUT, the
+   public code; False decodes F_l directly, as the paper's text reads);
 4. decoder: partial decoder -> global map S_g, reverse-attention stages -> S5, S4, S3
    (logits); the output is S3.
 
@@ -65,7 +65,7 @@ class SALI(VideoMetaArch):
         use_lim: bool = True,
         use_alignment: bool = True,
         use_masked_attention: bool = True,
-        align_readout: bool = False,
+        align_readout: bool = True,
         deformable_groups: int = 8,
         pool_sizes: Sequence[int] = (2, 4, 8),
         key_channels: int = 4,
