@@ -51,3 +51,25 @@ def test_sali_training_improves_over_untrained(tiny_sample_root, tmp_path):
     again, _ = _run(tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS", weights,
                     flags=["--eval-only"])  # fmt: skip
     assert again == pytest.approx(trained, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_sali_two_process_ddp_train_and_sharded_evaluation(tiny_sample_root, tmp_path):
+    """2-process CPU DDP: SALI trains (SmallCNN's unused res5 is frozen, so DDP finds every
+    trainable parameter used) and the test videos, streamed by two ranks, are scored exactly
+    like a single-process --eval-only of the same weights."""
+    _, out = _run(tiny_sample_root, str(tmp_path / "ddp"), "SOLVER.MAX_ITER", "3",
+                  flags=["--num-gpus", "2"])  # fmt: skip
+    assert os.path.isfile(os.path.join(out, "log.txt.rank1"))
+    with open(os.path.join(out, "log.txt")) as f:
+        assert "World size: 2" in f.read()
+    _, out1 = _run(tiny_sample_root, str(tmp_path / "single"), "MODEL.WEIGHTS",
+                   os.path.join(out, "model_final.pth"), flags=["--eval-only"])  # fmt: skip
+    results = []
+    for d in (out, out1):
+        with open(os.path.join(d, "results.json")) as f:
+            results.append(json.load(f))
+    assert sorted(results[0]) == sorted(results[1]) and len(results[0]) == 4
+    for split, metrics in results[0].items():
+        for name, value in metrics.items():
+            assert results[1][split][name] == pytest.approx(value, abs=1e-9), (split, name)
