@@ -12,12 +12,11 @@ import time
 
 import pytest
 import torch
+from train_net_runner import ROOT, TRAIN_NET, run_train_net, train_net_env
 
 from vps_d2.checkpoint import VPSCheckpointer
 from vps_d2.config import add_vps_config, get_cfg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 CONFIG = os.path.join(ROOT, "configs", "sample", "baseline.yaml")
 FAST = [
     "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "2",
@@ -27,21 +26,9 @@ FAST = [
 ]  # fmt: skip
 
 
-def _env(root):
-    env = dict(os.environ, VPS_DATASETS=root, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("DETECTRON2_DATASETS", None)
-    return env
-
-
 def train_net(root, *opts, flags=(), check=True, timeout=300):
     """Run tools/train_net.py in a subprocess: ``flags`` (e.g. --resume), then KEY VALUE opts."""
-    cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *flags, *opts]
-    p = subprocess.run(cmd, env=_env(root), capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(
-            f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-        )
-    return p
+    return run_train_net(root, CONFIG, *opts, flags=flags, check=check, timeout=timeout)
 
 
 def _load_tool():
@@ -103,7 +90,7 @@ def test_killed_run_resumes_without_corrupt_checkpoint(tiny_sample_root, tmp_pat
     out = str(tmp_path / "killed")
     cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *FAST, "SOLVER.MAX_ITER", "100000",
            "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()", "OUTPUT_DIR", out]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=_env(tiny_sample_root), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, env=train_net_env(tiny_sample_root), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
         deadline = time.time() + 180

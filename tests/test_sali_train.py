@@ -7,13 +7,10 @@ through SALI's memory (model.stream).
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from train_net_runner import ROOT, run_train_net
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 CONFIG = os.path.join(ROOT, "configs", "sample", "sali.yaml")
 FAST = [
     "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "4",
@@ -23,14 +20,7 @@ FAST = [
 
 
 def _run(root, out, *opts, flags=()):
-    env = dict(os.environ, VPS_DATASETS=root, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("DETECTRON2_DATASETS", None)
-    cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *flags, *FAST, "OUTPUT_DIR", out,
-           *opts]  # fmt: skip
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        tail = f"{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{tail}")
+    run_train_net(root, CONFIG, *FAST, "OUTPUT_DIR", out, *opts, flags=flags)
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
     return sum(r["maxDice"] for r in results.values()) / len(results), out
