@@ -32,6 +32,8 @@ Test frames (streamed one at a time, in order, at their original size)::
         "image": uint8 Tensor (3, H, W), "height": int, "width": int,
         "video_id": str, "frame_index": int, "video_length": int,
         "file_name": str, "gt_file_name": str | None, "frame_name": str,
+        "class_id": int,              # the video's class, -1 unknown
+        "gt_box": list[float] | None, # [x_min, y_min, w, h] pixels, None: no box
     }
 """
 

@@ -61,6 +61,15 @@ def _frame_name(record: dict, i: int) -> str:
     return os.path.splitext(os.path.basename(record["file_names"][i]))[0]
 
 
+def _gt_box(record: dict, i: int) -> list[float] | None:
+    """The record's box of frame ``i`` ([x_min, y_min, w, h] pixels) or None."""
+    boxes = record.get("boxes")
+    if boxes is None or record["gt_file_names"][i] is None:
+        return None
+    box = boxes[i]
+    return None if box is None else [float(v) for v in box]
+
+
 class VideoClipDatasetMapper:
     """Video record -> one clip (training dict of :mod:`vps_d2.data`).
 
@@ -179,7 +188,9 @@ class VideoTestFrames(Dataset):
 
         {"image": uint8 (3, H, W) in ``image_format``, "height": H, "width": W,
          "video_id", "frame_index": i, "video_length", "file_name", "gt_file_name"
-         (None when the frame has no GT), "frame_name"}
+         (None when the frame has no GT), "frame_name",
+         "class_id": int (the video's pathological class, -1 unknown),
+         "gt_box": [x_min, y_min, w, h] in pixels, or None (no GT / no polyp / no boxes)}
 
     Iterating yields them in order; wrap in a DataLoader (``batch_size=None``) to read ahead
     in worker processes (:func:`vps_d2.data.build_test_loader`).
@@ -211,6 +222,8 @@ class VideoTestFrames(Dataset):
             "file_name": self.record["file_names"][i],
             "gt_file_name": self.record["gt_file_names"][i],
             "frame_name": _frame_name(self.record, i),
+            "class_id": int(self.record.get("class_id", -1)),
+            "gt_box": _gt_box(self.record, i),
         }
 
     def __iter__(self):
