@@ -25,11 +25,9 @@ All models are randomly initialised (nothing is downloaded). Per backbone:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 import torch
@@ -42,6 +40,7 @@ except ImportError:  # source checkout without installation
 import vps_d2.methods.sali  # noqa: F401,E402  (registers MODEL.SALI)
 from vps_d2.config import add_vps_config, get_cfg  # noqa: E402
 from vps_d2.modeling import build_model  # noqa: E402
+from vps_d2.utils.file_io import atomic_write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"pvt_v2_b2": "configs/sali_pvtv2_b2.yaml", "pvt_v2_b5": "configs/sali_pvtv2_b5.yaml"}
@@ -245,10 +244,7 @@ def main(argv=None) -> int:
         for n, st in mem.items():
             print(f"| {n} | {st['bank_frames']} | {st['bank_mib']:.3f} | {st['rss_mib']:.0f} |")
     if args.json:
-        d = os.path.dirname(os.path.abspath(args.json))
-        with tempfile.NamedTemporaryFile("w", dir=d, delete=False, suffix=".tmp") as f:
-            json.dump(results, f, indent=2)
-        os.replace(f.name, args.json)
+        atomic_write_json(args.json, results)
     return 0
 
 

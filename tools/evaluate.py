@@ -39,7 +39,6 @@ from vps_d2.evaluation.protocol import (
     METRIC_KEYS,
     SUN_SEG_TEST_SPLITS,
     CaseAccumulator,
-    atomic_write_bytes,
     average_cases,
     case_metrics,
     evaluate_case_task,
@@ -50,6 +49,7 @@ from vps_d2.evaluation.protocol import (
     write_results_csv,
     write_results_json,
 )
+from vps_d2.utils.file_io import atomic_write_bytes  # noqa: E402
 
 logger = logging.getLogger("vps_d2.evaluate")
 _MAX_LISTED = 20

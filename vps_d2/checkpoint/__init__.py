@@ -1,3 +1,3 @@
-from .checkpointer import CheckpointError, VPSCheckpointer, atomic_write_bytes, load_model_weights
+from .checkpointer import CheckpointError, VPSCheckpointer, load_model_weights
 
-__all__ = ["CheckpointError", "VPSCheckpointer", "atomic_write_bytes", "load_model_weights"]
+__all__ = ["CheckpointError", "VPSCheckpointer", "load_model_weights"]

@@ -9,39 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from typing import Any
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
 
-__all__ = ["CheckpointError", "VPSCheckpointer", "atomic_write_bytes", "load_model_weights"]
+from vps_d2.utils.file_io import atomic_write_bytes
+
+__all__ = ["CheckpointError", "VPSCheckpointer", "load_model_weights"]
 
 logger = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model (message names the file)."""
-
-
-def atomic_write_bytes(path: str, write_fn) -> None:
-    """Call ``write_fn(fileobj)`` on a temp file next to ``path``, then rename it to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class VPSCheckpointer(Checkpointer):

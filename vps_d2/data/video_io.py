@@ -25,12 +25,13 @@ import glob
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
+
+from vps_d2.utils.file_io import atomic_write_bytes, commit_temp_file, make_temp_path
 
 from .frame_order import sort_frames
 from .io import is_image_file, read_image, read_mask
@@ -373,15 +374,13 @@ def check_output_path(path: str, *, is_dir: bool = False) -> str:
 
 def write_image(path: str, image: np.ndarray) -> None:
     """Write a BGR (H, W, 3) or gray (H, W) uint8 image atomically (temp file + rename)."""
-    from vps_d2.checkpoint import atomic_write_bytes
-
     ext = os.path.splitext(path)[1].lower() or ".png"
     params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95],
               ".png": [cv2.IMWRITE_PNG_COMPRESSION, 9]}.get(ext, [])  # fmt: skip
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:
         raise ValueError(f"Cannot encode an image as {ext!r} for {path!r}")
-    atomic_write_bytes(path, lambda f: f.write(buf.tobytes()))
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def codec_candidates(path: str) -> list[tuple[str, str]]:
@@ -397,17 +396,8 @@ def _create_cv_writer(path: str, fourcc: str, fps: float, size: tuple[int, int])
     return cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), float(fps), size)
 
 
-def _set_default_mode(path: str) -> None:
-    """Give a mkstemp file (mode 0600) the mode a plain open() would have (0666 & ~umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _temp_path(folder: str, base: str, ext: str, tag: str) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".{tag}{ext}", dir=folder)
-    os.close(fd)
-    return tmp
+    return make_temp_path(os.path.join(folder, base + ext), tag=tag, keep_ext=True)
 
 
 def _probe_codec(
@@ -519,8 +509,7 @@ class VideoWriter:
         if not os.path.isfile(self._tmp) or os.path.getsize(self._tmp) == 0:
             self._remove_tmp()
             raise RuntimeError(f"Writing {self.path!r} with {self.fourcc} gave an empty file")
-        _set_default_mode(self._tmp)
-        os.replace(self._tmp, self.path)
+        commit_temp_file(self._tmp, self.path)
         logger.info("Saved %d frames to %s", self.count, self.path)
         return self.path
 

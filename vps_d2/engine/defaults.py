@@ -12,6 +12,7 @@ import torch
 from vps_d2.config import CfgNode, add_vps_config, get_cfg
 from vps_d2.utils import comm
 from vps_d2.utils.env import collect_env_info, seed_all_rng
+from vps_d2.utils.file_io import atomic_write_bytes
 from vps_d2.utils.logger import setup_logger
 
 __all__ = [
@@ -103,7 +104,6 @@ def configure_cpu_threads(cfg: CfgNode, num_workers: int | None = None) -> None:
 def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
     """Per-process set-up: OUTPUT_DIR, log.txt, config.yaml dump, seed, env summary,
     dataset options (so spawned processes see the same catalog)."""
-    from vps_d2.checkpoint import atomic_write_bytes
     from vps_d2.data.datasets import configure_datasets
 
     output_dir = cfg.OUTPUT_DIR
@@ -122,7 +122,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
                 logger.info("Contents of args.config_file=%s:\n%s", args.config_file, f.read())
     if rank == 0 and output_dir:
         path = os.path.join(output_dir, "config.yaml")
-        atomic_write_bytes(path, lambda f: f.write(cfg.dump().encode()))
+        atomic_write_bytes(path, cfg.dump().encode())
         logger.info("Full config saved to %s", path)
     seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
     configure_cpu_threads(cfg)

@@ -21,13 +21,13 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from vps_d2.data.frame_order import case_sort_key, sort_frames
+from vps_d2.utils.file_io import atomic_write_bytes
 
 from .metrics import CURVE_KEYS, SCALAR_KEYS, frame_metrics
 
@@ -36,7 +36,6 @@ __all__ = [
     "SUN_SEG_TEST_SPLITS",
     "CaseAccumulator",
     "aggregate_cases",
-    "atomic_write_bytes",
     "average_cases",
     "case_metrics",
     "evaluate_case",
@@ -227,21 +226,6 @@ def evaluate_case_task(task: tuple[str, str, Sequence[tuple[str, str]]]):
 
 
 # ------------------------------------------------------------------------------ output
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_results_json(path: str, results: Mapping[str, Mapping[str, float]]) -> None:
     """{split: {metric: value}} at full precision."""
     text = json.dumps({s: dict(r) for s, r in results.items()}, indent=2)

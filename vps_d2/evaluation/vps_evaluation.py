@@ -29,13 +29,13 @@ from vps_d2.config import configurable
 from vps_d2.data import DatasetCatalog
 from vps_d2.data.frame_order import case_sort_key
 from vps_d2.utils import comm
+from vps_d2.utils.file_io import atomic_write_bytes
 
 from .evaluator import DatasetEvaluator
 from .metrics import frame_metrics, quantize_probability
 from .protocol import (
     CaseAccumulator,
     aggregate_cases,
-    atomic_write_bytes,
     case_metrics,
     match_prediction,
     read_gt,

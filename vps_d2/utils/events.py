@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import statistics
 from collections import defaultdict, deque
 from typing import Any
+
+from .file_io import atomic_write_json
 
 __all__ = [
     "CommonMetricPrinter",
@@ -157,8 +158,5 @@ class CommonMetricPrinter(EventWriter):
 
 
 def dump_json_atomic(path: str, obj: Any) -> None:
-    """Write JSON to a temp file next to ``path`` and rename it."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    """Write ``obj`` as sorted, indented JSON atomically (:mod:`vps_d2.utils.file_io`)."""
+    atomic_write_json(path, obj, sort_keys=True)
