@@ -1,4 +1,4 @@
-"""A light FPN-style decoder: lateral 1x1 convs, top-down sum, 3x3 output convs."""
+"""A light FPN-style decoder: lateral 1x1 convs, top-down sum, 3x3 conv-BN-ReLU outputs."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["LightFPNDecoder", "conv_bn_relu"]
+from .layers import ConvNormAct
 
-
-def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1):
-    pad = dilation * (k // 2)
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+__all__ = ["LightFPNDecoder"]
 
 
 class LightFPNDecoder(nn.Module):
@@ -27,8 +20,8 @@ class LightFPNDecoder(nn.Module):
     def __init__(self, in_channels: list[int], channels: int = 64) -> None:
         super().__init__()
         self.lateral = nn.ModuleList([nn.Conv2d(c, channels, 1) for c in in_channels])
-        self.output = nn.ModuleList([conv_bn_relu(channels, channels) for _ in in_channels])
-        self.fuse = conv_bn_relu(channels * len(in_channels), channels)
+        self.output = nn.ModuleList([ConvNormAct(channels, channels, 3) for _ in in_channels])
+        self.fuse = ConvNormAct(channels * len(in_channels), channels, 3)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         lat = [conv(f) for conv, f in zip(self.lateral, feats)]

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
-from .rfb import conv_bn
+from vps_d2.modeling.layers import ConvNormAct
 
 __all__ = [
     "DeformAlignConv",
@@ -181,7 +181,7 @@ class NonLocalHarmonisation(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.fuse = nn.Conv2d(num_frames * channels, channels, 1)
-        self.proj = conv_bn(channels, channels, 3, padding=1)
+        self.proj = ConvNormAct(channels, channels, 3, act="")
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         k = effective_pool_size(self.pool_size, x.shape[-2], x.shape[-1])

@@ -24,13 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .rfb import conv_bn
+from vps_d2.modeling.layers import ConvNormAct
 
 __all__ = ["GroupReversalAttention", "NeighbourConnectionDecoder", "ReverseStage", "SALIDecoder"]
-
-
-def _cbr(cin: int, cout: int, k: int = 3) -> nn.Sequential:
-    return nn.Sequential(*conv_bn(cin, cout, k, padding=k // 2), nn.ReLU(inplace=True))
 
 
 def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -43,14 +39,14 @@ class NeighbourConnectionDecoder(nn.Module):
     def __init__(self, channels: int = 32) -> None:
         super().__init__()
         c = channels
-        self.up_c_to_b = _cbr(c, c)
-        self.up_b1_to_a = _cbr(c, c)
-        self.up_b_to_a = _cbr(c, c)
-        self.cat_c = _cbr(c, c)
-        self.cat_b = _cbr(2 * c, 2 * c)
-        self.cat_b_up = _cbr(2 * c, 2 * c)
-        self.cat_a = _cbr(3 * c, 3 * c)
-        self.head = nn.Sequential(_cbr(3 * c, 3 * c), nn.Conv2d(3 * c, 1, 1))
+        self.up_c_to_b = ConvNormAct(c, c)
+        self.up_b1_to_a = ConvNormAct(c, c)
+        self.up_b_to_a = ConvNormAct(c, c)
+        self.cat_c = ConvNormAct(c, c)
+        self.cat_b = ConvNormAct(2 * c, 2 * c)
+        self.cat_b_up = ConvNormAct(2 * c, 2 * c)
+        self.cat_a = ConvNormAct(3 * c, 3 * c)
+        self.head = nn.Sequential(ConvNormAct(3 * c, 3 * c), nn.Conv2d(3 * c, 1, 1))
 
     def forward(self, fa: torch.Tensor, fb: torch.Tensor, fc: torch.Tensor) -> torch.Tensor:
         fb1 = fb * self.up_c_to_b(_up(fc, fb))
@@ -69,7 +65,7 @@ class GroupReversalAttention(nn.Module):
             raise ValueError(f"MODEL.SALI.DECODER.GRA_GROUPS: {groups} groups do not divide "
                              f"{channels} channels")  # fmt: skip
         self.groups = groups
-        self.conv = _cbr(channels + groups, channels)
+        self.conv = ConvNormAct(channels + groups, channels)
         self.score = nn.Conv2d(channels, 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
