@@ -248,7 +248,8 @@ def test_classification(tmp_path):
     os.remove(train_file)
     (easy_unseen,) = DatasetCatalog.get("sun_seg_easy_unseen")
     assert easy_unseen["class_name"] == "invasive_cancer"
-    assert DatasetCatalog.get("sun_seg_hard_unseen")[0]["class_id"] == -1
+    # no frame of case30 is classified: the packaged SUN-SEG case table gives its class
+    assert DatasetCatalog.get("sun_seg_hard_unseen")[0]["class_name"] == "low_grade_adenoma"
 
 
 @pytest.mark.parametrize(
@@ -512,3 +513,120 @@ def test_prepare_cvc612(cvc_raw, tmp_path):
         assert [int(s) for s in r["frame_names"]] == list(range(first, last + 1))
     g = read_mask(recs[3]["gt_file_names"][0])  # frame 68
     assert g.sum() == 6 and g[68 % 5, 1]
+
+
+# ---- case-level class tables ---------------------------------------------------------------
+# Facts of datasets.md (independent of the table): clips and frames per class, 285 / 49,136.
+SUN_SEG_CLASS_CLIPS = {
+    "low_grade_adenoma": (229, 39834), "high_grade_adenoma": (26, 4111),
+    "hyperplastic_polyp": (10, 1644), "traditional_serrated_adenoma": (9, 1627),
+    "sessile_serrated_lesion": (8, 1288), "invasive_cancer": (3, 632),
+}  # fmt: skip
+
+
+def test_packaged_sun_seg_case_table():
+    rows = D.sun_seg.sun_seg_cases()
+    assert len(rows) == 285 == len({r["case"] for r in rows})
+    assert sum(r["frames"] for r in rows) == 49136
+    assert {r["class_name"] for r in rows} <= set(CLASS_NAMES)
+    for name, (clips, frames) in SUN_SEG_CLASS_CLIPS.items():
+        mine = [r for r in rows if r["class_name"] == name]
+        assert (len(mine), sum(r["frames"] for r in mine)) == (clips, frames), name
+    for r in rows:
+        assert r["case"] == "case" + r["id"] and r["class_id"] == CLASS_NAMES.index(r["class_name"])
+        assert r["location"] in set("CATDSR") and r["shape"].startswith(("I", "II"))
+    classes = D.sun_seg.sun_seg_case_classes()
+    assert classes["case1_1"] == 0 and classes["case63_2"] == CLASS_NAMES.index("invasive_cancer")
+    assert classes["case58"] == CLASS_NAMES.index("sessile_serrated_lesion")
+    # shipped in sdists/wheels
+    with open(os.path.join(REPO, "MANIFEST.in")) as f:
+        assert "vps_d2/data/datasets/sun_seg_cases.csv" in f.read().split()
+
+
+def test_sun_seg_test_splits_use_the_packaged_table(tmp_path, caplog):
+    make_sun_seg(tmp_path, {
+        "TrainDataset": ["case2_1"],
+        "TestEasyDataset/Unseen": ["case63_2", "case32_4", "case58", "case300"],
+        "TestHardDataset/Seen": ["case1_5", "case18_1"],
+    })  # fmt: skip
+    _configure(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        recs = DatasetCatalog.get("sun_seg_easy_unseen")
+    assert {r["video_id"]: r["class_name"] for r in recs} == {
+        "case32_4": "traditional_serrated_adenoma", "case58": "sessile_serrated_lesion",
+        "case63_2": "invasive_cancer", "case300": "",
+    }  # fmt: skip
+    assert [r["class_id"] for r in recs if r["video_id"] == "case300"] == [-1]
+    assert any("case300" in r.getMessage() and "no class" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        hard = {r["video_id"]: r["class_name"] for r in DatasetCatalog.get("sun_seg_hard_seen")}
+    # case1_5 is not in the table; every clip of video 1 (1_1 .. 1_3) is low-grade adenoma
+    assert hard == {"case1_5": "low_grade_adenoma", "case18_1": "hyperplastic_polyp"}
+    assert any("source video" in r.getMessage() and "case1_5" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    # the training split keeps classification.txt: no table fallback
+    assert DatasetCatalog.get("sun_seg_train")[0]["class_id"] == -1
+
+
+def test_case_table_priorities(tmp_path):
+    root = make_sun_seg(tmp_path, {"TestEasyDataset/Seen": ["case2_3", "case10_2", "case20_1"]})
+    split = os.path.join(root, "TestEasyDataset", "Seen")
+    _configure(tmp_path)
+    table = {r["video_id"]: r["class_name"] for r in DatasetCatalog.get("sun_seg_easy_seen")}
+    assert table == {"case2_3": "high_grade_adenoma", "case10_2": "low_grade_adenoma",
+                     "case20_1": "low_grade_adenoma"}  # fmt: skip
+    # the split's own cases.csv overrides the packaged table (names matched by number)
+    _write_classes(os.path.join(split, "Classification", "cases.csv"),
+                   ["# a comment", "Case,Class_Name,notes", "case_10_2,Hyperplastic polyp,x",
+                    "20_1,Invasive cancer (T1b),"])  # fmt: skip
+    # ... and classification.txt overrides both
+    _write_classes(os.path.join(split, "Classification", "classification.txt"),
+                   [f"case20_1/{s}.jpg\tsessile_serrated_lesion" for s in SUN_ORDER])  # fmt: skip
+    got = {r["video_id"]: r["class_name"] for r in DatasetCatalog.get("sun_seg_easy_seen")}
+    assert got == {"case2_3": "high_grade_adenoma", "case10_2": "hyperplastic_polyp",
+                   "case20_1": "sessile_serrated_lesion"}  # fmt: skip
+    # the vps-sample names never use the SUN-SEG table (its case names mean other clips)
+    make_sun_seg(tmp_path / "s", {"TestEasyDataset/Seen": ["case2_3"]})
+    os.rename(tmp_path / "s" / "SUN-SEG", tmp_path / "vps-sample")
+    assert DatasetCatalog.get("vps_sample_easy_seen")[0]["class_id"] == -1
+
+
+@pytest.mark.parametrize(
+    "lines,match",
+    [
+        (["case,notes", "case1,x"], r"cases\.csv:1: the header must name"),
+        (["case,class_name", "case1,adenoma_of_doom"], r"cases\.csv:2: unknown class"),
+        (["case,class_name", "case1,low_grade_adenoma,x"], r"cases\.csv:2: expected 2 cells"),
+        (["case,class_name", "case1,hyperplastic_polyp", "case1,hyperplastic_polyp"],
+         r"cases\.csv:3: case 'case1' is listed twice"),
+        (["# only a comment"], r"cases\.csv: empty case table"),
+    ],
+)  # fmt: skip
+def test_case_table_errors_name_file_and_line(tmp_path, lines, match):
+    p = str(tmp_path / "cases.csv")
+    _write_classes(p, lines)
+    with pytest.raises(ValueError, match=match):
+        D.sun_seg.load_case_table(p)
+
+
+def test_case_table_tool(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "make_sun_seg_case_table", os.path.join(REPO, "tools", "make_sun_seg_case_table.py")
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    md = tmp_path / "cases.md"
+    md.write_text(
+        "| ID | Frames | Duration (s) | Shape | Size | Location | Pathological diagnosis |\n"
+        "|----|----|----|----|----|----|----|\n"
+        "| 1_1   | 150 | 5.00 | Is  | 6mm   | C | Low-grade adenoma     |\n"
+        "| 4     |  80 | 2.67 | Ip  | 15mm- | S | Invasive cancer (T1b) |\n"
+    )
+    out = tmp_path / "t.csv"
+    assert tool.main(["--md", str(md), "--output", str(out)]) == 0
+    assert D.sun_seg.load_case_table(str(out)) == {"case1_1": 0, "case4": 5}
+    md.write_text("| 2 | 80 | 2.67 | Is | 4mm | S | Adenoma of doom |\n")
+    with pytest.raises(ValueError, match=r"cases\.md:1: unknown diagnosis"):
+        tool.main(["--md", str(md), "--output", str(out)])

@@ -125,7 +125,9 @@ def _sun_seg_loader(name: str, folder: str, split_dir: str, holdout: str | None)
                 f"DATASETS.SUN_SEG.HOLDOUT_VAL > 0 (e.g. 0.2); set it (and "
                 f"DATASETS.SUN_SEG.HOLDOUT_SEED) in the config"
             )
-        records = load_sun_seg(root, split_dir, name)
+        # the real SUN-SEG test splits fall back to the packaged positive-case class table
+        packaged = folder == "SUN-SEG" and split_dir != SUN_SEG_SPLITS["train"]
+        records = load_sun_seg(root, split_dir, name, packaged_case_classes=packaged)
         if holdout is None or frac == 0.0:
             return records
         held = holdout_videos([r["video_id"] for r in records], frac, seed)
