@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from vps_d2.data import CLASS_NAMES
+from vps_d2.data.datasets.sun_seg import load_sun_seg
 from vps_d2.data.frame_order import sort_frames
 from vps_d2.data.sample_generator import SPLITS, make_sample_dataset, plan_sample_dataset
 
@@ -259,3 +260,37 @@ def test_interrupted_run_leaves_no_partial_dataset(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         gen.make_sample_dataset(str(tmp_path / "ds"), **SMALL)
     assert os.listdir(tmp_path) == []
+
+
+def test_test_splits_have_a_case_class_table(small):
+    root, summary = small
+    with open(os.path.join(root, "TrainDataset/Classification/classification.txt")) as f:
+        frame_class = dict(line.split("\t") for line in f.read().splitlines())
+    train_video_class = {}
+    for case in _cases(root, "TrainDataset"):
+        (cls,) = {frame_class[s + ".jpg"] for s in _stems(root, "TrainDataset", case)}
+        train_video_class[_video_id(case)] = cls
+    for split in SPLITS[1:]:
+        path = os.path.join(root, split, "Classification", "cases.csv")
+        with open(path) as f:
+            header, *rows = [line.split(",") for line in f.read().splitlines()]
+        assert header == ["case", "class_name", "frames"]
+        table = {case: (cls, int(n)) for case, cls, n in rows}
+        assert sorted(table) == _cases(root, split)
+        for case, (cls, n) in table.items():
+            assert cls in CLASS_NAMES and n == len(_stems(root, split, case))
+            assert cls == summary["classes"][f"{split}/{case}"]
+            if split.endswith("/Seen"):  # the class of its training video
+                assert cls == train_video_class[_video_id(case)], case
+        # the SUN-SEG reader classifies the test cases from it
+        recs = load_sun_seg(root, split, "x")
+        assert {r["video_id"]: r["class_name"] for r in recs} == {c: v[0] for c, v in table.items()}
+        assert all(r["class_id"] == CLASS_NAMES.index(r["class_name"]) for r in recs)
+    assert not os.path.exists(os.path.join(root, "TrainDataset/Classification/cases.csv"))
+
+
+def test_unseen_classes_cycle_over_all_classes():
+    plans = plan_sample_dataset(seed=0, train_clips=2, test_clips=3, frames_min=4, frames_max=4)
+    unseen = [p for p in plans if p.split.endswith("/Unseen")]
+    # 1 training video, then 6 unseen videos: one of every class
+    assert sorted(p.class_name for p in unseen) == sorted(CLASS_NAMES)

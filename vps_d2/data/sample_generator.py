@@ -12,6 +12,7 @@ Layout written under ``output_dir`` (see ``/work/shared/reference/datasets.md``)
     TrainDataset/Detection/bbox_annotation.json   # COCO-like boxes (see below)
     TestEasyDataset/{Seen,Unseen}/{Frame,GT}/<case>/...
     TestHardDataset/{Seen,Unseen}/{Frame,GT}/<case>/...
+    Test*Dataset/*/Classification/cases.csv       # case-level classes (see below)
 
 Cases: training videos are split into clips ``case<N>_<M>``; "Seen" test clips are further
 clips ``case<N>_<M'>`` of training videos (same scene and polyp, new camera path, no shared
@@ -26,7 +27,16 @@ the stems is wrong and :func:`vps_d2.data.frame_order.sort_frames` is exercised.
 split's frames (cases in :func:`case_sort_key` order, frames in temporal order); a box's
 ``id`` equals the ``id`` of its image (``image_id`` repeats it); frames whose mask is empty
 have no box. ``bbox = [x_min, y_min, w, h]`` in pixels with ``w = x_max - x_min + 1`` (the
-tight box of the mask's foreground pixels).
+tight box of the mask's foreground pixels). Test splits have no box file: their boxes come
+from the masks (:class:`vps_d2.data.datasets.folder.MaskBoxes`), like SUN-SEG's test splits.
+
+Classes: one per video (cycling over a seed-dependent permutation of ``CLASS_NAMES``), so a
+"Seen" clip has the class of its training video. Training frames are listed in
+``classification.txt``; each test split gets a case-level table, as vps_d2 classifies the
+real SUN-SEG test splits (by case, :mod:`vps_d2.data.datasets.sun_seg`)::
+
+    case,class_name,frames
+    case1_3,hyperplastic_polyp,27
 
 Every clip shows one polyp (a lobulated, shaded, textured blob) on a mucosa scene (smoothed
 noise, ring folds around a dark lumen, thin vessels, specular spots), seen through a moving
@@ -55,6 +65,7 @@ import cv2
 import numpy as np
 
 from . import CLASS_NAMES
+from .datasets.sun_seg import CASE_TABLE_FILE
 from .frame_order import case_sort_key
 
 __all__ = [
@@ -633,6 +644,7 @@ def _write_dataset(root: str, plans: list[ClipPlan], *, seed: int, height: int, 
     os.makedirs(det_dir, exist_ok=True)
     with open(os.path.join(cls_dir, "classification.txt"), "w", encoding="utf-8") as f:
         f.writelines(train_classes)
+    _write_case_tables(root, plans)
     detection = {
         "images": train_images,
         "annotation": train_boxes,
@@ -642,6 +654,20 @@ def _write_dataset(root: str, plans: list[ClipPlan], *, seed: int, height: int, 
         json.dump(detection, f, indent=1)
         f.write("\n")
     return per_split
+
+
+def _write_case_tables(root: str, plans: list[ClipPlan]) -> None:
+    """``<split>/Classification/cases.csv`` of every test split that has clips."""
+    for split in SPLITS[1:]:
+        clips = [p for p in plans if p.split == split]
+        if not clips:
+            continue
+        folder = os.path.join(root, split, "Classification")
+        os.makedirs(folder, exist_ok=True)
+        lines = ["case,class_name,frames\n"]
+        lines += [f"{p.case},{p.class_name},{p.num_frames}\n" for p in clips]
+        with open(os.path.join(folder, CASE_TABLE_FILE), "w", encoding="utf-8") as f:
+            f.writelines(lines)
 
 
 def make_sample_dataset(
