@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from vps_d2.modeling.memory import MemoryBank, l2_affinity, memory_read
+from vps_d2.modeling.memory import (
+    MemoryBank,
+    compute_affinity,
+    dot_affinity,
+    l2_affinity,
+    memory_read,
+)
 
 
 def _naive_read(q, mk, mv, top_k):
@@ -215,3 +221,66 @@ def test_usage_bank_never_exceeds_capacity_over_a_long_stream():
     nbytes = bank.nbytes()
     bank.reset()
     assert bank.is_empty and bank.nbytes() == 0 < nbytes
+
+
+# ---------------------------------------------------------------- dot-product affinity
+
+
+def _dot_read(q, mk, mv, top_k):
+    """Direct dot-product read: einsum affinity, top-k mask, softmax, weighted value sum."""
+    aff = torch.einsum("bcn,bcm->bmn", mk.double(), q.double()) / math.sqrt(q.shape[1])
+    kth = aff.topk(top_k, dim=2).values[..., -1:]  # B, M, 1
+    w = torch.softmax(aff.masked_fill(aff < kth, float("-inf")), dim=2)  # B, M, N
+    return torch.einsum("bvn,bmn->bvm", mv.double(), w), aff
+
+
+def test_dot_affinity_is_scaled_dot_product():
+    g = torch.Generator().manual_seed(3)
+    mk, q = torch.randn(2, 4, 7, generator=g), torch.randn(2, 4, 5, generator=g)
+    want = torch.einsum("bcn,bcm->bnm", mk, q) / 2.0  # sqrt(Ck) = 2
+    torch.testing.assert_close(dot_affinity(mk, q), want)
+    torch.testing.assert_close(dot_affinity(mk, q, query_major=True), want.transpose(1, 2))
+    torch.testing.assert_close(compute_affinity(mk, q, "dot"), want)
+    torch.testing.assert_close(compute_affinity(mk, q), l2_affinity(mk, q))
+    with pytest.raises(ValueError, match="dot_affinity"):
+        dot_affinity(mk, torch.randn(2, 3, 5))
+    with pytest.raises(ValueError, match="affinity must be one of"):
+        compute_affinity(mk, q, "cosine")
+
+
+@pytest.mark.parametrize("top_k,chunk", [(3, 0), (3, 2), (0, 0), (0, 4)])
+def test_memory_read_dot_matches_einsum_softmax(top_k, chunk):
+    g = torch.Generator().manual_seed(4)
+    q, mk, mv = (torch.randn(2, 4, 6, generator=g), torch.randn(2, 4, 9, generator=g),
+                 torch.randn(2, 5, 9, generator=g))  # fmt: skip
+    out, usage, _ = memory_read(q, mk, mv, top_k=top_k, query_chunk=chunk, affinity="dot")
+    want, _ = _dot_read(q, mk, mv, 9 if top_k <= 0 else top_k)
+    torch.testing.assert_close(out.double(), want, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(usage.sum(1), torch.full((2,), 6.0), atol=1e-5)
+    # the two affinities differ (|k|^2 term): so do the readouts
+    l2_out, _, _ = memory_read(q, mk, mv, top_k=top_k, query_chunk=chunk)
+    assert not torch.allclose(l2_out, out, atol=1e-3)
+
+
+def test_memory_bank_dot_affinity_read_and_relevance():
+    g = torch.Generator().manual_seed(5)
+    bank = MemoryBank(capacity=3, write_every=1, top_k=4, affinity="dot")
+    keys = [torch.randn(1, 4, 3, generator=g) for _ in range(2)]
+    values = [torch.randn(1, 2, 3, generator=g) for _ in range(2)]
+    for t in range(2):
+        bank.write(keys[t], values[t], t)
+    q = torch.randn(1, 4, 5, generator=g)
+    got = bank.read(q)
+    mk, mv = torch.cat(keys, 2), torch.cat(values, 2)
+    want, aff = _dot_read(q, mk, mv, 4)
+    torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+    # relevance of frame f: mean over queries of its best dot affinity
+    for t in range(2):
+        best = aff[0, :, 3 * t : 3 * t + 3].amax(1).mean().item()
+        assert bank.relevance[t] == pytest.approx(best, abs=1e-5)
+    # default stays L2
+    assert MemoryBank().affinity == "l2"
+    with pytest.raises(ValueError, match="MemoryBank: affinity must be one of"):
+        MemoryBank(affinity="cos")
+    with pytest.raises(ValueError, match="memory_read: affinity"):
+        memory_read(q, mk, mv, affinity="L2")

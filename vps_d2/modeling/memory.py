@@ -11,8 +11,10 @@ Reading (:func:`memory_read`) uses the L2 affinity of STCN,
 
     s(k_m, q) = (-|k_m|^2 + 2 k_m^T q) / sqrt(Ck)            (B, N, M)
 
-(``-|k_m - q|^2`` up to a term constant over the memory), keeps the ``top_k`` largest
-affinities of every query position, softmaxes over the kept elements and sums their values.
+(``-|k_m - q|^2`` up to a term constant over the memory), or with ``affinity="dot"`` the
+scaled dot product of attention, ``s(k_m, q) = k_m^T q / sqrt(Ck)``; it keeps the ``top_k``
+largest affinities of every query position, softmaxes over the kept elements and sums their
+values.
 
 :class:`MemoryBank` stores whole frames, at most ``capacity`` frames' worth of elements,
 and says when a frame is due (``should_write``: every ``write_every`` frames, frame 0
@@ -22,8 +24,9 @@ by one of three policies:
 
 * ``"relevance"`` (the SALI paper's "least relevant historical frame by the L2
   similarities"): after every read, each stored frame ``f`` gets the relevance
-  ``r_f = mean over batch and query positions of max_{j in f} s(k_j, q)`` -- how close the
-  best-matching element of ``f`` is to each pixel of the frame being segmented; the frame
+  ``r_f = mean over batch and query positions of max_{j in f} s(k_j, q)`` (``s`` the
+  bank's affinity) -- how close the best-matching element of ``f`` is to each pixel of the
+  frame being segmented; the frame
   with the lowest ``r_f`` at the latest read is evicted (ties: the oldest; frames never
   read yet are kept).
 * ``"usage"`` (XMem-style, as SALI's public code): every read adds, per element, the sum
@@ -42,11 +45,28 @@ import math
 
 import torch
 
-__all__ = ["EVICTION_POLICIES", "MemoryBank", "l2_affinity", "memory_read"]
+__all__ = [
+    "AFFINITIES",
+    "EVICTION_POLICIES",
+    "MemoryBank",
+    "compute_affinity",
+    "dot_affinity",
+    "l2_affinity",
+    "memory_read",
+]
 
 logger = logging.getLogger(__name__)
 
 EVICTION_POLICIES = ("relevance", "usage", "fifo")
+AFFINITIES = ("l2", "dot")  # negative squared L2 distance (STCN), scaled dot product
+
+
+def _check_affinity_shapes(name: str, mem_key: torch.Tensor, query_key: torch.Tensor) -> None:
+    if mem_key.dim() != 3 or query_key.dim() != 3 or mem_key.shape[:2] != query_key.shape[:2]:
+        raise ValueError(
+            f"{name}: need mem_key (B, Ck, N) and query_key (B, Ck, M) with the same B, Ck; "
+            f"got {tuple(mem_key.shape)} and {tuple(query_key.shape)}"
+        )
 
 
 def l2_affinity(
@@ -62,11 +82,7 @@ def l2_affinity(
     Returns:
         (B, N, M), or (B, M, N) with ``query_major``.
     """
-    if mem_key.dim() != 3 or query_key.dim() != 3 or mem_key.shape[:2] != query_key.shape[:2]:
-        raise ValueError(
-            f"l2_affinity: need mem_key (B, Ck, N) and query_key (B, Ck, M) with the same B, Ck; "
-            f"got {tuple(mem_key.shape)} and {tuple(query_key.shape)}"
-        )
+    _check_affinity_shapes("l2_affinity", mem_key, query_key)
     ck = mem_key.shape[1]
     # One matrix product with an extra channel: [k; |k|^2] . [2q; -1] / sqrt(Ck) (no
     # element-wise pass over the (N, M) matrix).
@@ -77,6 +93,42 @@ def l2_affinity(
     return torch.bmm(mk.transpose(1, 2), q)  # B, N, M
 
 
+def dot_affinity(
+    mem_key: torch.Tensor, query_key: torch.Tensor, query_major: bool = False
+) -> torch.Tensor:
+    """Affinity ``k_m^T q / sqrt(Ck)`` (scaled dot product).
+
+    Args:
+        mem_key: (B, Ck, N).
+        query_key: (B, Ck, M).
+        query_major: return (B, M, N) instead of (B, N, M).
+    Returns:
+        (B, N, M), or (B, M, N) with ``query_major``.
+    """
+    _check_affinity_shapes("dot_affinity", mem_key, query_key)
+    q = query_key / math.sqrt(mem_key.shape[1])
+    if query_major:
+        return torch.bmm(q.transpose(1, 2), mem_key)  # B, M, N
+    return torch.bmm(mem_key.transpose(1, 2), q)  # B, N, M
+
+
+_AFFINITY_FNS = {"l2": l2_affinity, "dot": dot_affinity}
+
+
+def _check_affinity_name(where: str, name: str) -> None:
+    if name not in AFFINITIES:
+        raise ValueError(f"{where}: affinity must be one of {AFFINITIES}, got {name!r}")
+
+
+def compute_affinity(
+    mem_key: torch.Tensor, query_key: torch.Tensor, kind: str = "l2", query_major: bool = False
+) -> torch.Tensor:
+    """:func:`l2_affinity` (``kind="l2"``) or :func:`dot_affinity` (``kind="dot"``):
+    mem_key (B, Ck, N), query_key (B, Ck, M) -> (B, N, M) (or (B, M, N), ``query_major``)."""
+    _check_affinity_name("compute_affinity", kind)
+    return _AFFINITY_FNS[kind](mem_key, query_key, query_major=query_major)
+
+
 def memory_read(
     query_key: torch.Tensor,
     mem_key: torch.Tensor,
@@ -85,6 +137,7 @@ def memory_read(
     query_chunk: int = 0,
     frame_slots: torch.Tensor | None = None,
     num_frames: int = 0,
+    affinity: str = "l2",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Top-k softmax read of a key/value memory (differentiable).
 
@@ -98,11 +151,14 @@ def memory_read(
         frame_slots: optional (B, N) long, the slot (0..num_frames-1) of each element's
             frame; when given, the per-frame relevance is returned.
         num_frames: number of frame slots (with ``frame_slots``).
+        affinity: ``"l2"`` (STCN's, default) or ``"dot"`` (scaled dot product).
     Returns:
         readout (B, Cv, M); usage (B, N), the sum over query positions of the softmax weight
         each element received; relevance (B, num_frames), the mean over query positions of
         each frame's best affinity (None without ``frame_slots``).
     """
+    _check_affinity_name("memory_read", affinity)
+    affinity_fn = _AFFINITY_FNS[affinity]
     b, ck, m = query_key.shape
     if mem_key.shape[0] != b or mem_key.shape[1] != ck or mem_value.shape[0] != b:
         raise ValueError(
@@ -133,7 +189,7 @@ def memory_read(
     for start in range(0, m, chunk):
         q = query_key[:, :, start : start + chunk]
         mc = q.shape[2]
-        aff = l2_affinity(mem_key, q, query_major=True)  # B, mc, N
+        aff = affinity_fn(mem_key, q, query_major=True)  # B, mc, N
         if frame_slots is not None:
             with torch.no_grad():
                 if blocks:
@@ -167,6 +223,7 @@ class MemoryBank:
     State (after the first write): ``keys`` (B, Ck, N), ``values`` (B, Cv, N),
     ``frame_ids`` (B, N) long (the ``frame_index`` each element was written with),
     ``usage`` and ``life`` (B, N) float, ``relevance`` {frame_index: float}.
+    ``affinity``: ``"l2"`` (default) or ``"dot"``, used for reading and for the relevance.
     """
 
     def __init__(
@@ -177,7 +234,9 @@ class MemoryBank:
         top_k: int = 20,
         eviction: str = "relevance",
         query_chunk: int = 0,
+        affinity: str = "l2",
     ) -> None:
+        _check_affinity_name("MemoryBank", affinity)
         if capacity < 1:
             raise ValueError(f"MemoryBank: capacity must be >= 1 frame, got {capacity}")
         if write_every < 1:
@@ -191,6 +250,7 @@ class MemoryBank:
         self.top_k = int(top_k)
         self.eviction = eviction
         self.query_chunk = int(query_chunk)
+        self.affinity = affinity
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -251,7 +311,8 @@ class MemoryBank:
             )
             slots = lookup[self.frame_ids]
         readout, usage, relevance = memory_read(
-            query_key, self.keys, self.values, self.top_k, self.query_chunk, slots, len(frames)
+            query_key, self.keys, self.values, self.top_k, self.query_chunk, slots, len(frames),
+            affinity=self.affinity,
         )
         # out of place: the bank may hold inference-mode tensors
         self.usage = self.usage + usage
