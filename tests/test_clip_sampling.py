@@ -1,10 +1,17 @@
-"""Clip sampling: valid indices, each mode's order, gaps, clamping, triplet offsets."""
+"""Clip sampling: valid indices, each mode's order, gaps, clamping, the sampler registry and
+SALI's triplet offsets (a registered sampler of the SALI package)."""
 
 import numpy as np
 import pytest
 
-from vps_d2.config import add_vps_config, get_cfg
-from vps_d2.data.clip_sampling import ClipSampler, sample_clip_indices
+from vps_d2.config import ConfigError, add_vps_config, get_cfg
+from vps_d2.data.clip_sampling import (
+    CLIP_SAMPLER_REGISTRY,
+    OnlineClipSampler,
+    build_clip_sampler,
+    sample_clip_indices,
+)
+from vps_d2.methods.sali.sampling import TripletClipSampler, sample_triplet_indices
 
 
 def _draws(n, **kw):
@@ -76,16 +83,10 @@ def test_window_short_video_clamps():
 @pytest.mark.parametrize("offset", [-1, 1])
 def test_triplet_memory_neighbour_current(offset):
     memories = set()
-    for idx in _draws(
-        300,
-        length=40,
-        clip_length=3,
-        mode="triplet",
-        max_skip=1,
-        ref=20,
-        memory_range=5,
-        neighbour_offset=offset,
-    ):
+    rng = np.random.default_rng(123)
+    draws = [sample_triplet_indices(40, rng, ref=20, memory_range=5, neighbour_offset=offset)
+             for _ in range(300)]  # fmt: skip
+    for idx in draws:
         memory, neighbour, current = idx
         assert current == 20
         assert neighbour == 20 + offset
@@ -97,20 +98,15 @@ def test_triplet_memory_neighbour_current(offset):
 
 def test_triplet_clamps_at_video_ends():
     rng = np.random.default_rng(0)
-    kw = dict(memory_range=5)
-    assert sample_clip_indices(10, 3, "triplet", 1, rng, ref=0, neighbour_offset=-1, **kw) == [
-        0,
-        0,
-        0,
-    ]
-    memory, neighbour, current = sample_clip_indices(
-        10, 3, "triplet", 1, rng, ref=9, neighbour_offset=1, **kw
+    assert sample_triplet_indices(10, rng, ref=0, memory_range=5, neighbour_offset=-1) == [0, 0, 0]
+    memory, neighbour, current = sample_triplet_indices(
+        10, rng, ref=9, memory_range=5, neighbour_offset=1
     )
     assert (neighbour, current) == (9, 9) and 4 <= memory <= 8
     # Memory range clamped at frame 0.
     for _ in range(50):
-        memory, neighbour, current = sample_clip_indices(
-            10, 3, "triplet", 1, rng, ref=2, neighbour_offset=-1, memory_range=5
+        memory, neighbour, current = sample_triplet_indices(
+            10, rng, ref=2, memory_range=5, neighbour_offset=-1
         )
         assert (neighbour, current) == (1, 2) and memory == 0
 
@@ -126,7 +122,7 @@ def test_random_reference_and_determinism():
     "kw, msg",
     [
         (dict(mode="forward"), "unknown mode"),
-        (dict(mode="triplet", clip_length=4), "clip_length 3"),
+        (dict(mode="triplet"), "registered samplers"),
         (dict(ref=10), "outside"),
         (dict(max_skip=0), "max_skip"),
         (dict(length=0), "length"),
@@ -139,15 +135,32 @@ def test_bad_arguments(kw, msg):
         sample_clip_indices(**args)
 
 
-def test_clip_sampler_reads_config():
+def test_clip_sampler_registry_reads_config():
     cfg = add_vps_config(get_cfg())
+    assert isinstance(build_clip_sampler(cfg), OnlineClipSampler)
+    assert {"online", "window", "triplet"} <= {k for k, _ in CLIP_SAMPLER_REGISTRY}
     cfg.INPUT.CLIP.LENGTH = 3
     cfg.INPUT.CLIP.SAMPLING = "triplet"
-    cfg.INPUT.CLIP.NEIGHBOUR_OFFSET = 1
-    cfg.INPUT.CLIP.MEMORY_RANGE = 2
-    sampler = ClipSampler(cfg)
+    cfg.MODEL.SALI.TRIPLET.NEIGHBOUR_OFFSET = 1
+    cfg.MODEL.SALI.TRIPLET.MEMORY_RANGE = 2
+    sampler = build_clip_sampler(cfg)
+    assert isinstance(sampler, TripletClipSampler)
     memory, neighbour, current = sampler(30, np.random.default_rng(0), ref=10)
     assert (neighbour, current) == (11, 10) and memory in (8, 9)
     cfg.INPUT.CLIP.LENGTH = 4
     with pytest.raises(ValueError, match="INPUT.CLIP.LENGTH"):
-        ClipSampler(cfg)
+        build_clip_sampler(cfg)
+    cfg.INPUT.CLIP.SAMPLING = "backward"
+    with pytest.raises(ValueError, match="INPUT.CLIP.SAMPLING.*'backward'.*triplet"):
+        build_clip_sampler(cfg)
+
+
+def test_moved_triplet_keys_name_their_new_place(tmp_path):
+    """INPUT.CLIP.MEMORY_RANGE / NEIGHBOUR_OFFSET moved into SALI's section: a clear error."""
+    path = tmp_path / "old.yaml"
+    path.write_text("INPUT:\n  CLIP:\n    NEIGHBOUR_OFFSET: 1\n")
+    cfg = add_vps_config(get_cfg())
+    with pytest.raises(ConfigError, match=f"{path}.*MODEL.SALI.TRIPLET.NEIGHBOUR_OFFSET"):
+        cfg.merge_from_file(str(path))
+    with pytest.raises(ConfigError, match="command-line.*MODEL.SALI.TRIPLET.MEMORY_RANGE"):
+        cfg.merge_from_list(["INPUT.CLIP.MEMORY_RANGE", "3"])

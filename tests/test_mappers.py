@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vps_d2.config import add_vps_config, get_cfg
-from vps_d2.data.clip_sampling import ClipSampler
 from vps_d2.data.mappers import VideoClipDatasetMapper, VideoTestFrames
 from vps_d2.data.transforms import ClipAugmentation, ClipAugParams, masks_to_boxes
+from vps_d2.methods.sali.sampling import TripletClipSampler
 
 BG, FG = (40, 90, 40), (220, 30, 30)  # RGB
 
@@ -277,9 +277,9 @@ def test_triplet_mapper_order(tmp_path):
     rec = write_video(tmp_path, "v", n=12)
     cfg = _cfg()
     cfg.INPUT.CLIP.SAMPLING = "triplet"
-    cfg.INPUT.CLIP.NEIGHBOUR_OFFSET = 1
+    cfg.MODEL.SALI.TRIPLET.NEIGHBOUR_OFFSET = 1
     mapper = VideoClipDatasetMapper(cfg, is_train=True)
-    assert isinstance(mapper.clip_sampler, ClipSampler)
+    assert isinstance(mapper.clip_sampler, TripletClipSampler)
     out = mapper(rec, rng=np.random.default_rng(0), ref=6)
     memory, neighbour, current = out["frame_indices"]
     assert (neighbour, current) == (7, 6) and 1 <= memory <= 5

@@ -1,6 +1,7 @@
 """Configs: fvcore CfgNode with Detectron2's keys, ``_BASE_`` YAML and strict errors."""
 
-from .config import CfgNode, ConfigError, configurable
+from .config import CfgNode, ConfigError, configurable, register_renamed_key
+from .defaults import _C
 from .vps import add_vps_config, register_config_section
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "configurable",
     "get_cfg",
     "register_config_section",
+    "register_renamed_key",
 ]
 
 
@@ -18,6 +20,4 @@ def get_cfg() -> CfgNode:
 
     Call :func:`add_vps_config` on it for the video and method sections; the tools do.
     """
-    from .defaults import _C
-
     return _C.clone()

@@ -19,9 +19,36 @@ from typing import Any
 import yaml
 from fvcore.common.config import CfgNode as _FvCfgNode
 
-__all__ = ["CfgNode", "ConfigError", "configurable"]
+__all__ = ["CfgNode", "ConfigError", "configurable", "register_renamed_key"]
 
 BASE_KEY = "_BASE_"
+
+# Keys that moved: old full key -> (new full key, note). A config that still uses the old
+# key gets an error naming the new one (strict configs never silently ignore a key).
+_RENAMED_KEYS: dict[str, tuple[str, str]] = {}
+
+
+def register_renamed_key(old: str, new: str, note: str = "") -> None:
+    """Declare that config key ``old`` is now ``new`` (e.g. moved into a method's section)."""
+    _RENAMED_KEYS[old] = (new, note)
+
+
+def _flat_keys(d: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, dict):
+            keys.extend(_flat_keys(v, full + "."))
+    return keys
+
+
+def _check_renamed(keys: list[str], where: str) -> None:
+    for key in keys:
+        if key in _RENAMED_KEYS:
+            new, note = _RENAMED_KEYS[key]
+            why = f" ({note})" if note else ""
+            raise ConfigError(f"{where}: {key} was renamed to {new}; use {new} instead{why}")
 
 
 class ConfigError(KeyError):
@@ -72,6 +99,7 @@ class CfgNode(_FvCfgNode):
                 the wrong type, a file is missing or is not valid YAML.
         """
         for filename, data in self._load_chain(cfg_filename):
+            _check_renamed(_flat_keys(data), filename)
             try:
                 self.merge_from_other_cfg(type(self)(data))
             except (KeyError, ValueError, AssertionError) as e:
@@ -85,6 +113,7 @@ class CfgNode(_FvCfgNode):
                 f"Command-line opts must be KEY VALUE pairs, got an odd number: {cfg_list}"
             )
         for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
+            _check_renamed([str(key)], "command-line opts")
             try:
                 super().merge_from_list([key, value])
             except (KeyError, ValueError, AssertionError) as e:

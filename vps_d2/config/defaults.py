@@ -64,6 +64,10 @@ _C.INPUT.SIZE_TRAIN = (352, 352)
 # original frame size.
 _C.INPUT.SIZE_TEST = (352, 352)
 
+# Name in MAPPER_REGISTRY (vps_d2.data.mappers) of the training mapper, built as
+# ``cls(cfg, is_train=True)`` (Mask2Former's idea). Methods may register their own.
+_C.INPUT.DATASET_MAPPER_NAME = "VideoClipDatasetMapper"
+
 # Augmentations, drawn once per clip and applied identically to all its frames.
 _C.INPUT.AUG = CN()
 # Master switch for training augmentation (resize always happens).
@@ -170,6 +174,18 @@ _C.SOLVER.MAX_TO_KEEP = 0
 _C.SOLVER.IMS_PER_BATCH = 8
 # Stop with an error naming the iteration and loss term when a loss is NaN/Inf.
 _C.SOLVER.CHECK_FINITE_LOSS = True
+# Name in TRAIN_STEP_REGISTRY (vps_d2.engine.train_step) of the object that runs one
+# iteration; "" = the meta-architecture's own (its ``train_step`` attribute, by default
+# "DefaultTrainStep": losses summed, one backward, clipping, one optimizer step).
+_C.SOLVER.TRAIN_STEP = ""
+
+# DDP (Lightning Fabric's DDPStrategy; only used with more than one process).
+_C.SOLVER.DDP = CN()
+# Let DDP find parameters that got no gradient in a backward pass (needed when a step
+# uses only part of the model, e.g. a discriminator step; slower).
+_C.SOLVER.DDP.FIND_UNUSED_PARAMETERS = False
+# DDP static graph (the set of used parameters is the same at every iteration).
+_C.SOLVER.DDP.STATIC_GRAPH = False
 
 _C.SOLVER.CLIP_GRADIENTS = CN()
 _C.SOLVER.CLIP_GRADIENTS.ENABLED = False
@@ -191,6 +207,10 @@ _C.SOLVER.AMP.ENABLED = False
 _C.TEST = CN()
 # Evaluate every this many iterations during training (0 = only at the end).
 _C.TEST.EVAL_PERIOD = 0
+# Evaluators run together on one pass of the model over each DATASETS.TEST split (names in
+# EVALUATOR_REGISTRY, vps_d2.evaluation.build). Those whose outputs the model does not give
+# (class scores, boxes) report nothing.
+_C.TEST.EVALUATORS = ["VPSEvaluator", "ClassificationEvaluator", "DetectionEvaluator"]
 
 # Directory of logs, checkpoints, metrics.json, TensorBoard events.
 _C.OUTPUT_DIR = "./output"

@@ -1,4 +1,9 @@
-"""``add_vps_config``: the video sections, plus every method's own section."""
+"""``add_vps_config``: the video sections, plus every registered method's own section.
+
+Method packages (``vps_d2/methods/<name>``, or a plug-in outside the package) register their
+``add_<method>_config(cfg)`` with :func:`register_config_section` when they are imported;
+this module never imports a method (importing :mod:`vps_d2` imports the built-in ones).
+"""
 
 from __future__ import annotations
 
@@ -22,8 +27,6 @@ def add_vps_config(cfg: CN) -> CN:
     """Add the VPS sections to ``cfg`` in place (idempotent) and return it."""
     if "CLIP" not in cfg.INPUT:
         _add_video_sections(cfg)
-    import vps_d2.methods  # noqa: F401  (registers every method's config section)
-
     for adder in _SECTION_ADDERS:
         adder(cfg)
     return cfg
@@ -35,19 +38,14 @@ def _add_video_sections(cfg: CN) -> None:
     # Frames per training clip (T). Methods with their own sampling (SALI's triplet)
     # read their own keys instead.
     cfg.INPUT.CLIP.LENGTH = 1
-    # "online": the reference frame is the last of the clip and the others precede it
-    # (what an online method may see); "window": the reference frame is anywhere in a
-    # window of neighbouring frames (clip methods); "triplet": (memory, neighbour,
-    # current) as SALI trains, LENGTH must be 3.
+    # Name in CLIP_SAMPLER_REGISTRY (vps_d2.data.clip_sampling) of the rule that picks a
+    # clip's frames: "online": the reference frame is the last of the clip and the others
+    # precede it (what an online method may see); "window": the reference frame is anywhere
+    # in a window of neighbouring frames (clip methods). Methods register their own
+    # (SALI: "triplet", keys in MODEL.SALI.TRIPLET).
     cfg.INPUT.CLIP.SAMPLING = "online"
     # Largest gap, in frames, between two consecutive frames of a clip (1 = adjacent).
     cfg.INPUT.CLIP.MAX_SKIP = 1
-    # "triplet" sampling (SALI): the first frame of the clip is a memory frame drawn from
-    # the MEMORY_RANGE frames before the neighbour/current pair ...
-    cfg.INPUT.CLIP.MEMORY_RANGE = 5
-    # ... and the neighbour is current + NEIGHBOUR_OFFSET (-1: previous frame, online;
-    # +1: next frame, as SALI's public code).
-    cfg.INPUT.CLIP.NEIGHBOUR_OFFSET = -1
 
     # Evaluation (SUN-SEG toolbox protocol).
     cfg.TEST.VPS = CN()

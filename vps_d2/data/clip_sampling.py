@@ -1,7 +1,11 @@
-"""Which frames of a video form one training clip (shared by every method).
+"""Which frames of a video form one training clip: CLIP_SAMPLER_REGISTRY.
 
-:func:`sample_clip_indices` returns the frame indices of one clip around a reference frame;
-:class:`ClipSampler` holds the ``INPUT.CLIP.*`` settings and calls it. Modes:
+A clip sampler is built from the config as ``cls(cfg)`` (name: ``INPUT.CLIP.SAMPLING``)
+and called as ``sampler(length, rng, ref=None) -> list[int]``: the frame indices of one
+clip of a ``length``-frame video around the reference frame ``ref``. Every returned index
+lies in ``[0, length - 1]``; randomness comes only from ``rng`` (a
+:class:`numpy.random.Generator`), so a clip is reproducible from its seed. The built-in
+modes (:func:`sample_clip_indices`):
 
 * ``"online"``: the reference frame is the **last** frame of the clip; the ``T - 1`` others
   precede it, each gap between consecutive frames drawn uniformly in ``[1, MAX_SKIP]``.
@@ -10,33 +14,58 @@
 * ``"window"``: gaps drawn as above; the reference frame takes a position drawn uniformly
   among the positions whose window fits inside the video (any position when none fits:
   then the indices are clamped into the video and end frames repeat). Order: temporal.
-* ``"triplet"`` (SALI, ``T`` must be 3): ``[memory, neighbour, current]`` where ``current``
-  is the reference frame ``t``, ``neighbour = clamp(t + NEIGHBOUR_OFFSET)`` and ``memory`` is
-  drawn uniformly from the ``MEMORY_RANGE`` frames before ``min(t, neighbour)`` (clamped
-  at 0; frame 0 when ``min(t, neighbour) == 0``). ``MAX_SKIP`` is not used. This order is
-  *not* temporal when ``NEIGHBOUR_OFFSET > 0``.
 
-Every returned index lies in ``[0, length - 1]``. Randomness comes only from the ``rng``
-argument (a :class:`numpy.random.Generator`), so a clip is reproducible from its seed.
+Methods register their own rules in their
+package (SALI's ``"triplet"``: vps_d2/methods/sali/sampling.py), under the value of
+``INPUT.CLIP.SAMPLING`` that selects them (``@CLIP_SAMPLER_REGISTRY.register_as("triplet")``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from vps_d2.config import configurable
+from vps_d2.config import configurable, register_renamed_key
+from vps_d2.utils.registry import Registry
 
-__all__ = ["SAMPLING_MODES", "ClipSampler", "sample_clip_indices"]
+__all__ = [
+    "CLIP_SAMPLER_REGISTRY",
+    "ClipSampler",
+    "OnlineClipSampler",
+    "WindowClipSampler",
+    "build_clip_sampler",
+    "check_int",
+    "sample_clip_indices",
+]
 
-SAMPLING_MODES = ("online", "window", "triplet")
+CLIP_SAMPLER_REGISTRY = Registry("CLIP_SAMPLER")
+CLIP_SAMPLER_REGISTRY.__doc__ = """
+Registry for training clip samplers: ``cls(cfg)`` -> ``sampler(length, rng, ref=None)``
+-> frame indices (the value of INPUT.CLIP.SAMPLING names the class).
+"""
+
+# SALI's triplet keys moved into the SALI package.
+register_renamed_key("INPUT.CLIP.MEMORY_RANGE", "MODEL.SALI.TRIPLET.MEMORY_RANGE",
+                     "the triplet sampling is SALI's own")  # fmt: skip
+register_renamed_key("INPUT.CLIP.NEIGHBOUR_OFFSET", "MODEL.SALI.TRIPLET.NEIGHBOUR_OFFSET",
+                     "the triplet sampling is SALI's own")  # fmt: skip
+
+_BUILTIN_MODES = ("online", "window")
 
 
-def _check_int(name: str, value, minimum: int) -> int:
+def check_int(name: str, value, minimum: int, where: str = "sample_clip_indices") -> int:
+    """``value`` as an int, or a ValueError naming ``name`` when it is not an int >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(
-            f"sample_clip_indices: {name} must be an integer >= {minimum}, got {value!r}"
-        )
+        raise ValueError(f"{where}: {name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_ref(ref: int | None, length: int, rng: np.random.Generator) -> int:
+    """The reference frame: ``ref`` checked against the video, or drawn when None."""
+    if ref is None:
+        return int(rng.integers(length))
+    if not 0 <= int(ref) < length:
+        raise ValueError(f"sample_clip_indices: ref={ref} is outside a video of {length} frames")
+    return int(ref)
 
 
 def sample_clip_indices(
@@ -46,56 +75,30 @@ def sample_clip_indices(
     max_skip: int,
     rng: np.random.Generator,
     ref: int | None = None,
-    memory_range: int = 5,
-    neighbour_offset: int = -1,
 ) -> list[int]:
-    """Frame indices of one clip of ``clip_length`` frames from a video of ``length`` frames.
+    """Frame indices of one ``"online"`` or ``"window"`` clip (see the module docstring).
 
     Args:
         length: number of frames of the video (>= 1).
-        clip_length: T, frames in the clip (>= 1; exactly 3 for ``"triplet"``).
-        mode: ``"online"``, ``"window"`` or ``"triplet"`` (see the module docstring).
+        clip_length: T, frames in the clip (>= 1).
+        mode: ``"online"`` or ``"window"``.
         max_skip: largest gap between consecutive clip frames (>= 1; 1 = adjacent frames).
         rng: the only source of randomness.
         ref: the reference frame; ``None`` draws it uniformly in ``[0, length - 1]``.
-        memory_range: ``"triplet"`` only: the memory frame comes from this many frames
-            before the neighbour/current pair.
-        neighbour_offset: ``"triplet"`` only: neighbour = current + this (-1 or +1).
 
     Returns:
-        ``clip_length`` indices in ``[0, length - 1]``: temporal order for ``"online"`` and
-        ``"window"`` (the reference is last for ``"online"``), ``[memory, neighbour,
-        current]`` for ``"triplet"``.
+        ``clip_length`` indices in ``[0, length - 1]`` in temporal order (the reference is
+        last for ``"online"``).
     """
-    length = _check_int("length", length, 1)
-    clip_length = _check_int("clip_length", clip_length, 1)
-    max_skip = _check_int("max_skip", max_skip, 1)
-    if mode not in SAMPLING_MODES:
+    length = check_int("length", length, 1)
+    clip_length = check_int("clip_length", clip_length, 1)
+    max_skip = check_int("max_skip", max_skip, 1)
+    if mode not in _BUILTIN_MODES:
         raise ValueError(
-            f"sample_clip_indices: unknown mode {mode!r} (INPUT.CLIP.SAMPLING); "
-            f"expected one of {SAMPLING_MODES}"
+            f"sample_clip_indices: unknown mode {mode!r}; expected one of {_BUILTIN_MODES} "
+            f"(other rules are registered samplers: {sorted(k for k, _ in CLIP_SAMPLER_REGISTRY)})"
         )
-    if ref is None:
-        ref = int(rng.integers(length))
-    elif not 0 <= int(ref) < length:
-        raise ValueError(f"sample_clip_indices: ref={ref} is outside a video of {length} frames")
-    ref = int(ref)
-
-    if mode == "triplet":
-        if clip_length != 3:
-            raise ValueError(
-                f"sample_clip_indices: 'triplet' sampling needs clip_length 3 "
-                f"(INPUT.CLIP.LENGTH), got {clip_length}"
-            )
-        memory_range = _check_int("memory_range", memory_range, 1)
-        neighbour = min(max(ref + int(neighbour_offset), 0), length - 1)
-        first = min(ref, neighbour)
-        if first == 0:
-            memory = 0
-        else:
-            memory = int(rng.integers(max(0, first - memory_range), first))
-        return [memory, neighbour, ref]
-
+    ref = check_ref(ref, length, rng)
     # Cumulative offsets of the clip frames from its first frame: 0, g1, g1 + g2, ...
     gaps = rng.integers(1, max_skip + 1, size=clip_length - 1)
     offsets = np.concatenate([[0], np.cumsum(gaps)]).astype(np.int64)
@@ -114,64 +117,55 @@ def sample_clip_indices(
 
 
 class ClipSampler:
-    """``INPUT.CLIP.*`` settings bound to :func:`sample_clip_indices`."""
+    """Base class: ``INPUT.CLIP.LENGTH`` / ``MAX_SKIP`` bound to one sampling rule."""
+
+    #: The INPUT.CLIP.SAMPLING value of the rule.
+    mode: str = ""
 
     @configurable
-    def __init__(
-        self,
-        *,
-        clip_length: int,
-        mode: str = "online",
-        max_skip: int = 1,
-        memory_range: int = 5,
-        neighbour_offset: int = -1,
-    ) -> None:
-        if mode not in SAMPLING_MODES:
-            raise ValueError(
-                f"INPUT.CLIP.SAMPLING: unknown mode {mode!r}; expected one of {SAMPLING_MODES}"
-            )
-        if mode == "triplet" and clip_length != 3:
-            raise ValueError(
-                f"INPUT.CLIP.LENGTH must be 3 with INPUT.CLIP.SAMPLING 'triplet', got {clip_length}"
-            )
+    def __init__(self, *, clip_length: int, max_skip: int = 1) -> None:
         for key, value in (("LENGTH", clip_length), ("MAX_SKIP", max_skip)):
-            if int(value) < 1:
+            if isinstance(value, bool) or int(value) < 1:
                 raise ValueError(f"INPUT.CLIP.{key} must be >= 1, got {value}")
-        if int(memory_range) < 1:
-            raise ValueError(f"INPUT.CLIP.MEMORY_RANGE must be >= 1, got {memory_range}")
         self.clip_length = int(clip_length)
-        self.mode = mode
         self.max_skip = int(max_skip)
-        self.memory_range = int(memory_range)
-        self.neighbour_offset = int(neighbour_offset)
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        c = cfg.INPUT.CLIP
-        return {
-            "clip_length": c.LENGTH,
-            "mode": c.SAMPLING,
-            "max_skip": c.MAX_SKIP,
-            "memory_range": c.MEMORY_RANGE,
-            "neighbour_offset": c.NEIGHBOUR_OFFSET,
-        }
+        return {"clip_length": cfg.INPUT.CLIP.LENGTH, "max_skip": cfg.INPUT.CLIP.MAX_SKIP}
 
     def __call__(self, length: int, rng: np.random.Generator, ref: int | None = None) -> list[int]:
         """Indices of one clip of a ``length``-frame video (see :func:`sample_clip_indices`)."""
-        return sample_clip_indices(
-            length,
-            self.clip_length,
-            self.mode,
-            self.max_skip,
-            rng,
-            ref=ref,
-            memory_range=self.memory_range,
-            neighbour_offset=self.neighbour_offset,
-        )
+        return sample_clip_indices(length, self.clip_length, self.mode, self.max_skip, rng, ref)
 
     def __repr__(self) -> str:
-        return (
-            f"ClipSampler(clip_length={self.clip_length}, mode={self.mode!r}, "
-            f"max_skip={self.max_skip}, memory_range={self.memory_range}, "
-            f"neighbour_offset={self.neighbour_offset})"
-        )
+        return (f"{type(self).__name__}(clip_length={self.clip_length}, mode={self.mode!r}, "
+                f"max_skip={self.max_skip})")  # fmt: skip
+
+
+@CLIP_SAMPLER_REGISTRY.register_as("online")
+class OnlineClipSampler(ClipSampler):
+    """``"online"``: the reference frame last, the others before it."""
+
+    mode = "online"
+
+
+@CLIP_SAMPLER_REGISTRY.register_as("window")
+class WindowClipSampler(ClipSampler):
+    """``"window"``: the reference frame anywhere in a window that fits in the video."""
+
+    mode = "window"
+
+
+def build_clip_sampler(cfg):
+    """The sampler named by ``INPUT.CLIP.SAMPLING``, built as ``cls(cfg)``."""
+    name = cfg.INPUT.CLIP.SAMPLING
+    try:
+        cls = CLIP_SAMPLER_REGISTRY.get(name)
+    except KeyError as e:
+        raise ValueError(
+            f"INPUT.CLIP.SAMPLING: unknown mode {name!r}; registered: "
+            f"{sorted(k for k, _ in CLIP_SAMPLER_REGISTRY)} (a method's own mode is registered "
+            "when its package is imported)"
+        ) from e
+    return cls(cfg)

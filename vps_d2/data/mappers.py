@@ -1,6 +1,10 @@
 """Mappers: a video record (see :mod:`vps_d2.data`) -> model inputs.
 
-* :class:`VideoClipDatasetMapper`: one training clip of T frames (sampled by
+``MAPPER_REGISTRY`` holds the training mappers; ``INPUT.DATASET_MAPPER_NAME`` picks one
+(Mask2Former's idea), built as ``cls(cfg, is_train=True)`` and called as
+``mapper(record, rng=, ref=)``. Methods may register their own.
+
+* :class:`VideoClipDatasetMapper` (the default): one training clip of T frames (sampled by
   :class:`~vps_d2.data.clip_sampling.ClipSampler`, augmented by
   :class:`~vps_d2.data.transforms.ClipAugmentation`) -> the training dict.
 * :class:`VideoTestFrames`: the test frame dicts of one video, in order, at the original
@@ -21,12 +25,25 @@ import torch
 from torch.utils.data import Dataset
 
 from vps_d2.config import configurable
+from vps_d2.utils.registry import Registry
 
-from .clip_sampling import ClipSampler
+from .clip_sampling import ClipSampler, build_clip_sampler
 from .io import read_image, read_mask
 from .transforms import ClipAugmentation, masks_to_boxes
 
-__all__ = ["VideoClipDatasetMapper", "VideoTestFrames", "check_record"]
+__all__ = [
+    "MAPPER_REGISTRY",
+    "VideoClipDatasetMapper",
+    "VideoTestFrames",
+    "build_mapper",
+    "check_record",
+]
+
+MAPPER_REGISTRY = Registry("MAPPER")
+MAPPER_REGISTRY.__doc__ = """
+Registry for training mappers: ``cls(cfg, is_train=True)``, called as
+``mapper(record, rng=, ref=) -> dict`` (the training dict of :mod:`vps_d2.data`).
+"""
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +87,7 @@ def _gt_box(record: dict, i: int) -> list[float] | None:
     return None if box is None else [float(v) for v in box]
 
 
+@MAPPER_REGISTRY.register()
 class VideoClipDatasetMapper:
     """Video record -> one clip (training dict of :mod:`vps_d2.data`).
 
@@ -111,7 +129,7 @@ class VideoClipDatasetMapper:
     def from_config(cls, cfg, is_train: bool = True) -> dict:
         return {
             "is_train": is_train,
-            "clip_sampler": ClipSampler(cfg),
+            "clip_sampler": build_clip_sampler(cfg),
             "augmentation": ClipAugmentation(cfg, is_train=is_train),
             "image_format": cfg.INPUT.FORMAT,
         }
@@ -179,6 +197,19 @@ class VideoClipDatasetMapper:
             "frame_indices": [int(i) for i in indices],
             "video_id": record["video_id"],
         }
+
+
+def build_mapper(cfg, is_train: bool = True):
+    """The mapper named by ``INPUT.DATASET_MAPPER_NAME``, built as ``cls(cfg, is_train=...)``."""
+    name = cfg.INPUT.DATASET_MAPPER_NAME
+    try:
+        cls = MAPPER_REGISTRY.get(name)
+    except KeyError as e:
+        raise ValueError(
+            f"INPUT.DATASET_MAPPER_NAME: {name!r} is not registered; registered: "
+            f"{sorted(k for k, _ in MAPPER_REGISTRY)}"
+        ) from e
+    return cls(cfg, is_train=is_train)
 
 
 class VideoTestFrames(Dataset):

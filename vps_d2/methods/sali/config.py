@@ -28,6 +28,15 @@ def add_sali_config(cfg: CN) -> None:
     # test script does before saving); False keeps plain sigmoid probabilities.
     cfg.MODEL.SALI.TEST_MINMAX_NORM = False
 
+    # Training triplets [memory, neighbour, current] (INPUT.CLIP.SAMPLING "triplet",
+    # INPUT.CLIP.LENGTH 3; vps_d2/methods/sali/sampling.py).
+    cfg.MODEL.SALI.TRIPLET = CN()
+    # The memory frame is drawn from the MEMORY_RANGE frames before the neighbour/current pair.
+    cfg.MODEL.SALI.TRIPLET.MEMORY_RANGE = 5
+    # Neighbour = current + NEIGHBOUR_OFFSET (-1: previous frame, online, the paper;
+    # +1: next frame, as SALI's public code).
+    cfg.MODEL.SALI.TRIPLET.NEIGHBOUR_OFFSET = -1
+
     cfg.MODEL.SALI.SAM = CN()
     # Offset groups of the modulated deformable convolutions.
     cfg.MODEL.SALI.SAM.DEFORMABLE_GROUPS = 8
