@@ -54,7 +54,7 @@ class FrameBaseline(VideoMetaArch):
     def from_config(cls, cfg) -> dict:
         b = cfg.MODEL.BASELINE
         return {
-            "backbone": build_backbone(cfg),
+            "backbone": build_backbone(cfg, out_features=list(b.IN_FEATURES)),
             "in_features": list(b.IN_FEATURES),
             "decoder_channels": b.DECODER_CHANNELS,
             "bce_weight": b.BCE_WEIGHT,

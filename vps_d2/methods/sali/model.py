@@ -14,9 +14,10 @@ Per frame t (each level processed separately until the decoder, C = 32 channels)
    (logits); the output is S3.
 
 Training (``losses``): each clip is a triplet [memory, neighbour, current] (INPUT.CLIP.SAMPLING
-"triplet", LENGTH 3). The memory frame's short-term feature is computed with itself as its
-neighbour and written with its ground-truth mask; the loss is the structure loss of every
-output on the current frame (loss_sg, loss_s5, loss_s4, loss_s3 for IN_FEATURES res3-res5;
+"triplet", LENGTH 3, MODEL.SALI.TRIPLET). The memory frame's short-term feature is computed
+with itself as its neighbour and written with its ground-truth mask; the loss is the
+structure loss of every output on the current frame (loss_sg, loss_s5, loss_s4, loss_s3 for
+IN_FEATURES res3-res5;
 the level outputs are named after their levels).
 
 Streaming (``reset``/``step``): the neighbour is the previous frame (the frame itself at
@@ -118,7 +119,6 @@ class SALI(VideoMetaArch):
                              f"{list(loss_weights)}")  # fmt: skip
         self.backbone = backbone
         self.in_features = in_features
-        self._freeze_unused_backbone_parameters(max(strides))
         self.rfb = nn.ModuleList([RFB(shapes[f].channels, channels) for f in in_features])
         self.sam = (
             ShortTermAlignment(channels=channels, num_levels=3,
@@ -156,7 +156,7 @@ class SALI(VideoMetaArch):
     def from_config(cls, cfg) -> dict:
         s = cfg.MODEL.SALI
         return {
-            "backbone": build_backbone(cfg),
+            "backbone": build_backbone(cfg, out_features=list(s.IN_FEATURES)),
             "in_features": list(s.IN_FEATURES),
             "channels": s.CHANNELS,
             "use_sam": s.USE_SAM,
@@ -182,32 +182,6 @@ class SALI(VideoMetaArch):
         }
 
     # ------------------------------------------------------------------ building blocks
-    def _freeze_unused_backbone_parameters(self, max_stride: int) -> None:
-        """Freeze backbone parameters that no level of IN_FEATURES depends on (e.g.
-        SmallCNN's res5 stage when IN_FEATURES stops at res4): they could never get a
-        gradient, which DDP (find_unused_parameters=False) rejects. Found by one backward
-        pass of a tiny input through the backbone."""
-        params = [p for p in self.backbone.parameters() if p.requires_grad]
-        if not params:
-            return
-        was_training = self.backbone.training
-        self.backbone.eval()  # keep BatchNorm running statistics untouched
-        size = 2 * max_stride
-        with torch.enable_grad():
-            feats = self.backbone(torch.zeros(1, 3, size, size, device=params[0].device))
-            total = sum(feats[f].sum() for f in self.in_features)
-            grads = torch.autograd.grad(total, params, allow_unused=True)
-        self.backbone.train(was_training)
-        unused = [p for p, g in zip(params, grads) if g is None]
-        for p in unused:
-            p.requires_grad_(False)
-        if unused:
-            logger.info(
-                "SALI: %d backbone parameter tensors feed none of %s: frozen",
-                len(unused),
-                self.in_features,
-            )
-
     @property
     def banks(self) -> list[MemoryBank]:
         """The streaming memory banks, one per level (empty list without LIM)."""

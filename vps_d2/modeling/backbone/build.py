@@ -36,8 +36,14 @@ class Backbone(nn.Module):
         return max(s.stride for s in self.output_shape().values())
 
 
-def build_backbone(cfg) -> Backbone:
-    """Build ``cfg.MODEL.BACKBONE.NAME`` from BACKBONE_REGISTRY."""
+def build_backbone(cfg, out_features=None) -> Backbone:
+    """Build ``cfg.MODEL.BACKBONE.NAME`` from BACKBONE_REGISTRY.
+
+    ``out_features``: the levels the method uses (e.g. ``["res2", "res3", "res4"]``). The
+    backbone then returns exactly these and builds nothing after the deepest of them, so
+    every parameter can receive a gradient (DDP requires it); a level the backbone cannot
+    give is an error naming MODEL.BACKBONE.OUT_INDICES.
+    """
     name = cfg.MODEL.BACKBONE.NAME
     try:
         builder = BACKBONE_REGISTRY.get(name)
@@ -46,7 +52,16 @@ def build_backbone(cfg) -> Backbone:
             f"MODEL.BACKBONE.NAME = {name!r} is not registered; available: "
             f"{sorted(k for k, _ in BACKBONE_REGISTRY)}"
         ) from e
-    backbone = builder(cfg)
+    backbone = builder(cfg) if out_features is None else builder(cfg, out_features=out_features)
     if not isinstance(backbone, Backbone):
         raise TypeError(f"Backbone {name} must return a vps_d2 Backbone, got {type(backbone)}")
+    if out_features is not None:
+        have = list(backbone.output_shape())
+        missing = [f for f in out_features if f not in have]
+        extra = [f for f in have if f not in out_features]
+        if missing or extra:
+            raise ValueError(
+                f"MODEL.BACKBONE ({name}) gives {have} but the model uses {list(out_features)}: "
+                f"adjust MODEL.BACKBONE.OUT_INDICES"
+            )
     return backbone

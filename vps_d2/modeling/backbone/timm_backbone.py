@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from vps_d2.config import configurable
+from vps_d2.modeling.layers import ConvNormAct
 
 from .build import BACKBONE_REGISTRY, Backbone, ShapeSpec
 
@@ -89,6 +90,7 @@ class TimmBackbone(Backbone):
         pretrained: bool = False,
         freeze_at: int = 0,
         timm_kwargs: dict | None = None,
+        out_features: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if pretrained and not weights:
@@ -98,18 +100,15 @@ class TimmBackbone(Backbone):
                 "to a local file and set MODEL.BACKBONE.WEIGHTS to it (or set PRETRAINED False "
                 "for random init)."
             )
-        try:
-            self.body = timm.create_model(
-                model_name,
-                pretrained=False,
-                features_only=True,
-                out_indices=tuple(out_indices),
-                **(timm_kwargs or {}),
-            )
-        except RuntimeError as e:
-            raise ValueError(
-                f"MODEL.BACKBONE.TIMM_NAME: timm cannot build {model_name!r}: {e}"
-            ) from e
+        self.body = self._create(model_name, out_indices, timm_kwargs)
+        if out_features is not None:
+            # Keep only the requested levels (timm then builds nothing after the deepest).
+            names = [_level_name(r) for r in self.body.feature_info.reduction()]
+            keep = [i for i, n in zip(out_indices, names) if n in out_features]
+            if len(keep) != len(names) and keep:
+                logger.info("TimmBackbone %s: levels %s instead of %s (the model uses %s)",
+                            model_name, keep, list(out_indices), list(out_features))  # fmt: skip
+                self.body = self._create(model_name, keep, timm_kwargs)
         if weights:
             load_backbone_weights(self.body, weights)
         info = self.body.feature_info
@@ -120,6 +119,21 @@ class TimmBackbone(Backbone):
         }
         self.model_name = model_name
         self._freeze(freeze_at)
+
+    @staticmethod
+    def _create(model_name: str, out_indices: Sequence[int], timm_kwargs: dict | None):
+        try:
+            return timm.create_model(
+                model_name,
+                pretrained=False,
+                features_only=True,
+                out_indices=tuple(out_indices),
+                **(timm_kwargs or {}),
+            )
+        except RuntimeError as e:
+            raise ValueError(
+                f"MODEL.BACKBONE.TIMM_NAME: timm cannot build {model_name!r}: {e}"
+            ) from e
 
     def _freeze(self, freeze_at: int) -> None:
         if freeze_at <= 0:
@@ -133,7 +147,7 @@ class TimmBackbone(Backbone):
                 break
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
+    def from_config(cls, cfg, out_features: Sequence[str] | None = None) -> dict:
         b = cfg.MODEL.BACKBONE
         return {
             "model_name": b.TIMM_NAME,
@@ -142,6 +156,7 @@ class TimmBackbone(Backbone):
             "pretrained": b.PRETRAINED,
             "freeze_at": b.FREEZE_AT,
             "timm_kwargs": _parse_kwargs(b.TIMM_KWARGS),
+            "out_features": out_features,
         }
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -152,48 +167,70 @@ class TimmBackbone(Backbone):
         return dict(self._shapes)
 
 
-def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)
-    )
-
-
 @BACKBONE_REGISTRY.register()
 class SmallCNN(Backbone):
     """Four-stage CNN (strides 4, 8, 16, 32) for tests and CPU runs on the sample data.
 
-    forward: (B, 3, H, W) -> {"res2": (B, C0, H/4, W/4), ..., "res5": (B, C3, H/32, W/32)}.
+    forward: (B, 3, H, W) -> {"res2": (B, C0, H/4, W/4), ..., "res5": (B, C3, H/32, W/32)},
+    restricted to the levels of ``out_indices`` (1 -> res2, ..., 4 -> res5, as for timm's
+    ResNets). Stages after the deepest requested level are not kept; they are still
+    initialised, so the random initialisation (and every result under a seed) of the kept
+    stages does not depend on ``out_indices``.
     """
 
     @configurable
-    def __init__(self, *, channels: Sequence[int] = (16, 32, 64, 128), weights: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        out_indices: Sequence[int] = (1, 2, 3, 4),
+        weights: str = "",
+    ) -> None:
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"MODEL.BACKBONE.SMALL_CNN_CHANNELS needs 4 values, got {channels}")
+        out_indices = [int(i) for i in out_indices]
+        if not out_indices or any(i not in (1, 2, 3, 4) for i in out_indices):
+            raise ValueError(
+                f"MODEL.BACKBONE.OUT_INDICES for SmallCNN must be in 1..4 (res2..res5), "
+                f"got {out_indices}"
+            )
         c = list(channels)
-        self.stem = nn.Sequential(_conv_bn_relu(3, c[0], 2), _conv_bn_relu(c[0], c[0], 2))
-        self.stages = nn.ModuleList(
-            [nn.Sequential(_conv_bn_relu(c[i], c[i + 1], 2), _conv_bn_relu(c[i + 1], c[i + 1], 1))
-             for i in range(3)]
-        )  # fmt: skip
-        self._shapes = {f"res{i + 2}": ShapeSpec(c[i], 2 ** (i + 2)) for i in range(4)}
+        self.stem = nn.Sequential(ConvNormAct(3, c[0], 3, 2), ConvNormAct(c[0], c[0], 3, 2))
+        stages = [nn.Sequential(ConvNormAct(c[i], c[i + 1], 3, 2), ConvNormAct(c[i + 1], c[i + 1]))
+                  for i in range(3)]  # fmt: skip
+        self.stages = nn.ModuleList(stages[: max(out_indices) - 1])
+        self._out = [f"res{i + 1}" for i in sorted(set(out_indices))]
+        self._shapes = {f"res{i + 2}": ShapeSpec(c[i], 2 ** (i + 2)) for i in range(4)
+                        if f"res{i + 2}" in self._out}  # fmt: skip
         if weights:
             load_backbone_weights(self, weights)
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
+    def from_config(cls, cfg, out_features: Sequence[str] | None = None) -> dict:
+        indices = cfg.MODEL.BACKBONE.OUT_INDICES
+        if out_features is not None:
+            names = [f"res{i}" for i in range(2, 6)]
+            bad = [f for f in out_features if f not in names]
+            if bad:
+                raise ValueError(f"SmallCNN produces {names}, not {bad} (asked for by the "
+                                 "model's IN_FEATURES)")  # fmt: skip
+            indices = [names.index(f) + 1 for f in out_features]
         return {
             "channels": tuple(cfg.MODEL.BACKBONE.SMALL_CNN_CHANNELS),
+            "out_indices": tuple(indices),
             "weights": cfg.MODEL.BACKBONE.WEIGHTS,
         }
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         x = self.stem(x)
-        out["res2"] = x
+        if "res2" in self._out:
+            out["res2"] = x
         for i, stage in enumerate(self.stages):
             x = stage(x)
-            out[f"res{i + 3}"] = x
+            if f"res{i + 3}" in self._out:
+                out[f"res{i + 3}"] = x
         return out
 
     def output_shape(self) -> dict[str, ShapeSpec]:
