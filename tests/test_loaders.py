@@ -135,8 +135,8 @@ def test_test_loader_order_size_and_sharding(tiny_dataset):
     seen = []
     for rank in range(2):
         loader = build_test_loader(cfg, name, rank=rank, world_size=2)
-        assert len(loader) == len(shard_indices(3, rank, 2))
-        for video in loader:
+        assert len(list(loader.videos())) == len(shard_indices(3, rank, 2))
+        for video in loader.videos():
             rec = video.record
             frames = list(video)
             assert len(frames) == len(video) == rec["length"]
@@ -147,6 +147,28 @@ def test_test_loader_order_size_and_sharding(tiny_dataset):
                 assert f["video_id"] == rec["video_id"]
             seen.append((rank, rec["video_id"]))
     assert seen == [(0, "case1"), (0, "case3"), (1, "case2")]
+
+
+@pytest.mark.parametrize("per_batch", [1, 3])
+def test_test_loader_batches_consecutive_frames_of_one_video(tiny_dataset, per_batch):
+    """Iterating the loader gives Detectron2-style batches: consecutive frames of one video,
+    per_batch at a time (the last batch of a video shorter), every frame exactly once."""
+    name, records = tiny_dataset
+    cfg = _cfg(name)
+    cfg.DATALOADER.NUM_WORKERS_TEST = 0
+    loader = build_test_loader(cfg, name, frames_per_batch=per_batch)
+    batches = list(loader)
+    assert len(batches) == len(loader) == sum(-(-r["length"] // per_batch) for r in records)
+    seen = []
+    for batch in batches:
+        assert 1 <= len(batch) <= per_batch
+        assert len({f["video_id"] for f in batch}) == 1
+        idx = [f["frame_index"] for f in batch]
+        assert idx == list(range(idx[0], idx[0] + len(batch)))
+        seen += [(f["video_id"], f["frame_index"]) for f in batch]
+    assert seen == [(r["video_id"], i) for r in records for i in range(r["length"])]
+    with pytest.raises(ValueError, match="frames_per_batch"):
+        build_test_loader(cfg, name, frames_per_batch=0)
 
 
 def test_get_video_records_errors(tiny_dataset):

@@ -15,6 +15,7 @@ from vps_d2.evaluation import (
     VPSEvaluator,
     build_evaluator,
     format_vps_results,
+    DatasetEvaluators,
     inference_on_dataset,
 )
 from vps_d2.evaluation import reference as R
@@ -183,11 +184,30 @@ def test_build_evaluator_from_config(dataset, tmp_path):
     cfg.OUTPUT_DIR = str(tmp_path / "o")
     cfg.TEST.VPS.SAVE_PREDICTIONS = True
     cfg.TEST.VPS.MODEL_NAME = "from_cfg"
+    cfg.TEST.EVALUATORS = ["VPSEvaluator"]
     ev = build_evaluator(cfg, NAME, None)
     assert isinstance(ev, VPSEvaluator)
     assert (ev.save_predictions, ev.model_name, ev.output_dir) == (True, "from_cfg", cfg.OUTPUT_DIR)
     ev = build_evaluator(cfg, NAME, str(tmp_path / "x"))
     assert ev.output_dir == str(tmp_path / "x")
+    cfg.TEST.EVALUATORS = ["VPSEvaluator", "NoSuchEvaluator"]
+    with pytest.raises(KeyError, match="TEST.EVALUATORS.*NoSuchEvaluator"):
+        build_evaluator(cfg, NAME, None)
+
+
+def test_default_evaluators_compose_and_skip_missing_outputs(dataset, tmp_path):
+    """The default TEST.EVALUATORS run segmentation, classification and detection on one
+    pass; a model with probability maps only is scored on segmentation only, no error."""
+    _, _, records = dataset
+    cfg = add_vps_config(get_cfg())
+    cfg.OUTPUT_DIR = str(tmp_path)
+    ev = build_evaluator(cfg, NAME, None)
+    assert isinstance(ev, DatasetEvaluators)
+    assert [type(e).__name__ for e in ev._evaluators] == [
+        "VPSEvaluator", "ClassificationEvaluator", "DetectionEvaluator"]  # fmt: skip
+    pairs = frames_and_outputs(records, seed=2)
+    res = run(ev, pairs)
+    assert list(res) == [NAME] and res[NAME] == run(VPSEvaluator(NAME), pairs)[NAME]
 
 
 def test_inference_on_dataset_streams_into_the_evaluator(dataset):
@@ -195,15 +215,15 @@ def test_inference_on_dataset_streams_into_the_evaluator(dataset):
     pairs = frames_and_outputs(records, seed=9)
     probs = {(f["video_id"], f["frame_index"]): o["prob"] for f, o in pairs}
 
-    class Replay(torch.nn.Module):  # returns the stored maps, frame by frame
-        def stream(self, frames):
-            for f in frames:
-                yield {"prob": probs[(f["video_id"], f["frame_index"])]}
+    class Replay(torch.nn.Module):  # returns the stored maps of a batch of frames
+        def forward(self, frames):
+            return [{"prob": probs[(f["video_id"], f["frame_index"])]} for f in frames]
 
-    videos = []
+    batches = []  # Detectron2-style batches: 2 consecutive frames of one video
     for rec in records:
-        videos.append([f for f, _ in pairs if f["video_id"] == rec["video_id"]])
-    res = inference_on_dataset(Replay(), videos, VPSEvaluator(NAME))
+        frames = [f for f, _ in pairs if f["video_id"] == rec["video_id"]]
+        batches += [frames[i : i + 2] for i in range(0, len(frames), 2)]
+    res = inference_on_dataset(Replay(), batches, VPSEvaluator(NAME))
     assert res[NAME] == run(VPSEvaluator(NAME), pairs)[NAME]
 
 

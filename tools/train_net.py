@@ -25,7 +25,8 @@ from vps_d2.engine import (
     launch,
     setup_cfg,
 )
-from vps_d2.engine.launch import accelerator_from_cfg, precision_from_cfg
+from vps_d2.engine.launch import accelerator_from_cfg, ddp_kwargs_from_cfg, precision_from_cfg
+from vps_d2.utils.plugins import PluginError
 
 logger = logging.getLogger("vps_d2.tools.train_net")
 
@@ -50,6 +51,9 @@ def cli(argv=None) -> int:
     except ConfigError as e:
         print(f"Config error: {e}", file=sys.stderr)
         return 2
+    except PluginError as e:
+        print(f"Plug-in error: {e}", file=sys.stderr)
+        return 2
     acc = accelerator_from_cfg(cfg)
     try:
         launch(
@@ -61,6 +65,7 @@ def cli(argv=None) -> int:
             args=(args,),
             accelerator=acc,
             precision=precision_from_cfg(cfg, acc),
+            ddp_kwargs=ddp_kwargs_from_cfg(cfg),
         )
     except (
         FileNotFoundError,

@@ -10,8 +10,12 @@ number of workers. Batches are lists of mapped clips (``SOLVER.IMS_PER_BATCH //
 world_size`` per process).
 
 Test (:func:`build_test_loader`): the process ``rank`` of ``world_size`` takes the videos
-``rank::world_size``; iterating a video yields its frames in order, read ahead by
-``DATALOADER.NUM_WORKERS_TEST`` workers (at most ``2 * workers`` frames in flight).
+``rank::world_size``; the loader yields *batches*: lists of ``frames_per_batch``
+consecutive frames of one video (the last batch of a video may be shorter), videos one
+after the other, frames read ahead by ``DATALOADER.NUM_WORKERS_TEST`` workers (at most
+``2 * workers`` frames in flight). This is the per-batch protocol of Detectron2's
+``inference_on_dataset``: ``outputs = model(batch)``, one output per frame, the model keeping
+its stream state per video (see :mod:`vps_d2.modeling.meta_arch.base`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from vps_d2.utils import comm
 
 from .catalog import DatasetCatalog
-from .mappers import VideoClipDatasetMapper, VideoTestFrames, check_record
+from .mappers import VideoTestFrames, build_mapper, check_record
 from .samplers import TrainingSampler, shard_indices, shared_random_seed
 
 __all__ = [
@@ -181,9 +185,9 @@ def build_train_loader(
     Args:
         cfg: uses DATASETS.TRAIN, SOLVER.IMS_PER_BATCH, DATALOADER.NUM_WORKERS, SEED and
             what the default mapper reads (INPUT.*).
-        mapper: ``mapper(record, rng=, ref=) -> dict``; default
-            ``VideoClipDatasetMapper(cfg, is_train=True)``. A mapper taking only the
-            record is accepted but is then not reproducible.
+        mapper: ``mapper(record, rng=, ref=) -> dict``; default: the one named by
+            INPUT.DATASET_MAPPER_NAME (``VideoClipDatasetMapper``). A mapper taking only
+            the record is accepted but is then not reproducible.
         dataset_names: default ``cfg.DATASETS.TRAIN``.
         seed: seed of the sample stream and of every clip; default ``cfg.SEED``, or a
             random seed shared by all processes when ``cfg.SEED < 0``.
@@ -205,7 +209,7 @@ def build_train_loader(
     names = cfg.DATASETS.TRAIN if dataset_names is None else dataset_names
     records = get_video_records(names)
     if mapper is None:
-        mapper = VideoClipDatasetMapper(cfg, is_train=True)
+        mapper = build_mapper(cfg, is_train=True)
     seed = _resolve_seed(cfg, seed)
     dataset = TrainClipDataset(records, mapper, seed)
     sampler = TrainingSampler(len(dataset), shuffle=True, seed=seed, start=start_iter * total)
@@ -271,7 +275,12 @@ class TestVideo:
 
 
 class VideoTestLoader:
-    """This process's videos of one dataset; iterating yields :class:`TestVideo` in order."""
+    """This process's videos of one dataset, as batches of consecutive frames.
+
+    Iterating yields lists of at most ``frames_per_batch`` consecutive test frame dicts of
+    one video, in order, video after video; ``len()`` is the number of batches.
+    :meth:`videos` yields the :class:`TestVideo` objects instead.
+    """
 
     def __init__(
         self,
@@ -279,33 +288,57 @@ class VideoTestLoader:
         image_format: str = "RGB",
         num_workers: int = 0,
         dataset_name: str = "",
+        frames_per_batch: int = 1,
     ) -> None:
+        if int(frames_per_batch) < 1:
+            raise ValueError(f"frames_per_batch must be >= 1, got {frames_per_batch}")
         self.records = records
         self.image_format = image_format
         self.num_workers = num_workers
         self.dataset_name = dataset_name
+        self.frames_per_batch = int(frames_per_batch)
 
     def __len__(self) -> int:
-        return len(self.records)
+        n = self.frames_per_batch
+        return sum((int(r["length"]) + n - 1) // n for r in self.records)
 
-    def __iter__(self) -> Iterator[TestVideo]:
+    def videos(self) -> Iterator[TestVideo]:
         for r in self.records:
             yield TestVideo(r, self.image_format, self.num_workers)
 
+    def __iter__(self) -> Iterator[list[dict]]:
+        for video in self.videos():
+            batch: list[dict] = []
+            for frame in video:
+                batch.append(frame)
+                if len(batch) == self.frames_per_batch:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
 
 def build_test_loader(
-    cfg, dataset_name: str, *, rank: int | None = None, world_size: int | None = None
+    cfg,
+    dataset_name: str,
+    *,
+    frames_per_batch: int = 1,
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> VideoTestLoader:
     """Loader over the videos of ``dataset_name`` for this process (videos ``rank::world``).
 
     Args:
         cfg: uses INPUT.FORMAT and DATALOADER.NUM_WORKERS_TEST.
         dataset_name: a registered dataset.
+        frames_per_batch: consecutive frames per batch: the model's
+            ``frames_per_batch(cfg)`` (1 for online models, the clip length for clip
+            models; ``vps_d2.engine.Trainer.build_test_loader`` passes it).
         rank, world_size: default: this process in :mod:`vps_d2.utils.comm`.
 
     Returns:
-        A :class:`VideoTestLoader`: ``len()`` = this process's videos; each video yields
-        test frame dicts (``image`` uint8 (3, H, W) at the original size, ...) in order.
+        A :class:`VideoTestLoader` yielding lists of test frame dicts (``image`` uint8
+        (3, H, W) at the original size, ``video_id``, ``frame_index``, ...).
     """
     rank = comm.get_rank() if rank is None else rank
     world_size = comm.get_world_size() if world_size is None else world_size
@@ -314,4 +347,4 @@ def build_test_loader(
     num_workers = int(cfg.DATALOADER.NUM_WORKERS_TEST)
     if num_workers < 0:
         raise ValueError(f"DATALOADER.NUM_WORKERS_TEST must be >= 0, got {num_workers}")
-    return VideoTestLoader(mine, cfg.INPUT.FORMAT, num_workers, dataset_name)
+    return VideoTestLoader(mine, cfg.INPUT.FORMAT, num_workers, dataset_name, frames_per_batch)

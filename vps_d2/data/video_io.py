@@ -33,6 +33,7 @@ import torch
 
 from vps_d2.utils.file_io import atomic_write_bytes, commit_temp_file, make_temp_path
 
+from .datasets.folder import list_image_files
 from .frame_order import sort_frames
 from .io import is_image_file, read_image, read_mask
 
@@ -102,8 +103,6 @@ def _case_of(paths: Sequence[str]) -> str:
 
 def _gt_index(gt_dir: str) -> tuple[dict[str, str], dict[int, str]]:
     """``({stem: path}, {last number in the stem: path})`` of the masks in ``gt_dir``."""
-    from vps_d2.data.datasets.folder import list_image_files
-
     by_stem = list_image_files(gt_dir)
     by_number: dict[int, str] = {}
     for stem, path in by_stem.items():

@@ -1,6 +1,6 @@
 """Engine: Detectron2-style argument parser, set-up, Fabric launch, trainer and hooks."""
 
-from .defaults import default_argument_parser, default_setup, setup_cfg
+from .defaults import add_plugin_argument, default_argument_parser, default_setup, setup_cfg
 from .hooks import (
     BestCheckpointer,
     EvalHook,
@@ -10,25 +10,40 @@ from .hooks import (
     PeriodicWriter,
     ProgressBar,
 )
-from .launch import get_fabric, launch, make_fabric
+from .launch import ddp_kwargs_from_cfg, get_fabric, launch, make_fabric
 from .predictor import LatencyStats, VideoPredictor
-from .train_loop import HookBase, NonFiniteLossError, TrainerBase
+from .train_loop import HookBase, TrainerBase
+from .train_step import (
+    TRAIN_STEP_REGISTRY,
+    DefaultTrainStep,
+    NonFiniteLossError,
+    OptimizerSet,
+    TrainStep,
+    build_train_step,
+)
 from .trainer import Trainer
 
 __all__ = [
+    "TRAIN_STEP_REGISTRY",
     "BestCheckpointer",
+    "DefaultTrainStep",
     "EvalHook",
     "HookBase",
     "IterationTimer",
     "LRScheduler",
     "LatencyStats",
     "NonFiniteLossError",
+    "OptimizerSet",
     "PeriodicCheckpointer",
     "PeriodicWriter",
     "ProgressBar",
+    "TrainStep",
     "Trainer",
     "TrainerBase",
     "VideoPredictor",
+    "add_plugin_argument",
+    "build_train_step",
+    "ddp_kwargs_from_cfg",
     "default_argument_parser",
     "default_setup",
     "get_fabric",

@@ -10,12 +10,17 @@ import sys
 import torch
 
 from vps_d2.config import CfgNode, add_vps_config, get_cfg
+from vps_d2.data.datasets import configure_datasets
 from vps_d2.utils import comm
 from vps_d2.utils.env import collect_env_info, seed_all_rng
 from vps_d2.utils.file_io import atomic_write_bytes
 from vps_d2.utils.logger import setup_logger
+from vps_d2.utils.plugins import load_plugins
+
+from .launch import get_local_world_size
 
 __all__ = [
+    "add_plugin_argument",
     "configure_cpu_threads",
     "default_argument_parser",
     "default_setup",
@@ -40,6 +45,7 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    add_plugin_argument(parser)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -73,8 +79,23 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     return parser
 
 
+def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
+    """``--plugin MODULE`` (repeatable): import a method kept outside vps_d2 first."""
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE (a dotted name or a .py file) before reading the config, so a "
+        "method kept outside vps_d2 registers its config section, model and parts "
+        "(repeatable; also $VPS_D2_PLUGINS and the 'vps_d2.plugins' entry points)",
+    )
+
+
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
-    """get_cfg -> add_vps_config -> merge --config-file -> merge opts -> freeze."""
+    """load plug-ins -> get_cfg -> add_vps_config -> merge --config-file -> merge opts ->
+    freeze."""
+    load_plugins(getattr(args, "plugin", None) or [])
     cfg = get_cfg()
     add_vps_config(cfg)
     if args.config_file:
@@ -91,8 +112,6 @@ def configure_cpu_threads(cfg: CfgNode, num_workers: int | None = None) -> None:
     ~10x slower."""
     if "OMP_NUM_THREADS" in os.environ or torch.cuda.is_available():
         return
-    from .launch import get_local_world_size
-
     local_procs = get_local_world_size()
     cores = os.cpu_count() or 1
     workers = int(cfg.DATALOADER.NUM_WORKERS) if num_workers is None else int(num_workers)
@@ -104,8 +123,6 @@ def configure_cpu_threads(cfg: CfgNode, num_workers: int | None = None) -> None:
 def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
     """Per-process set-up: OUTPUT_DIR, log.txt, config.yaml dump, seed, env summary,
     dataset options (so spawned processes see the same catalog)."""
-    from vps_d2.data.datasets import configure_datasets
-
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     if rank == 0 and output_dir:
@@ -113,6 +130,8 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
     comm.synchronize()
     setup_logger(output_dir, distributed_rank=rank)
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
+    if comm.get_world_size() > 1 and not torch.cuda.is_available():
+        logger.info("No GPU: the %d processes run on the CPU (gloo)", comm.get_world_size())
     logger.info("Environment info:\n%s", collect_env_info())
     if args is not None:
         logger.info("Command line: %s", " ".join(sys.argv))

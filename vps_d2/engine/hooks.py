@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvPeriodicCheckpointer
+from tqdm import tqdm
 
 from vps_d2.utils import comm
 from vps_d2.utils.events import EventWriter, dump_json_atomic
@@ -40,19 +41,27 @@ class IterationTimer(HookBase):
 
 
 class LRScheduler(HookBase):
-    """Log the lr of the largest param group, then step the scheduler."""
+    """Log the lr of the largest param group of each optimizer, then step its scheduler.
 
-    def __init__(self, optimizer, scheduler) -> None:
-        self._optimizer = optimizer
-        self._scheduler = scheduler
-        largest = max(range(len(optimizer.param_groups)),
-                      key=lambda i: len(optimizer.param_groups[i]["params"]))  # fmt: skip
-        self._group = largest
+    ``optimizers`` / ``schedulers``: ``{name: ...}``; the "main" lr is logged as "lr",
+    another optimizer's as "<name>/lr".
+    """
+
+    def __init__(self, optimizers: dict, schedulers: dict) -> None:
+        self._optimizers = dict(optimizers)
+        self._schedulers = dict(schedulers)
+        self._groups = {
+            name: max(range(len(opt.param_groups)),
+                      key=lambda i, o=opt: len(o.param_groups[i]["params"]))
+            for name, opt in self._optimizers.items()
+        }  # fmt: skip
 
     def after_step(self) -> None:
-        lr = self._optimizer.param_groups[self._group]["lr"]
-        self.trainer.storage.put_scalar("lr", lr, smoothing_hint=False)
-        self._scheduler.step()
+        for name, opt in self._optimizers.items():
+            lr = opt.param_groups[self._groups[name]]["lr"]
+            key = "lr" if name == "main" else f"{name}/lr"
+            self.trainer.storage.put_scalar(key, lr, smoothing_hint=False)
+            self._schedulers[name].step()
 
 
 class PeriodicCheckpointer(_FvPeriodicCheckpointer, HookBase):
@@ -68,7 +77,9 @@ class PeriodicCheckpointer(_FvPeriodicCheckpointer, HookBase):
 class EvalHook(HookBase):
     """Run ``eval_function()`` every ``period`` iterations and after the last one.
 
-    The results go to the storage (``<dataset>/<metric>``) and to ``callbacks``.
+    The results go to the storage (``<dataset>/<metric>``) and to ``callbacks``, called
+    with ``(results, iteration)``: the iteration whose weights were evaluated (the final
+    evaluation is labelled ``max_iter - 1``, like model_final.pth).
     """
 
     def __init__(self, period: int, eval_function: Callable[[], dict],
@@ -77,14 +88,14 @@ class EvalHook(HookBase):
         self._func = eval_function
         self._callbacks = callbacks or []
 
-    def _do_eval(self) -> None:
+    def _do_eval(self, iteration: int) -> None:
         results = self._func()
         if comm.is_main_process() and results:
             flat = {f"{ds}/{k}": v for ds, res in results.items() for k, v in res.items()
                     if isinstance(v, (int, float)) and math.isfinite(v)}  # fmt: skip
             self.trainer.storage.put_scalars(smoothing_hint=False, **flat)
         for cb in self._callbacks:
-            cb(results, self.trainer.iter)
+            cb(results, iteration)
         comm.synchronize()
 
     def after_step(self) -> None:
@@ -94,21 +105,41 @@ class EvalHook(HookBase):
             and next_iter % self._period == 0
             and next_iter != self.trainer.max_iter
         ):
-            self._do_eval()
+            self._do_eval(self.trainer.iter)
 
     def after_train(self) -> None:
         # Evaluate once at the end, only if training ran to completion.
         if self.trainer.iter >= self.trainer.max_iter:
-            self._do_eval()
+            self._do_eval(self.trainer.max_iter - 1)
 
 
-class BestCheckpointer:
-    """Evaluation callback: save model_best.pth when ``dataset/metric`` improves."""
+class BestCheckpointer(HookBase):
+    """Evaluation callback (of :class:`EvalHook`): save model_best.pth when
+    ``dataset/metric`` improves. Registered as a hook too, so the best value and its
+    iteration are part of the trainer's state and survive ``--resume``."""
 
     def __init__(self, checkpointer, dataset: str, metric: str, mode: str = "max") -> None:
         self._ckpt = checkpointer
         self.dataset, self.metric, self.mode = dataset, metric, mode
         self.best: float | None = None
+        self.best_iter: int | None = None
+
+    def state_dict(self) -> dict:
+        if self.best is None:
+            return {}
+        return {"best": self.best, "iteration": self.best_iter, "dataset": self.dataset,
+                "metric": self.metric}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("dataset") != self.dataset or state.get("metric") != self.metric:
+            logger.info("Best checkpoint: the checkpoint tracked %s/%s, this run %s/%s: "
+                        "starting afresh", state.get("dataset"), state.get("metric"),
+                        self.dataset, self.metric)  # fmt: skip
+            return
+        self.best = float(state["best"])
+        self.best_iter = int(state["iteration"])
+        logger.info("Best checkpoint so far: %s/%s = %.4f at iteration %d", self.dataset,
+                    self.metric, self.best, self.best_iter)  # fmt: skip
 
     def __call__(self, results: dict, iteration: int) -> None:
         if not comm.is_main_process():
@@ -124,7 +155,7 @@ class BestCheckpointer:
         if better:
             logger.info("New best %s/%s = %.4f at iteration %d (previous %s): saving model_best",
                         self.dataset, self.metric, value, iteration, self.best)  # fmt: skip
-            self.best = value
+            self.best, self.best_iter = value, iteration
             self._ckpt.save("model_best", tag_last=False, iteration=iteration)
             dump_json_atomic(
                 os.path.join(self._ckpt.save_dir, "model_best.json"),
@@ -157,8 +188,6 @@ class ProgressBar(HookBase):
     """A tqdm bar over iterations with ETA and the smoothed total loss (main process)."""
 
     def before_train(self) -> None:
-        from tqdm import tqdm
-
         self._bar = tqdm(
             total=self.trainer.max_iter,
             initial=self.trainer.start_iter,

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+import torch
 from lightning_fabric import Fabric
 from lightning_fabric.strategies import DDPStrategy
 
-__all__ = ["get_fabric", "launch", "make_fabric", "precision_from_cfg"]
+__all__ = ["ddp_kwargs_from_cfg", "get_fabric", "launch", "make_fabric", "precision_from_cfg"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ def precision_from_cfg(cfg, accelerator: str) -> str:
 
 def accelerator_from_cfg(cfg) -> str:
     """MODEL.DEVICE -> "cuda" when asked for and available, else "cpu"."""
-    import torch
-
     if cfg.MODEL.DEVICE.startswith("cuda"):
         if torch.cuda.is_available():
             return "cuda"
@@ -67,17 +66,31 @@ def accelerator_from_cfg(cfg) -> str:
     return "cpu"
 
 
+def ddp_kwargs_from_cfg(cfg) -> dict:
+    """SOLVER.DDP -> keyword arguments of DistributedDataParallel (through Fabric)."""
+    return {
+        "find_unused_parameters": bool(cfg.SOLVER.DDP.FIND_UNUSED_PARAMETERS),
+        "static_graph": bool(cfg.SOLVER.DDP.STATIC_GRAPH),
+    }
+
+
 def make_fabric(
     num_devices: int = 1,
     num_machines: int = 1,
     accelerator: str = "cpu",
     precision: str = "32-true",
+    ddp_kwargs: dict | None = None,
 ) -> Fabric:
-    """A Fabric for ``num_devices`` processes per machine (DDP when more than one)."""
+    """A Fabric for ``num_devices`` processes per machine (DDP when more than one).
+
+    ``ddp_kwargs``: passed to DistributedDataParallel (``find_unused_parameters``,
+    ``static_graph``; default both False).
+    """
     world = num_devices * num_machines
     strategy: Any = "auto"
     if world > 1:
-        strategy = DDPStrategy(start_method="spawn", find_unused_parameters=False)
+        kwargs = {"find_unused_parameters": False, **(ddp_kwargs or {})}
+        strategy = DDPStrategy(start_method="spawn", **kwargs)
     return Fabric(
         accelerator=accelerator,
         devices=num_devices,
@@ -101,6 +114,7 @@ def launch(
     args: tuple = (),
     accelerator: str = "auto",
     precision: str = "32-true",
+    ddp_kwargs: dict | None = None,
 ) -> Any:
     """Run ``main_func(*args)`` in every process of the job.
 
@@ -111,9 +125,8 @@ def launch(
             machine only).
         accelerator: "cuda", "cpu" or "auto" (CUDA when available).
         precision: a Fabric precision ("32-true", "16-mixed", "bf16-mixed").
+        ddp_kwargs: DistributedDataParallel options (:func:`ddp_kwargs_from_cfg`).
     """
-    import torch
-
     if accelerator == "auto":
         accelerator = "cuda" if torch.cuda.is_available() else "cpu"
     if accelerator == "cuda" and num_gpus_per_machine > torch.cuda.device_count():
@@ -139,5 +152,7 @@ def launch(
         os.environ["MASTER_ADDR"] = host
         os.environ["MASTER_PORT"] = str(port)
         os.environ["NODE_RANK"] = str(machine_rank)
-    fabric = make_fabric(num_gpus_per_machine, num_machines, accelerator, precision)
+    if accelerator == "cpu" and world > 1:
+        logger.info("No GPU used: %d CPU processes per machine (gloo)", num_gpus_per_machine)
+    fabric = make_fabric(num_gpus_per_machine, num_machines, accelerator, precision, ddp_kwargs)
     return fabric.launch(_worker, main_func, args, num_gpus_per_machine)

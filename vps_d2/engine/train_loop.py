@@ -1,4 +1,9 @@
-"""Iteration-based training loop with hooks (Detectron2's TrainerBase / HookBase)."""
+"""Iteration-based training loop with hooks (Detectron2's TrainerBase / HookBase).
+
+The trainer's state (iteration and every hook's ``state_dict()``, e.g. the best
+checkpoint's value) is itself a checkpointable (``"trainer"`` in a checkpoint), so
+``--resume`` restores it, as Detectron2's ``TrainerBase.state_dict`` does.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,20 @@ import torch
 
 from vps_d2.utils.events import EventStorage, get_event_storage
 
-__all__ = ["HookBase", "TrainerBase", "NonFiniteLossError"]
+from .train_step import NonFiniteLossError
+
+__all__ = ["HookBase", "NonFiniteLossError", "TrainerBase"]
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or Inf; the message names the iteration and the term."""
-
-
 class HookBase:
-    """before_train / before_step / after_step / after_train; ``self.trainer`` is set."""
+    """before_train / before_step / after_backward / after_step / after_train.
+
+    ``self.trainer`` is set when registered. A hook with state returns it from
+    ``state_dict()`` (saved in checkpoints under the hook's class name) and restores it in
+    ``load_state_dict()``.
+    """
 
     trainer: TrainerBase
 
@@ -30,10 +38,14 @@ class HookBase:
 
     def before_step(self) -> None: ...
 
+    def after_backward(self) -> None: ...
+
     def after_step(self) -> None: ...
 
     def state_dict(self) -> dict:
         return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 class TrainerBase:
@@ -76,25 +88,45 @@ class TrainerBase:
     def run_step(self) -> None:
         raise NotImplementedError
 
+    def after_backward(self) -> None:
+        for h in self._hooks:
+            h.after_backward()
 
-def check_finite_losses(loss_dict: dict[str, torch.Tensor], iteration: int) -> None:
-    """Raise NonFiniteLossError naming the iteration and every non-finite loss term."""
-    bad = {k: float(v.detach()) for k, v in loss_dict.items() if not torch.isfinite(v).all()}
-    if bad:
-        raise NonFiniteLossError(
-            f"Loss became infinite or NaN at iteration {iteration}: "
-            + ", ".join(f"{k} = {v}" for k, v in bad.items())
-            + ". Training stopped; lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS or check "
-            "the data. The last good checkpoint is in OUTPUT_DIR/last_checkpoint."
-        )
+    def state_dict(self) -> dict:
+        """``{"iteration", "hooks": {hook class name: state}}`` (hooks with state only)."""
+        hooks_state: dict[str, dict] = {}
+        for h in self._hooks:
+            sd = h.state_dict()
+            if sd:
+                hooks_state.setdefault(type(h).__qualname__, sd)
+        ret: dict = {"iteration": self.iter}
+        if hooks_state:
+            ret["hooks"] = hooks_state
+        return ret
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iter = int(state.get("iteration", self.iter))
+        for key, value in state.get("hooks", {}).items():
+            for h in self._hooks:
+                if type(h).__qualname__ == key:
+                    h.load_state_dict(value)
+                    break
+            else:
+                logger.warning("Checkpoint holds the state of hook %r, which this run does "
+                               "not have: ignored", key)  # fmt: skip
 
 
-def put_step_metrics(loss_dict: dict[str, torch.Tensor], data_time: float) -> None:
+def put_step_metrics(losses: dict[str, dict[str, torch.Tensor]], data_time: float) -> None:
+    """Log the losses of every optimizer: the "main" ones under their own names plus
+    ``total_loss``; another optimizer's as ``<name>/<loss>`` plus ``<name>/total_loss``."""
     storage = get_event_storage()
-    values = {k: float(v.detach()) for k, v in loss_dict.items()}
     storage.put_scalar("data_time", data_time)
-    storage.put_scalar("total_loss", sum(values.values()))
-    storage.put_scalars(**values)
+    for opt_name, loss_dict in losses.items():
+        values = {k: float(v.detach()) for k, v in loss_dict.items()}
+        prefix = "" if opt_name == "main" else f"{opt_name}/"
+        storage.put_scalar(f"{prefix}total_loss", sum(values.values()))
+        for k, v in values.items():
+            storage.put_scalar(f"{prefix}{k}", v)
 
 
 def now() -> float:

@@ -1,21 +1,38 @@
 """``Trainer``: Detectron2's DefaultTrainer on Lightning Fabric.
 
-Builds model, optimizer, LR scheduler, loaders, checkpointer and hooks from a config;
-``resume_or_load`` then ``train()``. Fabric owns devices, DDP and mixed precision.
+Builds the model, one optimizer and LR scheduler per name of the model's
+``optimizer_groups()`` (SOLVER for "main", ``SOLVER.<NAME>`` for the others), the training
+step object (:mod:`vps_d2.engine.train_step`), loaders, checkpointer and hooks from a
+config; ``resume_or_load`` then ``train()``. Fabric owns devices, DDP and mixed precision:
+the model and every optimizer go through one ``fabric.setup``.
+
+Checkpoints hold ``model``, ``optimizer`` / ``scheduler`` (the "main" ones, the layout of
+single-optimizer runs and of Detectron2), ``optimizer_<name>`` / ``scheduler_<name>`` for
+the others, ``trainer`` (iteration and the hooks' state, e.g. the best checkpoint) and
+``iteration``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+import weakref
 from collections import OrderedDict
 from contextlib import nullcontext
 
 import torch
 
 from vps_d2.checkpoint import VPSCheckpointer
-from vps_d2.modeling import build_model
-from vps_d2.solver import build_lr_scheduler, build_optimizer
+from vps_d2.data import build_test_loader, build_train_loader
+from vps_d2.evaluation import (
+    build_evaluator,
+    format_vps_results,
+    inference_on_dataset,
+    print_csv_format,
+)
+from vps_d2.modeling import build_model, get_meta_arch
+from vps_d2.solver import build_lr_scheduler, build_optimizer, solver_section
 from vps_d2.utils import comm
 from vps_d2.utils.events import (
     CommonMetricPrinter,
@@ -26,20 +43,40 @@ from vps_d2.utils.events import (
 
 from . import hooks
 from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_from_cfg
-from .train_loop import TrainerBase, check_finite_losses, now, put_step_metrics
+from .train_loop import TrainerBase, put_step_metrics
+from .train_step import OptimizerSet, build_train_step
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "check_optimizer_groups"]
 
 logger = logging.getLogger(__name__)
+
+
+def check_optimizer_groups(model: torch.nn.Module, groups: dict) -> None:
+    """Every trainable parameter of ``model`` in exactly one group, "main" among the names."""
+    if "main" not in groups:
+        raise ValueError(f"{type(model).__name__}.optimizer_groups() must name a 'main' group, "
+                         f"got {list(groups)}")  # fmt: skip
+    owner: dict[int, str] = {}
+    for name, params in groups.items():
+        for p in params:
+            if id(p) in owner:
+                raise ValueError(f"{type(model).__name__}.optimizer_groups(): a parameter is in "
+                                 f"both {owner[id(p)]!r} and {name!r}")  # fmt: skip
+            owner[id(p)] = name
+    names = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in owner]
+    if names:
+        raise ValueError(f"{type(model).__name__}.optimizer_groups() leaves trainable "
+                         f"parameters without an optimizer: {names[:5]}")  # fmt: skip
 
 
 class Trainer(TrainerBase):
     """Train ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.DATASETS.TRAIN``.
 
-    Per iteration: one batch of clips (a list of mapper dicts), ``losses = model(batch)``,
-    the sum is back-propagated by Fabric (AMP-aware), gradients optionally clipped,
-    optimizer and LR scheduler stepped. A NaN/Inf loss stops training with an error
-    naming the iteration and the loss term.
+    Per iteration: one batch of clips (a list of mapper dicts), then the training step
+    (default: ``losses = model(batch)``, the sum back-propagated by Fabric (AMP-aware),
+    gradients optionally clipped, the optimizer stepped), then the hooks (LR schedulers,
+    checkpoints, evaluation, writers). A NaN/Inf loss stops training with an error naming
+    the iteration and the loss term.
     """
 
     def __init__(self, cfg) -> None:
@@ -51,22 +88,54 @@ class Trainer(TrainerBase):
             fabric = make_fabric(1, 1, acc, precision_from_cfg(cfg, acc))
         self.fabric = fabric
         model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        # Raw module and optimizer: for checkpoints, streaming evaluation, the scheduler.
-        self.model_raw, self.optimizer_raw = model, optimizer
-        self.model, self.optimizer = fabric.setup(model, optimizer)
+        groups = model.optimizer_groups()
+        check_optimizer_groups(model, groups)
+        optimizers = {
+            name: self.build_optimizer(cfg, model, params=params, name=name)
+            for name, params in groups.items()
+        }
+        self.schedulers = {
+            name: self.build_lr_scheduler(cfg, opt, name=name) for name, opt in optimizers.items()
+        }
+        # Raw module and optimizers: checkpoints, streaming evaluation, the schedulers.
+        self.model_raw, self.optimizers_raw = model, optimizers
+        wrapped = fabric.setup(model, *optimizers.values())
+        self.model = wrapped[0]
+        self.optim = OptimizerSet(
+            fabric,
+            self.model,
+            dict(zip(optimizers, wrapped[1:])),
+            {name: solver_section(cfg, name)[0].CLIP_GRADIENTS for name in optimizers},
+            check_finite=cfg.SOLVER.CHECK_FINITE_LOSS,
+        )
+        self.optim.after_backward = lambda name: self.after_backward()
+        self.train_step = build_train_step(cfg, model)
+        checkpointables: dict = {}
+        for name in optimizers:
+            suffix = "" if name == "main" else f"_{name}"
+            checkpointables[f"optimizer{suffix}"] = optimizers[name]
+            checkpointables[f"scheduler{suffix}"] = self.schedulers[name]
         self.checkpointer = VPSCheckpointer(
             self.model_raw,
             cfg.OUTPUT_DIR,
             save_to_disk=comm.is_main_process(),
-            optimizer=self.optimizer_raw,
-            scheduler=self.scheduler,
+            trainer=weakref.proxy(self),
+            **checkpointables,
         )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self._data_iter = None
         self.register_hooks(self.build_hooks())
+
+    # ------------------------------------------------------------------ compatibility
+    @property
+    def optimizer(self):
+        """The "main" optimizer (Fabric-wrapped), as a single-optimizer trainer has."""
+        return self.optim["main"]
+
+    @property
+    def scheduler(self):
+        return self.schedulers["main"]
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -77,36 +146,32 @@ class Trainer(TrainerBase):
         return model
 
     @classmethod
-    def build_optimizer(cls, cfg, model):
-        return build_optimizer(cfg, model)
+    def build_optimizer(cls, cfg, model, params=None, name: str = "main"):
+        return build_optimizer(cfg, model, params=params, name=name)
 
     @classmethod
-    def build_lr_scheduler(cls, cfg, optimizer):
-        return build_lr_scheduler(cfg, optimizer)
+    def build_lr_scheduler(cls, cfg, optimizer, name: str = "main"):
+        return build_lr_scheduler(cfg, optimizer, name=name)
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0):
-        from vps_d2.data import build_train_loader
-
         return build_train_loader(cfg, start_iter=start_iter)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
-        from vps_d2.data import build_test_loader
-
-        return build_test_loader(cfg, dataset_name)
+        """Batches of the model's ``frames_per_batch(cfg)`` consecutive frames of one video."""
+        per_batch = get_meta_arch(cfg).frames_per_batch(cfg)
+        return build_test_loader(cfg, dataset_name, frames_per_batch=per_batch)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_dir: str | None = None):
-        from vps_d2.evaluation import build_evaluator
-
         return build_evaluator(cfg, dataset_name, output_dir)
 
     def build_hooks(self) -> list:
         cfg = self.cfg
         ret: list = [
             hooks.IterationTimer(),
-            hooks.LRScheduler(self.optimizer_raw, self.scheduler),
+            hooks.LRScheduler(self.optimizers_raw, self.schedulers),
             hooks.PeriodicCheckpointer(
                 self.checkpointer,
                 cfg.SOLVER.CHECKPOINT_PERIOD,
@@ -120,6 +185,7 @@ class Trainer(TrainerBase):
                 raise KeyError(f"TEST.VPS.BEST_DATASET {best_ds!r} is not in DATASETS.TEST")
             best = hooks.BestCheckpointer(self.checkpointer, best_ds, cfg.TEST.VPS.BEST_METRIC)
             run_eval = lambda: self.test(self.cfg, self.model_raw)  # noqa: E731
+            ret.append(best)
             ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, run_eval, [best]))
         if comm.is_main_process():
             writers = [
@@ -134,7 +200,8 @@ class Trainer(TrainerBase):
     # ------------------------------------------------------------------ resume
     def resume_or_load(self, resume: bool = True) -> None:
         """``resume`` and OUTPUT_DIR/last_checkpoint exists: continue from it (model,
-        optimizer, scheduler, iteration). Otherwise load MODEL.WEIGHTS (model only) if set."""
+        optimizers, schedulers, trainer and hook state, iteration). Otherwise load
+        MODEL.WEIGHTS (model only) if set."""
         if resume and self.checkpointer.has_checkpoint():
             path = self.checkpointer.get_checkpoint_file()
             ckpt = self.checkpointer.load(path)
@@ -158,54 +225,21 @@ class Trainer(TrainerBase):
         return None
 
     def run_step(self) -> None:
-        t0 = now()
+        t0 = time.perf_counter()
         data = next(self._data_iter)
-        data_time = now() - t0
+        data_time = time.perf_counter() - t0
         if self.cfg.SEED >= 0:
             # Model-side randomness (dropout, noise) depends only on the iteration, so a
             # resumed run reproduces an uninterrupted one.
             torch.manual_seed(self.cfg.SEED * 1_000_003 + self.iter * 101 + comm.get_rank())
-        loss_dict = self.model(data)
-        if not isinstance(loss_dict, dict) or not loss_dict:
-            raise TypeError(f"{type(self.model_raw).__name__} must return a dict of losses")
-        if self.cfg.SOLVER.CHECK_FINITE_LOSS:
-            check_finite_losses(loss_dict, self.iter)
-        losses = sum(loss_dict.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.fabric.backward(losses)
-        self._clip_gradients()
-        self.optimizer.step()
-        put_step_metrics(loss_dict, data_time)
-
-    def _clip_gradients(self) -> None:
-        c = self.cfg.SOLVER.CLIP_GRADIENTS
-        if not c.ENABLED:
-            return
-        kind = c.CLIP_TYPE
-        if kind == "value":
-            self.fabric.clip_gradients(self.model, self.optimizer, clip_val=c.CLIP_VALUE)
-        elif kind == "full_model":
-            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=c.CLIP_VALUE,
-                                       norm_type=c.NORM_TYPE, error_if_nonfinite=False)  # fmt: skip
-        elif kind == "norm":
-            # Let Fabric unscale AMP gradients (an infinite max_norm clips nothing), then
-            # clip each parameter's gradient norm on its own.
-            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=float("inf"),
-                                       error_if_nonfinite=False)  # fmt: skip
-            for p in self.model_raw.parameters():
-                if p.grad is not None:
-                    torch.nn.utils.clip_grad_norm_(p, c.CLIP_VALUE, c.NORM_TYPE)
-        else:
-            raise ValueError(
-                f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE must be value, norm or full_model, got {kind!r}"
-            )
+        self.optim.iteration = self.iter
+        losses = self.train_step(self.model, data, self.optim)
+        put_step_metrics(losses, data_time)
 
     # ------------------------------------------------------------------ test
     @classmethod
     def test(cls, cfg, model, evaluators=None) -> OrderedDict:
-        """Stream every video of every DATASETS.TEST through ``model`` and evaluate."""
-        from vps_d2.evaluation import format_vps_results, inference_on_dataset, print_csv_format
-
+        """Run every DATASETS.TEST split through ``model`` (per-video streams) and evaluate."""
         results: OrderedDict = OrderedDict()
         fabric = get_fabric()
         for idx, name in enumerate(cfg.DATASETS.TEST):

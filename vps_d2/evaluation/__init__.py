@@ -1,8 +1,12 @@
 """Evaluation: the SUN-SEG toolbox metrics (fast, equal to the toolbox) and evaluators.
 
+- :mod:`.build`: EVALUATOR_REGISTRY; :func:`build_evaluator` composes the evaluators of
+  ``TEST.EVALUATORS`` into one, run on a single pass of the model.
 - :mod:`.metrics`: per-frame metrics (``frame_metrics`` computes all of them at once).
 - :mod:`.protocol`: reading frames, per-case accumulation, per-split results, output.
 - :mod:`.vps_evaluation`: ``VPSEvaluator``, the DatasetEvaluator of the protocol.
+- :mod:`.classification`, :mod:`.detection`: class (six SUN-SEG classes, per frame and per
+  case) and box (COCO AP through pycocotools, mean IoU) evaluators.
 - :mod:`.reference`: the slow per-threshold reference used by tests and the benchmark.
 """
 
@@ -10,6 +14,9 @@ from __future__ import annotations
 
 import logging
 
+from .build import EVALUATOR_REGISTRY
+from .classification import ClassificationEvaluator
+from .detection import DetectionEvaluator
 from .evaluator import (
     DatasetEvaluator,
     DatasetEvaluators,
@@ -53,13 +60,16 @@ from .vps_evaluation import VPSEvaluator, prediction_subdir
 
 __all__ = [
     "CURVE_KEYS",
+    "EVALUATOR_REGISTRY",
     "METRIC_KEYS",
     "MEDICAL_THRESHOLDS",
     "SCALAR_KEYS",
     "SUN_SEG_TEST_SPLITS",
     "CaseAccumulator",
+    "ClassificationEvaluator",
     "DatasetEvaluator",
     "DatasetEvaluators",
+    "DetectionEvaluator",
     "VPSEvaluator",
     "aggregate_cases",
     "average_cases",
@@ -94,9 +104,24 @@ logger = logging.getLogger(__name__)
 
 
 def build_evaluator(cfg, dataset_name: str, output_dir: str | None = None) -> DatasetEvaluator:
-    """The evaluator of ``dataset_name``: a :class:`VPSEvaluator` (SUN-SEG toolbox protocol).
+    """The evaluators of ``TEST.EVALUATORS`` for ``dataset_name``, run together.
 
-    Uses cfg.TEST.VPS.SAVE_PREDICTIONS and cfg.TEST.VPS.MODEL_NAME; ``output_dir``
-    defaults to cfg.OUTPUT_DIR (predictions go to ``<output_dir>/predictions/...``).
+    Each is built as ``cls(cfg, dataset_name, output_dir)`` from EVALUATOR_REGISTRY (the
+    segmentation one is :class:`VPSEvaluator`, the SUN-SEG toolbox protocol; it uses
+    TEST.VPS.*; ``output_dir`` defaults to cfg.OUTPUT_DIR). Their results are merged:
+    ``{task: {metric: value}}`` with one task per evaluator and split.
     """
-    return VPSEvaluator(cfg, dataset_name, output_dir)
+    names = list(cfg.TEST.EVALUATORS)
+    if not names:
+        raise ValueError("TEST.EVALUATORS is empty: name at least one evaluator")
+    evaluators = []
+    for name in names:
+        try:
+            cls = EVALUATOR_REGISTRY.get(name)
+        except KeyError as e:
+            raise KeyError(
+                f"TEST.EVALUATORS: {name!r} is not registered; available: "
+                f"{sorted(k for k, _ in EVALUATOR_REGISTRY)}"
+            ) from e
+        evaluators.append(cls(cfg, dataset_name, output_dir))
+    return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)

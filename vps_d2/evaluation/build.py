@@ -8,7 +8,7 @@ of the model (:class:`~vps_d2.evaluation.evaluator.DatasetEvaluators`).
 
 from __future__ import annotations
 
-from fvcore.common.registry import Registry
+from vps_d2.utils.registry import Registry
 
 __all__ = ["EVALUATOR_REGISTRY"]
 

@@ -1,9 +1,13 @@
-"""DatasetEvaluator protocol and the streaming inference loop.
+"""DatasetEvaluator protocol and the inference loop (Detectron2's, on video batches).
 
-Evaluators see one *frame* at a time: ``process(inputs, outputs)`` receives lists of test
-frame dicts (see :mod:`vps_d2.data`) and the model's per-frame outputs (``"prob"``:
-float (H, W) at the frame's original size). Per-frame calls keep memory bounded by what
-an evaluator chooses to keep (per-case sums), never by the length of a video.
+The test loader yields batches of consecutive frames of one video; ``outputs =
+model(batch)`` gives one output per frame (the model keeps its stream state per video, see
+:mod:`vps_d2.modeling.meta_arch.base`); evaluators see ``process(inputs, outputs)`` with
+the test frame dicts (see :mod:`vps_d2.data`) and the per-frame outputs (``"prob"``: float
+(H, W) at the frame's original size, optional ``"class_scores"``, ``"box"``). This is
+exactly Detectron2's ``inference_on_dataset`` protocol, so Detectron2's own loop gives the
+same numbers. Memory stays bounded by what an evaluator keeps (per-case sums), never by
+the length of a video.
 """
 
 from __future__ import annotations
@@ -88,10 +92,11 @@ def stream_video(model, frames: Iterable[dict]) -> Iterator[tuple[dict, dict]]:
 
 
 def inference_on_dataset(model, data_loader: Iterable, evaluator: DatasetEvaluator | None):
-    """Stream every video of ``data_loader`` through ``model`` and evaluate.
+    """Run ``model`` on every batch of ``data_loader`` and evaluate (Detectron2's loop).
 
-    ``data_loader`` yields videos; iterating a video yields its test frame dicts in order
-    (:func:`vps_d2.data.build_test_loader`). Returns ``evaluator.evaluate()``.
+    ``data_loader`` yields lists of consecutive test frame dicts of one video
+    (:func:`vps_d2.data.build_test_loader`); ``model(batch)`` returns one output dict per
+    frame. Returns ``evaluator.evaluate()``.
     """
     evaluator = evaluator or DatasetEvaluators([])
     evaluator.reset()
@@ -100,11 +105,17 @@ def inference_on_dataset(model, data_loader: Iterable, evaluator: DatasetEvaluat
     n_frames, start = 0, time.perf_counter()
     try:
         with torch.no_grad():
-            for video in data_loader:
-                for frame, out in stream_video(model, video):
-                    evaluator.process([frame], [out])
-                    n_frames += 1
+            for inputs in data_loader:
+                outputs = model(inputs)
+                if len(outputs) != len(inputs):
+                    raise RuntimeError(f"{type(model).__name__} returned {len(outputs)} outputs "
+                                       f"for {len(inputs)} frames")  # fmt: skip
+                evaluator.process(inputs, outputs)
+                n_frames += len(inputs)
     finally:
+        reset = getattr(model, "reset", None)
+        if callable(reset):
+            reset()  # free the last video's stream state
         model.train(was_training)
     total = time.perf_counter() - start
     logger.info(

@@ -30,7 +30,9 @@ from vps_d2.data import DatasetCatalog
 from vps_d2.data.frame_order import case_sort_key
 from vps_d2.utils import comm
 from vps_d2.utils.file_io import atomic_write_bytes
+from vps_d2.visualization import WorstCaseKeeper, save_worst_cases
 
+from .build import EVALUATOR_REGISTRY
 from .evaluator import DatasetEvaluator
 from .metrics import frame_metrics, quantize_probability
 from .protocol import (
@@ -64,6 +66,7 @@ def _norm(path: str) -> str:
     return os.path.normcase(os.path.abspath(path))
 
 
+@EVALUATOR_REGISTRY.register()
 class VPSEvaluator(DatasetEvaluator):
     """SUN-SEG toolbox metrics of one dataset (see :mod:`vps_d2.evaluation.protocol`).
 
@@ -129,8 +132,6 @@ class VPSEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self._cases = {}
         if self.dump_worst_cases > 0:
-            from vps_d2.visualization import WorstCaseKeeper
-
             self._worst = WorstCaseKeeper(self.dump_worst_cases)
 
     def _save(self, q: np.ndarray, sub: str, inp: dict) -> None:
@@ -196,8 +197,6 @@ class VPSEvaluator(DatasetEvaluator):
         else:
             all_states = [states]
         if worst and self.output_dir:
-            from vps_d2.visualization import save_worst_cases
-
             folder = os.path.join(self.output_dir, "worst_cases", self.dataset_name)
             save_worst_cases(worst, folder, k=self.dump_worst_cases, metric="Dice@0.5")
             n = min(len(worst), self.dump_worst_cases)

@@ -29,10 +29,12 @@ from __future__ import annotations
 import logging
 import os
 
+from ...config import get_cfg
 from .. import CLASS_NAMES
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .cvc612 import load_cvc612, validate_cvc612_splits
 from .folder import update_metadata
+from .root import get_datasets_root, set_datasets_root
 from .sun_seg import SUN_SEG_SPLITS, holdout_videos, load_sun_seg
 
 __all__ = ["BUILTIN_DATASETS", "configure_datasets", "get_datasets_root"]
@@ -52,18 +54,6 @@ _CVC_KEYS = {
 }
 
 
-def get_datasets_root() -> str:
-    """DATASETS.ROOT (via configure_datasets), $VPS_DATASETS, $DETECTRON2_DATASETS or
-    "datasets", as an absolute path."""
-    root = (
-        _STATE.get("root")
-        or os.environ.get("VPS_DATASETS")
-        or os.environ.get("DETECTRON2_DATASETS")
-        or "datasets"
-    )
-    return os.path.abspath(os.path.expanduser(root))
-
-
 def _apply(cfg) -> None:
     d = cfg.DATASETS
     holdout = float(d.SUN_SEG.HOLDOUT_VAL)
@@ -78,7 +68,8 @@ def _apply(cfg) -> None:
         "test": list(d.CVC612.TEST_SEQUENCES),
     }
     validate_cvc612_splits({_CVC_KEYS[k]: v for k, v in cvc.items()})
-    _STATE.update(root=str(d.ROOT), holdout_val=holdout, holdout_seed=seed, cvc612=cvc)
+    set_datasets_root(str(d.ROOT))
+    _STATE.update(holdout_val=holdout, holdout_seed=seed, cvc612=cvc)
 
 
 def configure_datasets(cfg) -> None:
@@ -172,8 +163,6 @@ def _register_all() -> None:
 
 
 def _init_state() -> None:
-    from ...config import get_cfg
-
     _apply(get_cfg())
 
 

@@ -35,9 +35,11 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 
+from .. import CLASS_NAMES
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..frame_order import case_sort_key, sort_frames
 from ..io import is_image_file, mask_to_box, read_mask
+from .root import get_datasets_root
 
 __all__ = [
     "MaskBoxes",
@@ -297,8 +299,6 @@ def _resolve_folder(root: str) -> str:
     root = os.path.expanduser(root)
     if os.path.isabs(root):
         return root
-    from .builtin import get_datasets_root
-
     under = os.path.join(get_datasets_root(), root)
     if os.path.isdir(under) or not os.path.isdir(root):
         return os.path.abspath(under)
@@ -320,8 +320,6 @@ def register_video_folder(
         evaluator_type: metadata ``evaluator_type`` ("vps" = the SUN-SEG protocol).
         **metadata: further metadata attributes.
     """
-    from .. import CLASS_NAMES
-
     def _load() -> list[dict]:
         path = _resolve_folder(root)
         update_metadata(name, root=path, image_root=os.path.join(path, "Frame"))

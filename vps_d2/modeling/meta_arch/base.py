@@ -5,22 +5,31 @@ Every model registered in META_ARCH_REGISTRY subclasses :class:`VideoMetaArch`:
 * ``forward(batched_inputs: list[dict])``
     - training (``self.training``): each dict is a clip from the training mapper
       (``"image"`` uint8 (T, 3, H, W), ``"sem_seg"`` (T, H, W), ``"class_id"``,
-      ``"boxes"`` (T, 4), ...). Returns ``dict[str, Tensor]`` of named scalar losses;
-      the trainer sums them.
-    - inference: each dict is a clip with ``"image"`` uint8 (T, 3, H, W) at any size and
-      optional ``"height"``/``"width"`` (the original size; default: the input size).
-      Returns one dict per clip: ``{"probs": float (T, height, width) in [0, 1]}`` plus
-      optional ``"class_scores"`` (T, num_classes) and ``"boxes"`` (T, 4) as normalised
-      (cx, cy, w, h).
-* Streaming, the interface evaluation and the demo use:
+      ``"boxes"`` (T, 4), ``"box_valid"`` (T,), ...). Returns ``dict[str, Tensor]`` of
+      named, weighted scalar losses (the default training step sums them).
+    - inference: the dicts are CONSECUTIVE test frames of ONE video (``"image"`` uint8
+      (3, H, W) at any size, ``"height"``, ``"width"``, ``"video_id"``, ``"frame_index"``,
+      ...; the test loader batches :meth:`frames_per_batch` of them). Returns one dict per
+      input frame, aligned with the inputs: ``{"prob": float (height, width) in [0, 1]}``
+      plus optional ``"class_scores"`` (C,) softmax probabilities, ``"box"`` (4,)
+      normalised (cx, cy, w, h) and ``"box_score"`` (). The model keeps its streaming
+      state between calls and resets it when a new video starts (another ``video_id``, or
+      ``frame_index`` 0 or not following the previous frame); frames without a
+      ``video_id`` form a video of their own per call. So Detectron2's
+      ``inference_on_dataset(model, loader, evaluator)`` and vps_d2's own evaluation run
+      the same protocol.
+* Streaming (evaluation, the demo, :class:`~vps_d2.engine.VideoPredictor`):
     - ``reset()``: forget everything (start of a video);
-    - ``step(frame) -> dict``: one test frame dict (``"image"`` uint8 (3, H, W),
-      ``"height"``, ``"width"``) in, ``{"prob": (height, width)}`` (plus optional
-      ``"class_scores"`` (C,), ``"box"`` (4,)) out. Online methods see only past frames;
-      memory must stay bounded whatever the video's length.
+    - ``step(frame) -> dict``: one test frame in, its output out (online models);
+    - ``process_frames(frames) -> list[dict]``: consecutive frames of the current video
+      (default: ``step`` on each; clip models: :class:`~.clip.ClipVideoMetaArch`);
     - ``stream(frames) -> Iterator[dict]``: ``reset()`` then one output per input frame, in
-      order. Clip methods that need future frames override ``stream`` (buffering a bounded
-      window) and set ``online = False``.
+      order, ``frames_per_call`` frames at a time; memory stays bounded whatever the
+      video's length. :attr:`online` is True when frame t's output is available as soon
+      as frame t was given (latency 0).
+* Training, beyond the default step: ``optimizer_groups()`` names the parameter groups of
+  the optimizers (default ``{"main": trainable parameters}``), and :attr:`train_step` names
+  the step object in ``vps_d2.engine.train_step.TRAIN_STEP_REGISTRY`` that runs one iteration.
 """
 
 from __future__ import annotations
@@ -37,8 +46,10 @@ __all__ = ["VideoMetaArch"]
 class VideoMetaArch(nn.Module):
     """Base class: pixel normalisation buffers, device, resizing helpers, streaming loop."""
 
-    #: True when frame t's output depends only on frames <= t.
+    #: True when frame t's output depends only on frames <= t and is given with frame t.
     online: bool = True
+    #: Name of the training step in TRAIN_STEP_REGISTRY (SOLVER.TRAIN_STEP overrides it).
+    train_step: str = "DefaultTrainStep"
 
     def __init__(
         self,
@@ -51,6 +62,7 @@ class VideoMetaArch(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.test_size = tuple(int(s) for s in test_size)
+        self._stream_video: object = None  # (video_id, next frame index) of the stream state
 
     @staticmethod
     def base_config(cfg) -> dict:
@@ -61,9 +73,23 @@ class VideoMetaArch(nn.Module):
             "test_size": cfg.INPUT.SIZE_TEST,
         }
 
+    @classmethod
+    def frames_per_batch(cls, cfg) -> int:
+        """Consecutive test frames per forward call (the test loader's batch): 1 here."""
+        return 1
+
+    @property
+    def frames_per_call(self) -> int:
+        """Frames :meth:`stream` hands to :meth:`process_frames` at a time (1 here)."""
+        return 1
+
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
+
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters of each named optimizer; every trainable parameter in exactly one."""
+        return {"main": [p for p in self.parameters() if p.requires_grad]}
 
     # ------------------------------------------------------------------ helpers
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -87,6 +113,12 @@ class VideoMetaArch(nn.Module):
                                    align_corners=False)  # fmt: skip
         return logits.sigmoid()[:, 0]
 
+    @staticmethod
+    def frame_size(frame: dict) -> tuple[int, int]:
+        """The (height, width) a frame's output is given at (default: its image size)."""
+        image = frame["image"]
+        return int(frame.get("height", image.shape[-2])), int(frame.get("width", image.shape[-1]))
+
     # ------------------------------------------------------------------ protocol
     def forward(self, batched_inputs: list[dict]):
         if self.training:
@@ -102,31 +134,52 @@ class VideoMetaArch(nn.Module):
     def step(self, frame: dict) -> dict:
         raise NotImplementedError
 
-    @torch.no_grad()
-    def stream(self, frames: Iterable[dict]) -> Iterator[dict]:
-        """Run a whole video frame by frame; yields one output dict per frame, in order."""
-        self.reset()
-        for frame in frames:
-            yield self.step(frame)
-        self.reset()
+    def process_frames(self, frames: list[dict]) -> list[dict]:
+        """Consecutive frames of the current video -> one output each (``step`` per frame)."""
+        return [self.step(f) for f in frames]
 
     @torch.no_grad()
-    def inference(self, batched_inputs: list[dict]) -> list[dict]:
-        """Clip inference through :meth:`stream`; stacks per-frame outputs per clip."""
-        results = []
-        for clip in batched_inputs:
-            images = clip["image"]
-            if images.dim() == 3:
-                images = images[None]
-            h = int(clip.get("height", images.shape[-2]))
-            w = int(clip.get("width", images.shape[-1]))
-            frames = ({"image": im, "height": h, "width": w, "frame_index": i}
-                      for i, im in enumerate(images))  # fmt: skip
-            outs = list(self.stream(frames))
-            result = {"probs": torch.stack([o["prob"] for o in outs])}
-            if all("class_scores" in o for o in outs):
-                result["class_scores"] = torch.stack([o["class_scores"] for o in outs])
-            if all("box" in o for o in outs):
-                result["boxes"] = torch.stack([o["box"] for o in outs])
-            results.append(result)
-        return results
+    def inference(self, frames: list[dict]) -> list[dict]:
+        """Eval-mode forward: consecutive frames of one video -> aligned per-frame outputs.
+
+        Resets the stream state when the frames do not continue the previous call's video.
+        """
+        if not frames:
+            return []
+        first = frames[0]
+        vid, idx = first.get("video_id"), first.get("frame_index")
+        if vid is None or idx is None:
+            self.reset()  # a call without video identity is a video of its own
+            self._stream_video = None
+        else:
+            if self._stream_video != (vid, int(idx)) or int(idx) == 0:
+                self.reset()
+            for k, f in enumerate(frames):
+                if f.get("video_id") != vid or f.get("frame_index") != int(idx) + k:
+                    raise ValueError(
+                        f"{type(self).__name__}: a forward call takes consecutive frames of one "
+                        f"video; got video {f.get('video_id')!r} frame {f.get('frame_index')} "
+                        f"at position {k} after video {vid!r} frame {idx}"
+                    )
+            self._stream_video = (vid, int(idx) + len(frames))
+        return self.process_frames(list(frames))
+
+    @torch.no_grad()
+    def stream(self, frames: Iterable[dict]) -> Iterator[dict]:
+        """Run a whole video; yields one output dict per frame, in order.
+
+        Frames are pulled lazily, :attr:`frames_per_call` at a time, so only that many wait
+        for their output.
+        """
+        self.reset()
+        self._stream_video = None
+        chunk: list[dict] = []
+        n = max(1, int(self.frames_per_call))
+        for frame in frames:
+            chunk.append(frame)
+            if len(chunk) == n:
+                yield from self.process_frames(chunk)
+                chunk = []
+        if chunk:
+            yield from self.process_frames(chunk)
+        self.reset()

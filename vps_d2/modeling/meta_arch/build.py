@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 import torch
-from fvcore.common.registry import Registry
 
-__all__ = ["META_ARCH_REGISTRY", "build_model"]
+from vps_d2.utils.registry import Registry
+
+__all__ = ["META_ARCH_REGISTRY", "build_model", "get_meta_arch", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +27,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg) -> torch.nn.Module:
-    """Build ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE`` (no weights loaded)."""
+def get_meta_arch(cfg) -> type:
+    """The class registered as ``cfg.MODEL.META_ARCHITECTURE`` (KeyError listing the names)."""
     name = cfg.MODEL.META_ARCHITECTURE
     try:
-        cls = META_ARCH_REGISTRY.get(name)
+        return META_ARCH_REGISTRY.get(name)
     except KeyError as e:
         raise KeyError(
             f"MODEL.META_ARCHITECTURE = {name!r} is not registered; available: "
-            f"{sorted(k for k, _ in META_ARCH_REGISTRY)}"
+            f"{sorted(k for k, _ in META_ARCH_REGISTRY)} (a method outside vps_d2 is "
+            "registered by importing it: --plugin MODULE)"
         ) from e
-    model = cls(cfg)
+
+
+def build_model(cfg) -> torch.nn.Module:
+    """Build ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE`` (no weights loaded)."""
+    model = get_meta_arch(cfg)(cfg)
     model.to(resolve_device(cfg.MODEL.DEVICE))
     return model
