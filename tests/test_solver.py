@@ -92,3 +92,36 @@ def test_bad_names_raise(key, value):
     with pytest.raises(ValueError, match=key):
         opt = build_optimizer(cfg, torch.nn.Linear(2, 2))
         build_lr_scheduler(cfg, opt)
+
+
+def test_named_optimizer_section_has_its_own_settings():
+    from vps_d2.solver import OPTIMIZER_KEYS, add_optimizer_config, solver_section
+
+    cfg = get_cfg()
+    cfg.SOLVER.MAX_ITER = 10
+    node = add_optimizer_config(cfg, "critic", OPTIMIZER="SGD", BASE_LR=0.5,
+                                LR_SCHEDULER_NAME="WarmupConstantLR", WARMUP_ITERS=4,
+                                WARMUP_FACTOR=0.5)  # fmt: skip
+    assert set(node) == set(OPTIMIZER_KEYS) and cfg.SOLVER.CRITIC is node
+    assert add_optimizer_config(cfg, "critic") is node  # idempotent
+    model = _Net()
+    heads = list(model.head.parameters())
+    opt = build_optimizer(cfg, model, params=heads, name="critic")
+    assert isinstance(opt, torch.optim.SGD)
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in heads}
+    sched = build_lr_scheduler(cfg, opt, name="critic")
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # linear warmup from 0.5 * 0.5 to 0.5 over 4 of 10 iterations, then constant
+    expected = [0.5 * (0.5 + 0.5 * min(i / 4, 1.0)) for i in range(10)]
+    assert lrs == pytest.approx(expected)
+    with pytest.raises(KeyError, match="SOLVER.OTHER"):
+        solver_section(cfg, "other")
+    cfg.SOLVER.CRITIC.OPTIMIZER = "Lion"
+    with pytest.raises(ValueError, match="SOLVER.CRITIC.OPTIMIZER"):
+        build_optimizer(cfg, model, params=heads, name="critic")
+    with pytest.raises(KeyError, match="NOT_A_KEY"):
+        add_optimizer_config(cfg, "x", NOT_A_KEY=1)

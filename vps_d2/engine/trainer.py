@@ -46,7 +46,7 @@ from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_fro
 from .train_loop import TrainerBase, put_step_metrics
 from .train_step import OptimizerSet, build_train_step
 
-__all__ = ["Trainer", "check_optimizer_groups"]
+__all__ = ["Trainer", "check_optimizer_groups", "setup_optimization"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,31 @@ def check_optimizer_groups(model: torch.nn.Module, groups: dict) -> None:
                          f"parameters without an optimizer: {names[:5]}")  # fmt: skip
 
 
+def setup_optimization(cfg, model: torch.nn.Module, fabric) -> tuple:
+    """Named optimizers and schedulers of ``model``, set up through ``fabric`` with it.
+
+    One optimizer per group of ``model.optimizer_groups()`` ("main" reads SOLVER, another
+    name SOLVER.<NAME>), all given to one ``fabric.setup``.
+
+    Returns:
+        ``(wrapped_model, OptimizerSet, {name: raw optimizer}, {name: LR scheduler})``.
+    """
+    groups = model.optimizer_groups()
+    check_optimizer_groups(model, groups)
+    optimizers = {name: build_optimizer(cfg, model, params=params, name=name)
+                  for name, params in groups.items()}  # fmt: skip
+    schedulers = {name: build_lr_scheduler(cfg, opt, name=name) for name, opt in optimizers.items()}
+    wrapped = fabric.setup(model, *optimizers.values())
+    optim = OptimizerSet(
+        fabric,
+        wrapped[0],
+        dict(zip(optimizers, wrapped[1:])),
+        {name: solver_section(cfg, name)[0].CLIP_GRADIENTS for name in optimizers},
+        check_finite=cfg.SOLVER.CHECK_FINITE_LOSS,
+    )
+    return wrapped[0], optim, optimizers, schedulers
+
+
 class Trainer(TrainerBase):
     """Train ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.DATASETS.TRAIN``.
 
@@ -88,26 +113,11 @@ class Trainer(TrainerBase):
             fabric = make_fabric(1, 1, acc, precision_from_cfg(cfg, acc))
         self.fabric = fabric
         model = self.build_model(cfg)
-        groups = model.optimizer_groups()
-        check_optimizer_groups(model, groups)
-        optimizers = {
-            name: self.build_optimizer(cfg, model, params=params, name=name)
-            for name, params in groups.items()
-        }
-        self.schedulers = {
-            name: self.build_lr_scheduler(cfg, opt, name=name) for name, opt in optimizers.items()
-        }
+        self.model, self.optim, optimizers, self.schedulers = setup_optimization(
+            cfg, model, fabric
+        )
         # Raw module and optimizers: checkpoints, streaming evaluation, the schedulers.
         self.model_raw, self.optimizers_raw = model, optimizers
-        wrapped = fabric.setup(model, *optimizers.values())
-        self.model = wrapped[0]
-        self.optim = OptimizerSet(
-            fabric,
-            self.model,
-            dict(zip(optimizers, wrapped[1:])),
-            {name: solver_section(cfg, name)[0].CLIP_GRADIENTS for name in optimizers},
-            check_finite=cfg.SOLVER.CHECK_FINITE_LOSS,
-        )
         self.optim.after_backward = lambda name: self.after_backward()
         self.train_step = build_train_step(cfg, model)
         checkpointables: dict = {}
@@ -144,14 +154,6 @@ class Trainer(TrainerBase):
         n = sum(p.numel() for p in model.parameters())
         logger.info("Model %s: %.2f M parameters", type(model).__name__, n / 1e6)
         return model
-
-    @classmethod
-    def build_optimizer(cls, cfg, model, params=None, name: str = "main"):
-        return build_optimizer(cfg, model, params=params, name=name)
-
-    @classmethod
-    def build_lr_scheduler(cls, cfg, optimizer, name: str = "main"):
-        return build_lr_scheduler(cfg, optimizer, name=name)
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0):

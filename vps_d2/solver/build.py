@@ -12,15 +12,16 @@ import logging
 from typing import Any
 
 import torch
-from fvcore.common.param_scheduler import (
-    ConstantParamScheduler,
-    CosineParamScheduler,
-    MultiStepParamScheduler,
-)
+from fvcore.common.param_scheduler import CosineParamScheduler, MultiStepParamScheduler
 
 from vps_d2.config import CfgNode
 
-from .lr_scheduler import LRMultiplier, PolyLRWithConstantEnding, WarmupParamScheduler
+from .lr_scheduler import (
+    ConstantMultiplier,
+    LRMultiplier,
+    PolyLRWithConstantEnding,
+    WarmupParamScheduler,
+)
 
 __all__ = [
     "OPTIMIZER_KEYS",
@@ -184,7 +185,7 @@ def build_lr_scheduler(
     elif kind == "WarmupCosineLR":
         sched = CosineParamScheduler(1.0, s.BASE_LR_END / s.BASE_LR if s.BASE_LR else 0.0)
     elif kind == "WarmupConstantLR":
-        sched = ConstantParamScheduler(1.0)
+        sched = ConstantMultiplier()
     else:
         raise ValueError(
             f"{where}.LR_SCHEDULER_NAME must be WarmupPolyLR, WarmupMultiStepLR, "

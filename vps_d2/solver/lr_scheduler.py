@@ -17,7 +17,17 @@ from fvcore.common.param_scheduler import (
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["LRMultiplier", "PolyLRWithConstantEnding", "WarmupParamScheduler"]
+__all__ = ["ConstantMultiplier", "LRMultiplier", "PolyLRWithConstantEnding", "WarmupParamScheduler"]
+
+
+class ConstantMultiplier(ParamScheduler):
+    """1.0 over the whole run, ``where`` = 1.0 included (fvcore's ConstantParamScheduler
+    rejects it, and the LR scheduler evaluates it after the last iteration)."""
+
+    def __call__(self, where: float) -> float:
+        if not 0.0 <= where <= 1.0:
+            raise RuntimeError(f"where must be in [0, 1]: got {where}")
+        return 1.0
 
 
 class PolyLRWithConstantEnding(ParamScheduler):
