@@ -1,0 +1,195 @@
+"""Contract tests every registered meta-architecture gets for free (timm's test_models idea).
+
+For each name in META_ARCH_REGISTRY, its sample config (configs/sample/*.yaml) must build it
+with random init; one training step through the engine's own step object gives finite
+losses and a gradient for every trainable parameter; a 40-frame synthetic video streams to
+one output per frame with the documented keys and shapes, the same through Detectron2's
+per-batch forward as through ``stream()``; and the streaming state stops growing.
+"""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch
+from lightning_fabric import Fabric
+
+from vps_d2.config import add_vps_config, get_cfg
+from vps_d2.data import CLASS_NAMES
+from vps_d2.engine.train_step import build_train_step
+from vps_d2.engine.trainer import setup_optimization
+from vps_d2.modeling import META_ARCH_REGISTRY, build_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Streaming-memory settings small enough that a 40-frame video fills the memory (used by
+# the "state stops growing" check); a new method whose memory does not saturate within
+# 40 frames of its sample config adds its keys here.
+SMALL_MEMORY = {
+    "SALI": ["MODEL.SALI.MEMORY.CAPACITY", "3", "MODEL.SALI.MEMORY.WRITE_EVERY", "2"],
+}
+# Built-in sizes for speed: the contract is about behaviour, not accuracy.
+FAST = {"SOLVER.IMS_PER_BATCH": "2", "DATALOADER.NUM_WORKERS": "0"}
+
+
+def _sample_configs() -> dict[str, list[str]]:
+    by_arch: dict[str, list[str]] = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "configs", "sample", "*.yaml"))):
+        cfg = _load(path)
+        by_arch.setdefault(cfg.MODEL.META_ARCHITECTURE, []).append(path)
+    return by_arch
+
+
+def _load(path, *opts):
+    cfg = add_vps_config(get_cfg())
+    cfg.merge_from_file(path)
+    cfg.merge_from_list([x for kv in FAST.items() for x in kv] + list(opts))
+    cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+SAMPLES = _sample_configs()
+ARCHS = sorted(name for name, _ in META_ARCH_REGISTRY)
+
+
+def test_every_registered_method_has_a_sample_config():
+    missing = [a for a in ARCHS if a not in SAMPLES and a not in _ALIASES()]
+    assert not missing, f"meta-architectures without a configs/sample/*.yaml: {missing}"
+
+
+def _ALIASES():
+    """Second names of a class registered under another name that has a sample config."""
+    classes = {name: cls for name, cls in META_ARCH_REGISTRY}
+    return {a for a, c in classes.items() if any(classes.get(s) is c for s in SAMPLES)}
+
+
+def _disc_masks(t, h, w, rng):
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx, r = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w, 0.2 * min(h, w)
+    return np.stack([((yy - cy - i) ** 2 + (xx - cx) ** 2 <= r * r) for i in range(t)])
+
+
+def _train_batch(cfg, n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    t, (h, w) = int(cfg.INPUT.CLIP.LENGTH), cfg.INPUT.SIZE_TRAIN
+    batch = []
+    for k in range(n):
+        masks = _disc_masks(t, h, w, rng).astype(np.float32)
+        image = rng.integers(0, 90, size=(t, 3, h, w)) + 140 * masks[:, None]
+        ys, xs = np.nonzero(masks[-1])
+        box = [(xs.min() + xs.max() + 1) / 2 / w, (ys.min() + ys.max() + 1) / 2 / h,
+               (xs.max() - xs.min() + 1) / w, (ys.max() - ys.min() + 1) / h]  # fmt: skip
+        batch.append({
+            "image": torch.from_numpy(image.clip(0, 255).astype(np.uint8)),
+            "sem_seg": torch.from_numpy(masks),
+            "class_id": k % len(CLASS_NAMES),
+            "boxes": torch.tensor([box] * t, dtype=torch.float32),
+            "box_valid": torch.ones(t, dtype=torch.bool),
+            "frame_indices": list(range(t)), "video_id": f"v{k}",
+        })  # fmt: skip
+    return batch
+
+
+def _video(n, h=72, w=88, seed=1):
+    rng = np.random.default_rng(seed)
+    masks = _disc_masks(n, h, w, rng)
+    frames = []
+    for i in range(n):
+        img = rng.integers(0, 90, size=(3, h, w)) + 140 * masks[i][None]
+        frames.append({"image": torch.from_numpy(img.clip(0, 255).astype(np.uint8)),
+                       "height": h, "width": w, "video_id": "synthetic", "frame_index": i,
+                       "video_length": n})  # fmt: skip
+    return frames
+
+
+def _state_nbytes(model) -> int:
+    """Bytes of tensors a model holds outside its parameters and buffers (stream state)."""
+    own = {id(t) for t in model.parameters()} | {id(t) for t in model.buffers()}
+    seen: set[int] = set()
+
+    def walk(x, depth=0) -> int:
+        if id(x) in seen or depth > 6:
+            return 0
+        seen.add(id(x))
+        if torch.is_tensor(x):
+            return 0 if id(x) in own else x.numel() * x.element_size()
+        if isinstance(x, dict):
+            return sum(walk(v, depth + 1) for v in x.values())
+        if isinstance(x, (list, tuple, set)) or type(x).__name__ == "deque":
+            return sum(walk(v, depth + 1) for v in x)
+        if isinstance(x, torch.nn.Module):
+            return sum(walk(v, depth + 1) for k, v in vars(x).items()
+                       if k not in ("_parameters", "_buffers", "_modules")) + sum(
+                walk(m, depth + 1) for m in x._modules.values())  # fmt: skip
+        if hasattr(x, "__dict__") and not isinstance(x, type):
+            return sum(walk(v, depth + 1) for v in vars(x).values())
+        return 0
+
+    return walk(model)
+
+
+@pytest.mark.parametrize("config", [p for ps in SAMPLES.values() for p in ps],
+                         ids=lambda p: os.path.basename(p))  # fmt: skip
+def test_one_training_step_gives_finite_losses_and_every_gradient(config):
+    cfg = _load(config)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    fabric = Fabric(accelerator="cpu", devices=1)
+    wrapped, optim, _, _ = setup_optimization(cfg, model, fabric)
+    got_grad: set[int] = set()
+
+    def record(_name):
+        got_grad.update(id(p) for p in model.parameters()
+                        if p.grad is not None and torch.isfinite(p.grad).all()
+                        and p.grad.abs().sum() > 0)  # fmt: skip
+
+    optim.after_backward = record
+    step = build_train_step(cfg, model)
+    losses = step(wrapped, _train_batch(cfg), optim)
+    assert "main" in losses and losses["main"]
+    for name, loss_dict in losses.items():
+        for k, v in loss_dict.items():
+            assert v.dim() == 0 and torch.isfinite(v), (name, k, v)
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in got_grad]
+    assert not missing, f"trainable parameters without a gradient: {missing[:8]}"
+
+
+@pytest.mark.parametrize("config", [p for ps in SAMPLES.values() for p in ps],
+                         ids=lambda p: os.path.basename(p))  # fmt: skip
+def test_streaming_40_frames_one_output_each_and_bounded_state(config):
+    cfg = _load(config)
+    cfg.merge_from_list(SMALL_MEMORY.get(cfg.MODEL.META_ARCHITECTURE, []))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    frames = _video(40)
+    outs = list(model.stream(frames))
+    assert len(outs) == 40
+    for o in outs:
+        assert o["prob"].shape == (72, 88) and o["prob"].dtype == torch.float32
+        assert float(o["prob"].min()) >= 0.0 and float(o["prob"].max()) <= 1.0
+        if "class_scores" in o:
+            assert o["class_scores"].shape == (len(CLASS_NAMES),)
+            assert float(o["class_scores"].sum()) == pytest.approx(1.0, abs=1e-5)
+        if "box" in o:
+            assert o["box"].shape == (4,)
+    # Detectron2's protocol (batches of frames_per_batch consecutive frames, state kept
+    # by the model per video) gives the same outputs as stream().
+    n = type(model).frames_per_batch(cfg)
+    assert n == model.frames_per_call
+    batched = []
+    for i in range(0, 40, n):
+        batched += model(frames[i : i + n])
+    for a, b in zip(outs, batched):
+        assert torch.allclose(a["prob"], b["prob"], atol=1e-6)
+    # The stream state stops growing: the same after 40 and after 80 frames.
+    model.reset()
+    list(model.inference(frames[:1]))
+    sizes = {}
+    for length in (40, 80):
+        model.reset()
+        video = _video(length)
+        for i in range(0, length, n):
+            model(video[i : i + n])
+        sizes[length] = _state_nbytes(model)
+    assert sizes[80] <= sizes[40], sizes
