@@ -7,8 +7,9 @@ applies it with ``apply(frames, masks, params)``. What ``apply`` does, in this o
    scaling by ``scale`` about the centre, then a shift that picks the crop window: with
    ``scale > 1`` the enlarged frame is cropped back to the frame size at a random position,
    with ``scale < 1`` the shrunk frame is placed at a random position inside it. The result
-   is resized to ``INPUT.SIZE_TRAIN`` (H, W). All of it is one ``cv2.warpAffine`` (pixel
-   centres at ``i + 0.5``, as ``cv2.resize``), bilinear for images and nearest for masks, so
+   is resized to ``INPUT.SIZE_TRAIN`` (H, W). All of it is one affine warp (OpenCV 4.x's
+   ``cv2.warpAffine`` on every OpenCV version, :func:`vps_d2.utils.opencv_compat.warp_affine`;
+   pixel centres at ``i + 0.5``, as ``cv2.resize``), bilinear for images and nearest for masks, so
    a mask stays aligned with its frame. Pixels that come from outside the frame are
    ``border_mode="constant"`` (0: black image, background mask; the default, like the
    black margins of colonoscopy frames) or ``"reflect"`` (mirrored image *and* mask).
@@ -36,6 +37,7 @@ import cv2
 import numpy as np
 
 from vps_d2.config import configurable
+from vps_d2.utils.opencv_compat import warp_affine
 
 __all__ = ["ClipAugParams", "ClipAugmentation", "masks_to_boxes"]
 
@@ -252,13 +254,13 @@ class ClipAugmentation:
                 interp = cv2.INTER_NEAREST_EXACT if is_mask else cv2.INTER_LINEAR
                 y = cv2.resize(x, (out_w, out_h), interpolation=interp)
         else:
-            y = cv2.warpAffine(
+            y = warp_affine(  # OpenCV 4.x's cv2.warpAffine on every OpenCV version
                 x,
                 self.warp_matrix(params, h, w),
                 (out_w, out_h),
-                flags=cv2.INTER_NEAREST if is_mask else cv2.INTER_LINEAR,
-                borderMode=_BORDERS[self.border_mode],
-                borderValue=0,
+                interpolation="nearest" if is_mask else "linear",
+                border_mode=_BORDERS[self.border_mode],
+                border_value=0,
             )
         if params.hflip:
             y = y[:, ::-1]

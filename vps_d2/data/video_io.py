@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from vps_d2.utils.file_io import atomic_write_bytes, commit_temp_file, make_temp_path
+from vps_d2.utils.opencv_compat import capture_property
 
 from .datasets.folder import list_image_files
 from .frame_order import sort_frames
@@ -166,7 +167,7 @@ class VideoReader:
                     "open it or read a frame (is a webcam connected and allowed?)"
                 )
             self._cap, self._first = cap, first
-            src_fps = cap.get(cv2.CAP_PROP_FPS)
+            src_fps = capture_property(cap, cv2.CAP_PROP_FPS)
             self.video_id = video_id or f"webcam{source}"
         elif isinstance(source, str) and os.path.isfile(source) and not is_image_file(source):
             self.kind = "video"
@@ -213,7 +214,7 @@ class VideoReader:
                 raise ValueError(f"No mask images in the ground-truth folder {gt_dir!r}")
 
     @staticmethod
-    def _probe_video(path: str) -> tuple[np.ndarray, float, int | None]:
+    def _probe_video(path: str) -> tuple[np.ndarray, float | None, int | None]:
         if os.path.getsize(path) == 0:
             raise ValueError(f"Video file is empty (0 bytes): {path!r}")
         cap = cv2.VideoCapture(path)
@@ -225,11 +226,11 @@ class VideoReader:
             ok, first = cap.read()
             if not ok or first is None:
                 raise ValueError(f"Video {path!r} has no readable frame (empty or corrupt)")
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            fps = capture_property(cap, cv2.CAP_PROP_FPS)  # None when unknown (0 or -1)
+            n = capture_property(cap, cv2.CAP_PROP_FRAME_COUNT)
         finally:
             cap.release()
-        return first, fps, (n if n > 0 else None)
+        return first, fps, (int(n) if n is not None else None)
 
     def __len__(self) -> int:
         if self.num_frames is None:

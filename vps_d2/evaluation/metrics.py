@@ -26,10 +26,13 @@ How the work is shared (see :func:`frame_metrics`):
   over the 60 offsets of squared length <= 18, ordered by (squared distance, column,
   row): the tie rule of ``scipy.ndimage.distance_transform_edt``. Distances for the
   background weights come from ``cv2.distanceTransform`` (exact Euclidean, float32; the
-  integer squared distance is recovered by rounding and its float64 square root taken as
-  SciPy does), computed only over the bounding box of the GT and of the pixels with
-  P > 0 closer than 266 px to it: P == 0 contributes nothing, and from 266 px on the
-  toolbox's weight ``2 - exp(ln(0.5) / 5 * d)`` is exactly 2.0.
+  integer squared distance k is recovered by rounding; the weight of each k comes from a
+  table of ``2 - exp(ln(0.5) / 5 * sqrt(k))`` made with ``math``), computed only over the
+  bounding box of the GT and of the pixels with P > 0 closer than 266 px to it: P == 0
+  contributes nothing, and from 266 px on the toolbox's weight is exactly 2.0. The 7x7
+  Gaussian is separable, with ``scipy.ndimage.correlate1d``. Neither uses an OpenCV SIMD
+  float kernel (``cv2.exp``, ``cv2.sepFilter2D``), whose last bit changes between
+  releases, so every number is the same on every supported OpenCV (4.8 to 5.x).
 
 Toolbox behaviours reproduced: S-measure edge cases (one-pixel region or one-pixel
 background, a block with fewer than two pixels -> NaN -> S = 0 through the built-in
@@ -41,11 +44,15 @@ corrected Specificity is given separately as ``SpeCorrected``).
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 
 import cv2
 import numpy as np
 from scipy import ndimage
+
+from vps_d2.utils.opencv_compat import find_nonzero, histogram_u8
 
 __all__ = [
     "CURVE_KEYS",
@@ -75,7 +82,7 @@ CURVE_KEYS = ("Em", "Fm", "Sen", "Spe", "SpeCorrected", "Dice", "IoU")
 
 _LEVELS = np.arange(256) / 255  # the toolbox's pred / 255 for each 8-bit level
 _BETA2_F = 0.3
-_LOG_HALF_5 = np.log(0.5) / 5
+_LOG_HALF_5 = math.log(0.5) / 5
 # calcHist counts in float32: exact below 2^24 pixels (np.bincount above).
 _CALCHIST_MAX = 1 << 24
 # Largest squared distance for which float32 sqrt(k) squared rounds back to k exactly.
@@ -86,9 +93,33 @@ _B_SATURATION = 266
 
 def _fspecial_gaussian_1d(size: int = 7, sigma: float = 5.0) -> np.ndarray:
     # fspecial('gaussian', 7, 5) = outer(g, g) / sum(outer(g, g)) = outer(k, k), k = g / sum(g)
-    x = np.arange(size) - (size - 1) / 2
-    g = np.exp(-(x * x) / (2 * sigma * sigma))
+    # (math.exp: the same bits whatever the NumPy version; NumPy's SIMD exp varies by ulps)
+    x = [i - (size - 1) / 2 for i in range(size)]
+    g = np.array([math.exp(-(v * v) / (2 * sigma * sigma)) for v in x])
     return g / g.sum()
+
+
+def _gaussian_7x7(et: np.ndarray) -> np.ndarray:
+    """float64 (h, w): ``et`` filtered by the 7x7 Gaussian, zero outside (``imfilter``).
+
+    Separable, with ``scipy.ndimage.correlate1d`` (plain C loops, the same bits on every
+    supported SciPy; ``cv2.sepFilter2D``'s SIMD kernels round differently between OpenCV
+    releases).
+    """
+    rows = ndimage.correlate1d(et, _K1D, axis=1, mode="constant", cval=0.0)
+    return ndimage.correlate1d(rows, _K1D, axis=0, mode="constant", cval=0.0)
+
+
+@functools.cache
+def _background_weight_table() -> np.ndarray:
+    """float64 (266^2 + 1,): the toolbox's ``2 - exp(ln(0.5) / 5 * sqrt(k))`` for integer k.
+
+    The last entry, 2.0, is the weight from a distance of 266 px on (exact). ``math``
+    (libm) rather than ``cv2.exp``/``np.exp``, whose SIMD results differ by ulps between
+    OpenCV and NumPy releases.
+    """
+    weights = [2 - math.exp(_LOG_HALF_5 * math.sqrt(k)) for k in range(_B_SATURATION**2)]
+    return np.array(weights + [2.0])
 
 
 _K1D = _fspecial_gaussian_1d()
@@ -167,10 +198,9 @@ def _block_hist(
         h = cv2.calcHist([pred, gt8], [0, 1], None, [256, 2], [0, 256, 0, 2])
         fg = h[:, 1].astype(np.float64)
         return h[:, 0] + fg, fg
-    tot = cv2.calcHist([pred], [0], nz, [256], [0, 256]).ravel().astype(np.float64)
+    tot = histogram_u8(pred, nz).astype(np.float64)
     tot[vmin] = n - tot.sum()
-    fg = cv2.calcHist([pred], [0], cv2.bitwise_and(nz, gt8), [256], [0, 256]).ravel()
-    fg = fg.astype(np.float64)
+    fg = histogram_u8(pred, cv2.bitwise_and(nz, gt8)).astype(np.float64)
     fg[vmin] = cv2.countNonZero(gt8) - fg.sum()
     return tot, fg
 
@@ -425,9 +455,9 @@ def _weighted_f(st: FrameStats) -> float:
     np.multiply(et, gc, out=et)  # ... and 0 elsewhere
     gc8 = np.ascontiguousarray(gc).view(np.uint8)
     band = cv2.dilate(gc8, np.ones((7, 7), np.uint8)) > gc8  # background within 3 px
-    pts = cv2.findNonZero(band.view(np.uint8))  # (n_band, 1, 2) as (x, y), or None
-    if pts is not None:
-        x, y = pts[:, 0, 0].astype(np.int64), pts[:, 0, 1].astype(np.int64)
+    pts = find_nonzero(band.view(np.uint8))  # (n_band, 2) as (x, y)
+    if len(pts):
+        x, y = pts[:, 0].astype(np.int64), pts[:, 1].astype(np.int64)
         pad = 4
         gp = cv2.copyMakeBorder(gc8, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
         wp = gp.shape[1]
@@ -437,8 +467,8 @@ def _weighted_f(st: FrameStats) -> float:
         near = flat + (_OFFSETS @ [wc, 1])[first]
         ef = et.ravel()
         ef[flat] = ef[near]  # Et = E at the nearest GT pixel (SciPy's tie order)
-    ea = cv2.sepFilter2D(et, cv2.CV_64F, _K1D, _K1D, borderType=cv2.BORDER_CONSTANT)
-    if pts is not None:
+    ea = _gaussian_7x7(et)
+    if len(pts):
         ef[flat] = 0.0  # back to E on GT, 0 elsewhere
     # MIN_E_EA on GT = EA where EA < E else E = min(EA, E); EA >= 0 gives 0 off the GT.
     sum_g = float(np.sum(np.minimum(ea, et, out=ea)))
@@ -466,14 +496,26 @@ def _distance_map(bg: np.ndarray) -> tuple[np.ndarray, bool]:
     return cv2.distanceTransform(bg8, cv2.DIST_L2, cv2.DIST_MASK_PRECISE), False
 
 
+def _squared_distances(d: np.ndarray) -> np.ndarray:
+    """int64: the exact integer squared distances of float distances ``d`` (any shape)."""
+    d = d.astype(np.float64)
+    np.multiply(d, d, out=d)
+    return np.rint(d, out=d).astype(np.int64)
+
+
 def _finish_distances(d: np.ndarray, exact: bool) -> np.ndarray:
     """float64 distances bit-identical to SciPy's sqrt of the integer squared distance."""
     if exact:
         return np.array(d, dtype=np.float64)
-    d = d.astype(np.float64)
-    np.multiply(d, d, out=d)
-    np.rint(d, out=d)  # the exact integer squared distance
-    return np.sqrt(d, out=d)
+    return np.sqrt(_squared_distances(d).astype(np.float64))
+
+
+def _background_weights(d: np.ndarray) -> np.ndarray:
+    """float64: the toolbox's ``B = 2 - exp(ln(0.5) / 5 * Dst)`` of distances ``d``."""
+    table = _background_weight_table()
+    k = _squared_distances(d)
+    np.minimum(k, len(table) - 1, out=k)
+    return table.take(k)
 
 
 def _exact_distances(bg: np.ndarray) -> np.ndarray:
@@ -506,21 +548,18 @@ def _background_weighted_sum(st: FrameStats) -> float:
     gd = gt[r0:r1, c0:c1]
     pr = pred[r0:r1, c0:c1]
     bg = ~gd
-    dist, exact = _distance_map(bg)
+    dist, _ = _distance_map(bg)
     n_pos = st.n - st.n_fg - (0 if zero is None else int(st.hist_bg[zero]))  # bg with P > 0
     if n_pos < bg.size // 4:  # sparse: only the background pixels with P > 0
         idx = np.flatnonzero(bg if zero is None else (pr != zero) & bg)
         p = lut[pr.ravel()[idx]]
-        d = _finish_distances(dist.ravel()[idx], exact)
+        b = _background_weights(dist.ravel()[idx])
         s_fg = 0.0
     else:  # dense: GT pixels have Dst = 0, B = 1, and add P (all GT is in the region)
         p = cv2.LUT(pr, lut).ravel()
-        d = _finish_distances(dist, exact).ravel()
+        b = _background_weights(dist).ravel()
         s_fg = float(np.dot(st.hist_fg, lut))
-    np.multiply(d, _LOG_HALF_5, out=d)
-    d = cv2.exp(d).ravel()
-    np.subtract(2, d, out=d)
-    fpw = float(np.dot(p, d)) - s_fg
+    fpw = float(np.dot(p, b)) - s_fg
     s_region = float(np.sum(p)) - s_fg
     # Outside the region every background pixel has B == 2 (or P == 0).
     return fpw + 2 * (s_bg - s_region)
