@@ -52,6 +52,7 @@ seeded from ``(seed, N[, M])``; the same seed gives byte-identical files.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -63,6 +64,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from vps_d2.utils.opencv_compat import warp_affine
 
 from . import CLASS_NAMES
 from .datasets.sun_seg import CASE_TABLE_FILE
@@ -497,18 +500,15 @@ def render_clip(
 
     frames = np.zeros((t_count, height, width, 3), np.uint8)
     masks = np.zeros((t_count, height, width), np.uint8)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    # OpenCV 4.x's bilinear cv2.warpAffine on every OpenCV version (same frames everywhere)
+    warp = functools.partial(warp_affine, dsize=(width, height), inverse_map=True)
     for t in range(t_count):
         m = mats[t].astype(np.float32)
-        bg = cv2.warpAffine(
-            video.background, m, (width, height), flags=flags, borderMode=cv2.BORDER_REFLECT_101
-        )
+        bg = warp(video.background, m, border_mode=cv2.BORDER_REFLECT_101)
         m_patch = m.copy()
         m_patch[0, 2] -= video.origin[0]
         m_patch[1, 2] -= video.origin[1]
-        pl = cv2.warpAffine(
-            video.polyp, m_patch, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT
-        )
+        pl = warp(video.polyp, m_patch, border_mode=cv2.BORDER_CONSTANT)
         alpha = pl[..., 3]
         mask = alpha >= 0.5
         if mask.any():  # soft shadow around the polyp's base
