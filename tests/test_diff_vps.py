@@ -52,7 +52,7 @@ def small_cfg(*opts):
         "MODEL.DIFF_VPS.DISCRIMINATOR.INPUT_SIZE", "[]",
         "MODEL.DIFF_VPS.DISCRIMINATOR.SMALL_CHANNELS", "[8, 8, 16, 16]",
         "INPUT.SIZE_TRAIN", f"({H}, {W})", "INPUT.SIZE_TEST", f"({H}, {W})",
-        *opts,
+        "INPUT.CLIP.SAMPLING", "online", "INPUT.CLIP.LENGTH", "5", *opts,
     ])  # fmt: skip
     return cfg
 
@@ -465,6 +465,10 @@ def test_ablation_switches_build_only_their_parts():
 
 
 def test_training_clip_length_is_checked():
+    with pytest.raises(ValueError, match="INPUT.CLIP.LENGTH 5"):
+        small_model("INPUT.CLIP.LENGTH", "3")
+    with pytest.raises(ValueError, match="INPUT.CLIP.SAMPLING 'online'"):
+        small_model("INPUT.CLIP.SAMPLING", "window")
     model = small_model().train()
     with pytest.raises(ValueError, match="INPUT.CLIP.LENGTH 5"):
         model(clips(2, t=3))

@@ -1,6 +1,6 @@
 """Diff-VPS end to end through tools/train_net.py on the tiny sample dataset: training beats
-the untrained model (segmentation; the class and box evaluators run), and 2-process CPU DDP
-trains both optimizers and resumes exactly."""
+the untrained model (segmentation; the class and box evaluators run; --eval-only repeats the
+numbers), and 2-process CPU DDP trains both optimizers and resumes exactly."""
 
 import json
 import os
@@ -49,6 +49,14 @@ def test_diff_vps_training_improves_over_untrained(tiny_sample_root, tmp_path):
     a, b = _mean(untrained, "maxDice"), _mean(trained, "maxDice")
     # measured: untrained 0.12-0.13, trained 0.66-0.69 over seeds 1-3 (mean maxDice, 4 splits)
     assert b > a + 0.3, (a, b)
+    # --eval-only on the saved weights: the same numbers (the DDIM noise is seeded per frame)
+    again = _run(tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS",
+                 os.path.join(out, "model_final.pth"), flags=["--eval-only"])  # fmt: skip
+    assert sorted(again) == sorted(trained)
+    for split, metrics in trained.items():
+        for name, value in metrics.items():
+            if isinstance(value, float):
+                assert again[split][name] == pytest.approx(value, abs=1e-9, nan_ok=True), name
 
 
 def _weights(path):

@@ -140,6 +140,13 @@ class DiffVPS(VideoMetaArch):
         if d.USE_ADVERSARIAL and not d.USE_TRM:
             raise ValueError("MODEL.DIFF_VPS.USE_ADVERSARIAL needs USE_TRM (the discriminator "
                              "judges the reconstruction)")  # fmt: skip
+        clip = cfg.INPUT.CLIP
+        if d.USE_TRM and (clip.SAMPLING != "online" or clip.LENGTH != d.DELTA + 1):
+            raise ValueError(
+                f"Diff-VPS trains on clips of the {d.DELTA} previous frames then the target "
+                f"(MODEL.DIFF_VPS.DELTA {d.DELTA}): set INPUT.CLIP.SAMPLING 'online' and "
+                f"INPUT.CLIP.LENGTH {d.DELTA + 1} (got {clip.SAMPLING!r}, {clip.LENGTH})"
+            )
         image = build_backbone(cfg, out_features=in_features)
         temporal = build_backbone(cfg, out_features=in_features) if d.USE_TRM else None
         encoder = DualEncoder(image, temporal, in_features)
