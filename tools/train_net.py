@@ -7,6 +7,8 @@
       MODEL.WEIGHTS output/sample_baseline/model_final.pth
   python tools/train_net.py --config-file C.yaml --num-gpus 8 --num-machines 2 \
       --machine-rank 0 --dist-url tcp://10.0.0.1:23456
+  python tools/train_net.py --engine detectron2 --config-file configs/sample/baseline.yaml
+  python tools/train_net.py --plugin my_method.py --config-file my_method.yaml
 """
 
 from __future__ import annotations
@@ -44,8 +46,27 @@ def main(args):
     return None
 
 
+def build_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--engine",
+        choices=("vps_d2", "detectron2"),
+        default="vps_d2",
+        help="vps_d2: vps_d2's own engine (Lightning Fabric); detectron2: the same flags and "
+        "config on Detectron2's DefaultTrainer, launch and checkpointer (needs Detectron2 "
+        "installed from its repository)",
+    )
+    return parser
+
+
 def cli(argv=None) -> int:
-    args = default_argument_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.engine == "detectron2":
+        try:
+            import vps_d2.d2 as d2_engine
+        except ImportError as e:
+            print(f"Error: --engine detectron2: {e}", file=sys.stderr)
+            return 2
     try:
         cfg = setup_cfg(args)  # validate the config before starting any process
     except ConfigError as e:
@@ -56,6 +77,9 @@ def cli(argv=None) -> int:
         return 2
     acc = accelerator_from_cfg(cfg)
     try:
+        if args.engine == "detectron2":
+            d2_engine.launch_main(args)
+            return 0
         launch(
             main,
             args.num_gpus,

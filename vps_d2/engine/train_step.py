@@ -25,8 +25,6 @@ import logging
 from collections.abc import Callable
 
 import torch
-from lightning_fabric import Fabric
-
 from vps_d2.utils.registry import Registry
 
 __all__ = [
@@ -55,7 +53,9 @@ class OptimizerSet:
     """The named optimizers of a run (Fabric-wrapped) and their clipping settings.
 
     Args:
-        fabric: the run's Fabric (backward with AMP scaling, gradient clipping).
+        fabric: the run's Fabric (backward with AMP scaling, gradient clipping); any object
+            with Fabric's ``backward(loss)`` and ``clip_gradients(module, optimizer, ...)``
+            works (Detectron2's engine uses a plain-PyTorch one, vps_d2.d2.trainer).
         model: the Fabric-wrapped model (for clipping).
         optimizers: ``{name: Fabric-wrapped optimizer}``; "main" first.
         clip_cfgs: ``{name: CLIP_GRADIENTS node}`` of each optimizer's config section.
@@ -64,7 +64,7 @@ class OptimizerSet:
 
     def __init__(
         self,
-        fabric: Fabric,
+        fabric,
         model: torch.nn.Module,
         optimizers: dict[str, torch.optim.Optimizer],
         clip_cfgs: dict,

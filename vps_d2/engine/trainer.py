@@ -46,7 +46,7 @@ from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_fro
 from .train_loop import TrainerBase, put_step_metrics
 from .train_step import OptimizerSet, build_train_step
 
-__all__ = ["Trainer", "check_optimizer_groups", "setup_optimization"]
+__all__ = ["Trainer", "build_optimizers", "check_optimizer_groups", "setup_optimization"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +69,25 @@ def check_optimizer_groups(model: torch.nn.Module, groups: dict) -> None:
                          f"parameters without an optimizer: {names[:5]}")  # fmt: skip
 
 
-def setup_optimization(cfg, model: torch.nn.Module, fabric) -> tuple:
-    """Named optimizers and schedulers of ``model``, set up through ``fabric`` with it.
-
-    One optimizer per group of ``model.optimizer_groups()`` ("main" reads SOLVER, another
-    name SOLVER.<NAME>), all given to one ``fabric.setup``.
-
-    Returns:
-        ``(wrapped_model, OptimizerSet, {name: raw optimizer}, {name: LR scheduler})``.
-    """
+def build_optimizers(cfg, model: torch.nn.Module) -> tuple[dict, dict]:
+    """One optimizer and LR scheduler per group of ``model.optimizer_groups()`` ("main" reads
+    SOLVER, another name SOLVER.<NAME>). Returns ``({name: optimizer}, {name: scheduler})``."""
     groups = model.optimizer_groups()
     check_optimizer_groups(model, groups)
     optimizers = {name: build_optimizer(cfg, model, params=params, name=name)
                   for name, params in groups.items()}  # fmt: skip
     schedulers = {name: build_lr_scheduler(cfg, opt, name=name) for name, opt in optimizers.items()}
+    return optimizers, schedulers
+
+
+def setup_optimization(cfg, model: torch.nn.Module, fabric) -> tuple:
+    """:func:`build_optimizers`, then the model and every optimizer through one
+    ``fabric.setup``.
+
+    Returns:
+        ``(wrapped_model, OptimizerSet, {name: raw optimizer}, {name: LR scheduler})``.
+    """
+    optimizers, schedulers = build_optimizers(cfg, model)
     wrapped = fabric.setup(model, *optimizers.values())
     optim = OptimizerSet(
         fabric,

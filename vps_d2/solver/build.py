@@ -12,9 +12,8 @@ import logging
 from typing import Any
 
 import torch
+from fvcore.common.config import CfgNode  # vps_d2's and Detectron2's CfgNode both are one
 from fvcore.common.param_scheduler import CosineParamScheduler, MultiStepParamScheduler
-
-from vps_d2.config import CfgNode
 
 from .lr_scheduler import (
     ConstantMultiplier,

@@ -1,0 +1,43 @@
+"""vps_d2 inside a real Detectron2 (optional: Detectron2 is not on PyPI).
+
+Importing this package needs Detectron2 (an ImportError says so otherwise); it registers
+nothing by itself. What it gives a Detectron2 user (README.md, "Using vps_d2 inside
+Detectron2"):
+
+* :func:`add_vps_config` / :func:`get_cfg`: Detectron2's ``get_cfg()`` extended with every
+  vps_d2 key (created with the type of the given cfg), so every ``configs/*.yaml`` of the
+  project merges unchanged with Detectron2's own ``merge_from_file``;
+* :func:`register_all`: vps_d2's meta-architectures (under all their names), backbones
+  and datasets in Detectron2's registries and catalogs, with the dataset options of a cfg;
+* :class:`Trainer`: a ``DefaultTrainer`` whose builders are vps_d2's (model, named
+  optimizers and LR schedules, the model's own training step, resumable train loader, test
+  loader, evaluators), writing the same OUTPUT_DIR artifacts as vps_d2's engine, with
+  checkpoints interchangeable between the two;
+* :func:`main` / :func:`launch_main`: ``tools/train_net.py --engine detectron2``.
+"""
+
+from __future__ import annotations
+
+try:
+    import detectron2  # noqa: F401
+except ImportError as e:  # pragma: no cover - the path CI takes
+    raise ImportError(
+        "vps_d2.d2 needs Detectron2, which is not on PyPI: install it from "
+        "https://github.com/facebookresearch/detectron2 (vps_d2 itself never needs it)"
+    ) from e
+
+from .config import add_vps_config, get_cfg
+from .register import D2BackboneAdapter, register_all
+from .train_net import launch_main, main
+from .trainer import StepTrainer, Trainer
+
+__all__ = [
+    "D2BackboneAdapter",
+    "StepTrainer",
+    "Trainer",
+    "add_vps_config",
+    "get_cfg",
+    "launch_main",
+    "main",
+    "register_all",
+]

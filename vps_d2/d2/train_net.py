@@ -1,0 +1,68 @@
+"""``tools/train_net.py --engine detectron2``: the same command line on Detectron2.
+
+Detectron2's ``get_cfg`` + :func:`~vps_d2.d2.add_vps_config` + its own ``merge_from_file``,
+its ``default_setup``, ``launch`` (GPUs, or CPU processes over gloo), DefaultTrainer
+(:class:`vps_d2.d2.Trainer`), checkpointer and ``inference_on_dataset``; the OUTPUT_DIR
+artifacts are those of vps_d2's engine (log.txt, config.yaml, metrics.json, TensorBoard
+events, model_XXXXXXX.pth, model_final.pth, last_checkpoint, model_best.pth/.json,
+results.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from detectron2.engine import default_setup as d2_default_setup
+from detectron2.engine import launch as d2_launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger as d2_setup_logger
+
+from vps_d2.checkpoint import load_model_weights
+from vps_d2.engine.defaults import configure_cpu_threads
+from vps_d2.utils.plugins import load_plugins
+
+from .config import get_cfg
+from .register import register_all
+from .trainer import Trainer
+
+__all__ = ["launch_main", "main", "setup"]
+
+
+def setup(args: argparse.Namespace):
+    """Plug-ins, then Detectron2's config with vps_d2's keys, the file and the opts; frozen."""
+    load_plugins(getattr(args, "plugin", None) or [])
+    cfg = get_cfg()
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(list(args.opts or []))
+    cfg.freeze()
+    return cfg
+
+
+def main(args: argparse.Namespace):
+    """One process of a Detectron2-engine run (train, or ``--eval-only``)."""
+    cfg = setup(args)
+    d2_default_setup(cfg, args)
+    d2_setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vps_d2")
+    configure_cpu_threads(cfg)
+    register_all(cfg)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        load_model_weights(model, cfg.MODEL.WEIGHTS)  # strict: every tensor must fit
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def launch_main(args: argparse.Namespace) -> None:
+    """Validate the config, then run :func:`main` in every process via Detectron2's launch."""
+    setup(args)
+    d2_launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
