@@ -133,6 +133,13 @@ class PGNAEN(ClipVideoMetaArch):
             raise ValueError(f"INPUT.CLIP.LENGTH ({train_len}) must be a multiple K * L of "
                              f"MODEL.PGN_AEN.CLIP_LENGTH (L = {length}): training clips hold K "
                              "consecutive sub-clips")  # fmt: skip
+        if p.USE_AEN and p.USE_CSA and p.CSA.CLIP_WISE and train_len // length < 3:
+            logger.warning(
+                "INPUT.CLIP.LENGTH %d = %d sub-clip(s) of %d: the clip memory's softmax over "
+                "entries is only trained when a sub-clip reads >= 2 past ones (K >= 3); with "
+                "K = 1 its parameters get no gradient (DDP then needs "
+                "SOLVER.DDP.FIND_UNUSED_PARAMETERS True)", train_len, train_len // length, length,
+            )  # fmt: skip
         backbone = build_backbone(cfg, list(p.IN_FEATURES))
         shapes = backbone.output_shape()
         num_tokens = p.CRL.NUM_REGIONS * len(p.IN_FEATURES)
