@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import vps_d2  # noqa: F401  (registers datasets, backbones, models in every process)
@@ -27,7 +28,9 @@ from vps_d2.engine import (
     launch,
     setup_cfg,
 )
+from vps_d2.engine.defaults import PreflightError, preflight
 from vps_d2.engine.launch import accelerator_from_cfg, ddp_kwargs_from_cfg, precision_from_cfg
+from vps_d2.utils.file_io import DiskFullError, LockedError
 from vps_d2.utils.plugins import PluginError
 
 logger = logging.getLogger("vps_d2.tools.train_net")
@@ -59,6 +62,25 @@ def build_parser():
     return parser
 
 
+def _one_line(e: BaseException) -> str:
+    """The message of ``e`` without a data-loader worker's traceback (its last line)."""
+    text = str(e)
+    if "Traceback (most recent call last)" in text:
+        lines = [x for x in text.splitlines() if x.strip()]
+        return lines[-1] if lines else text
+    return text
+
+
+def _last_checkpoint(output_dir: str) -> str:
+    path = os.path.join(output_dir, "last_checkpoint") if output_dir else ""
+    if path and os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            name = f.read().strip()
+        if os.path.isfile(os.path.join(output_dir, name)):
+            return os.path.join(output_dir, name)
+    return ""
+
+
 def cli(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.engine == "detectron2":
@@ -76,7 +98,10 @@ def cli(argv=None) -> int:
         print(f"Plug-in error: {e}", file=sys.stderr)
         return 2
     acc = accelerator_from_cfg(cfg)
+    lock = None
     try:
+        lock = preflight(cfg, args, args.num_gpus * args.num_machines,
+                         main_machine=args.machine_rank == 0)  # fmt: skip
         if args.engine == "detectron2":
             d2_engine.launch_main(args)
             return 0
@@ -91,17 +116,35 @@ def cli(argv=None) -> int:
             precision=precision_from_cfg(cfg, acc),
             ddp_kwargs=ddp_kwargs_from_cfg(cfg),
         )
+    except KeyboardInterrupt:
+        last = _last_checkpoint(cfg.OUTPUT_DIR)
+        where = (f"the last checkpoint is {last}; continue with the same command and --resume"
+                 if last else "no checkpoint was saved yet")  # fmt: skip
+        print(f"Interrupted: {where}", file=sys.stderr)
+        return 130
+    except DiskFullError as e:
+        last = _last_checkpoint(cfg.OUTPUT_DIR)
+        keep = f"; the last complete checkpoint is {last}" if last else ""
+        print(f"Error: {e}{keep}", file=sys.stderr)
+        return 1
     except (
         FileNotFoundError,
+        NotADirectoryError,
+        PermissionError,
         CheckpointError,
         ConfigError,
+        LockedError,
         NonFiniteLossError,
+        PreflightError,
         KeyError,
         ValueError,
     ) as e:
         # Problems in the user's input: one clear line, no traceback.
-        print(f"Error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"Error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
 
 

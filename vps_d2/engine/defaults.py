@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import os
 import sys
+import time
 
 import torch
 
 from vps_d2.config import CfgNode, add_vps_config, get_cfg
+from vps_d2.data import get_video_records
 from vps_d2.data.datasets import configure_datasets
 from vps_d2.utils import comm
 from vps_d2.utils.env import collect_env_info, seed_all_rng
-from vps_d2.utils.file_io import atomic_write_bytes
+from vps_d2.utils.file_io import DirectoryLock, atomic_write_bytes, remove_stale_temp_files
 from vps_d2.utils.logger import setup_logger
 from vps_d2.utils.plugins import load_plugins
 
 from .launch import get_local_world_size
 
 __all__ = [
+    "RUN_FILES",
+    "PreflightError",
     "add_plugin_argument",
+    "move_previous_run",
+    "preflight",
     "configure_cpu_threads",
     "default_argument_parser",
     "default_setup",
@@ -53,6 +60,12 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "if it exists; otherwise start from MODEL.WEIGHTS",
     )
     parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS only")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new training run in an OUTPUT_DIR that already holds one: its files are "
+        "first moved to OUTPUT_DIR/previous_runs/<time>/ (nothing is deleted)",
+    )
     parser.add_argument(
         "--num-gpus",
         type=int,
@@ -103,6 +116,127 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     cfg.merge_from_list(list(args.opts or []))
     cfg.freeze()
     return cfg
+
+
+class PreflightError(ValueError):
+    """A problem found before any process starts (the message names the key or file)."""
+
+
+#: What a training run leaves in OUTPUT_DIR (moved aside together by ``--overwrite``).
+RUN_FILES = (
+    "model_*.pth", "last_checkpoint", "model_best.json", "last_eval.json", "metrics.json",
+    "results.json", "config.yaml", "log.txt", "log.txt.rank*", "events.out.tfevents.*",
+    "predictions", "worst_cases", "classification",
+)  # fmt: skip
+
+
+def _existing_run(output_dir: str) -> list[str]:
+    found = []
+    for pattern in ("last_checkpoint", "model_final.pth", "model_[0-9]*.pth"):
+        found += sorted(glob.glob(os.path.join(output_dir, pattern)))
+    return [os.path.basename(p) for p in found]
+
+
+def move_previous_run(output_dir: str) -> str:
+    """Move the files of the run in ``output_dir`` to ``output_dir/previous_runs/<time>/``."""
+    dest = os.path.join(output_dir, "previous_runs", time.strftime("%Y%m%d-%H%M%S"))
+    n = 1
+    while os.path.exists(dest):
+        n += 1
+        dest = os.path.join(output_dir, "previous_runs", time.strftime("%Y%m%d-%H%M%S") + f"-{n}")
+    os.makedirs(dest)
+    for pattern in RUN_FILES:
+        for path in glob.glob(os.path.join(output_dir, pattern)):
+            os.replace(path, os.path.join(dest, os.path.basename(path)))
+    return dest
+
+
+def _check_output_dir(output_dir: str) -> None:
+    if not output_dir:
+        return
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise PreflightError(f"OUTPUT_DIR {output_dir} exists and is a file, not a folder")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except (NotADirectoryError, FileExistsError) as e:
+        raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: a parent is a file "
+                             f"({e.filename})") from e  # fmt: skip
+    except PermissionError as e:
+        raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {e.strerror}") from e
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise PreflightError(f"OUTPUT_DIR {output_dir} is not writable")
+
+
+def preflight(
+    cfg: CfgNode, args: argparse.Namespace, world_size: int, main_machine: bool = True
+) -> DirectoryLock | None:
+    """Everything that can be checked before processes start, so a mistake costs one clear
+    line instead of a spawn traceback after the set-up (or after the whole training):
+
+    * OUTPUT_DIR can be created and written (not under a file);
+    * SOLVER.IMS_PER_BATCH is a multiple of the number of processes;
+    * every DATASETS.TRAIN / DATASETS.TEST entry is registered and loads (a missing split
+      folder fails here, not after training);
+    * ``--eval-only``: MODEL.WEIGHTS exists; ``--resume``: the file last_checkpoint names
+      exists;
+    * a new training run into an OUTPUT_DIR that holds one is refused unless ``--resume``
+      or ``--overwrite`` (which moves the old files aside first);
+    * stale temporary files of dead processes in OUTPUT_DIR are removed;
+    * OUTPUT_DIR is locked for this run (:class:`~vps_d2.utils.file_io.DirectoryLock`; a
+      second run into it is refused while this one lives).
+
+    ``main_machine`` False (``--machine-rank`` > 0): only the checks, no lock, no refusal
+    (machine 0 decides for the shared OUTPUT_DIR).
+
+    Returns the lock (release it at the end), or None.
+    """
+    out = cfg.OUTPUT_DIR
+    _check_output_dir(out)
+    total = int(cfg.SOLVER.IMS_PER_BATCH)
+    if not args.eval_only and (total < 1 or total % world_size):
+        raise PreflightError(
+            f"SOLVER.IMS_PER_BATCH ({total}) must be a positive multiple of the number of "
+            f"processes ({world_size} = --num-gpus x --num-machines)"
+        )
+    configure_datasets(cfg)
+    names = list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN))
+    for name in names:
+        get_video_records(name)  # raises naming the dataset and the folder
+    if args.eval_only:
+        if not cfg.MODEL.WEIGHTS:
+            raise PreflightError("--eval-only needs MODEL.WEIGHTS (the checkpoint to evaluate)")
+        if not os.path.isfile(cfg.MODEL.WEIGHTS):
+            raise PreflightError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS!r}")
+    if not out or not main_machine:
+        return None
+    last = os.path.join(out, "last_checkpoint")
+    if args.resume and os.path.isfile(last):
+        with open(last, encoding="utf-8") as f:
+            name = f.read().strip()
+        if not os.path.isfile(os.path.join(out, name)):
+            raise PreflightError(
+                f"{last} names {name!r}, which does not exist in {out}: remove last_checkpoint "
+                "to start afresh, or point it at an existing model_XXXXXXX.pth"
+            )
+    lock = DirectoryLock(out)
+    lock.acquire(" ".join(sys.argv))
+    try:
+        remove_stale_temp_files(out)
+        existing = _existing_run(out)
+        if existing and not args.eval_only and not args.resume:
+            if not getattr(args, "overwrite", False):
+                raise PreflightError(
+                    f"OUTPUT_DIR {out} already holds a training run ({', '.join(existing[:3])}"
+                    f"{', ...' if len(existing) > 3 else ''}): --resume continues it, "
+                    "--overwrite moves its files to OUTPUT_DIR/previous_runs/<time>/ and starts "
+                    "a new one, or choose another OUTPUT_DIR"
+                )
+            dest = move_previous_run(out)
+            logger.info("--overwrite: the previous run's files were moved to %s", dest)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def configure_cpu_threads(cfg: CfgNode, num_workers: int | None = None) -> None:

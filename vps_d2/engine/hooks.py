@@ -3,12 +3,14 @@ metric writers and a progress bar."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
 from collections.abc import Callable
 
+import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvPeriodicCheckpointer
 from tqdm import tqdm
 
@@ -16,6 +18,7 @@ from vps_d2.utils import comm
 from vps_d2.utils.events import EventWriter, dump_json_atomic
 
 from .train_loop import HookBase
+from .train_step import NonFiniteLossError
 
 __all__ = [
     "BestCheckpointer",
@@ -64,14 +67,35 @@ class LRScheduler(HookBase):
             self._schedulers[name].step()
 
 
+def nonfinite_weights(model) -> list[str]:
+    """Names of the model's floating-point tensors (parameters, buffers) with a NaN or Inf."""
+    return [
+        k for k, v in model.state_dict().items()
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]  # fmt: skip
+
+
 class PeriodicCheckpointer(_FvPeriodicCheckpointer, HookBase):
-    """fvcore's PeriodicCheckpointer as a hook: model_XXXXXXX.pth every period, model_final."""
+    """fvcore's PeriodicCheckpointer as a hook: model_XXXXXXX.pth every period, model_final.
+
+    Weights are checked before every save: NaN/Inf weights are never written (so
+    last_checkpoint always names weights a resumed run can continue from); training stops
+    with a :class:`NonFiniteLossError` instead.
+    """
 
     def before_train(self) -> None:
         self.max_iter = self.trainer.max_iter
 
     def after_step(self) -> None:
-        self.step(self.trainer.iter)
+        it = self.trainer.iter
+        if (it + 1) % self.period == 0 or it >= self.max_iter - 1:
+            bad = nonfinite_weights(self.checkpointer.model)
+            if bad:
+                raise NonFiniteLossError(
+                    f"Weights became infinite or NaN at iteration {it} ({bad[:3]}): "
+                    "the checkpoint of this iteration was not saved."
+                )
+        self.step(it)
 
 
 class EvalHook(HookBase):
@@ -79,16 +103,34 @@ class EvalHook(HookBase):
 
     The results go to the storage (``<dataset>/<metric>``) and to ``callbacks``, called
     with ``(results, iteration)``: the iteration whose weights were evaluated (the final
-    evaluation is labelled ``max_iter - 1``, like model_final.pth).
+    evaluation is labelled ``max_iter - 1``, like model_final.pth). When ``record`` is a
+    path, ``{"iteration", "final"}`` is written there after each evaluation, so a run killed
+    during its final evaluation knows on ``--resume`` that it still has to run it.
     """
 
     def __init__(self, period: int, eval_function: Callable[[], dict],
-                 callbacks: list[Callable[[dict, int], None]] | None = None) -> None:  # fmt: skip
+                 callbacks: list[Callable[[dict, int], None]] | None = None,
+                 record: str = "") -> None:  # fmt: skip
         self._period = period
         self._func = eval_function
         self._callbacks = callbacks or []
+        self._record = record
 
-    def _do_eval(self, iteration: int) -> None:
+    def run_final(self, max_iter: int) -> None:
+        """The final evaluation (also what ``--resume`` runs when it did not finish)."""
+        self._do_eval(max_iter - 1, final=True)
+
+    @staticmethod
+    def final_done(record: str, max_iter: int) -> bool:
+        """Whether ``record`` says the final evaluation of ``max_iter`` iterations finished."""
+        try:
+            with open(record, encoding="utf-8") as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            return False
+        return bool(state.get("final")) and int(state.get("iteration", -1)) == max_iter - 1
+
+    def _do_eval(self, iteration: int, final: bool = False) -> None:
         results = self._func()
         if comm.is_main_process() and results:
             flat = {f"{ds}/{k}": v for ds, res in results.items() for k, v in res.items()
@@ -96,6 +138,8 @@ class EvalHook(HookBase):
             self.trainer.storage.put_scalars(smoothing_hint=False, **flat)
         for cb in self._callbacks:
             cb(results, iteration)
+        if self._record and comm.is_main_process():
+            dump_json_atomic(self._record, {"iteration": iteration, "final": final})
         comm.synchronize()
 
     def after_step(self) -> None:
@@ -110,7 +154,7 @@ class EvalHook(HookBase):
     def after_train(self) -> None:
         # Evaluate once at the end, only if training ran to completion.
         if self.trainer.iter >= self.trainer.max_iter:
-            self._do_eval(self.trainer.max_iter - 1)
+            self.run_final(self.trainer.max_iter)
 
 
 class BestCheckpointer(HookBase):
@@ -123,6 +167,25 @@ class BestCheckpointer(HookBase):
         self.dataset, self.metric, self.mode = dataset, metric, mode
         self.best: float | None = None
         self.best_iter: int | None = None
+
+    def before_train(self) -> None:
+        """Also trust model_best.json: the final evaluation of a run comes after its last
+        checkpoint, so a resumed run's state may not know the best that evaluation found."""
+        path = os.path.join(self._ckpt.save_dir or "", "model_best.json")
+        if not self._ckpt.save_dir or not os.path.isfile(path):
+            return
+        try:
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            return
+        if saved.get("dataset") != self.dataset or saved.get("metric") != self.metric:
+            return
+        value = float(saved["value"])
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best, self.best_iter = value, int(saved["iteration"])
+            logger.info("Best checkpoint so far (model_best.json): %s/%s = %.4f at iteration %d",
+                        self.dataset, self.metric, self.best, self.best_iter)  # fmt: skip
 
     def state_dict(self) -> dict:
         if self.best is None:

@@ -36,6 +36,7 @@ from vps_d2.solver import build_lr_scheduler, build_optimizer, solver_section
 from vps_d2.utils import comm
 from vps_d2.utils.events import (
     CommonMetricPrinter,
+    EventStorage,
     JSONWriter,
     TensorboardWriter,
     dump_json_atomic,
@@ -44,7 +45,7 @@ from vps_d2.utils.events import (
 from . import hooks
 from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_from_cfg
 from .train_loop import TrainerBase, put_step_metrics
-from .train_step import OptimizerSet, build_train_step
+from .train_step import NonFiniteLossError, OptimizerSet, build_train_step
 
 __all__ = ["Trainer", "build_optimizers", "check_optimizer_groups", "setup_optimization"]
 
@@ -193,7 +194,9 @@ class Trainer(TrainerBase):
             best = hooks.BestCheckpointer(self.checkpointer, best_ds, cfg.TEST.VPS.BEST_METRIC)
             run_eval = lambda: self.test(self.cfg, self.model_raw)  # noqa: E731
             ret.append(best)
-            ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, run_eval, [best]))
+            record = os.path.join(cfg.OUTPUT_DIR, "last_eval.json") if cfg.OUTPUT_DIR else ""
+            self._eval_hook = hooks.EvalHook(cfg.TEST.EVAL_PERIOD, run_eval, [best], record)
+            ret.append(self._eval_hook)
         if comm.is_main_process():
             writers = [
                 CommonMetricPrinter(self.max_iter),
@@ -211,6 +214,12 @@ class Trainer(TrainerBase):
         MODEL.WEIGHTS (model only) if set."""
         if resume and self.checkpointer.has_checkpoint():
             path = self.checkpointer.get_checkpoint_file()
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"{os.path.join(self.cfg.OUTPUT_DIR, 'last_checkpoint')} names {path!r}, "
+                    "which does not exist: remove last_checkpoint to start afresh, or point it "
+                    "at an existing checkpoint"
+                )
             ckpt = self.checkpointer.load(path)
             self.start_iter = int(ckpt.get("iteration", -1)) + 1
             logger.info("Resumed from %s at iteration %d", path, self.start_iter)
@@ -225,11 +234,29 @@ class Trainer(TrainerBase):
         if self.start_iter >= self.max_iter:
             logger.info("Nothing to train: start iteration %d >= SOLVER.MAX_ITER %d",
                         self.start_iter, self.max_iter)  # fmt: skip
+            hook = getattr(self, "_eval_hook", None)
+            if hook is not None and not hook.final_done(hook._record, self.max_iter):
+                logger.info("The final evaluation did not finish: running it now")
+                with EventStorage(self.max_iter) as self.storage:
+                    hook.run_final(self.max_iter)
             return None
         self._data_iter = iter(self.build_train_loader(self.cfg, start_iter=self.start_iter))
         self.model.train()
-        super().train(self.start_iter, self.max_iter)
+        try:
+            super().train(self.start_iter, self.max_iter)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"{e} {self._good_checkpoint_sentence()}") from None
         return None
+
+    def _good_checkpoint_sentence(self) -> str:
+        """Which saved checkpoint a user can resume from (only finite weights are saved)."""
+        if self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            if os.path.isfile(path):
+                it = torch.load(path, map_location="cpu", weights_only=False).get("iteration")
+                return (f"The last good checkpoint is {path} (iteration {it}): --resume "
+                        "continues from it (lower the learning rate first).")  # fmt: skip
+        return "No checkpoint was saved before: there is nothing to resume from."
 
     def run_step(self) -> None:
         t0 = time.perf_counter()

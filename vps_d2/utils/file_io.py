@@ -18,12 +18,21 @@ import json
 import logging
 import os
 import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: DirectoryLock cannot lock (it says so)
+    fcntl = None
+
 __all__ = [
+    "DirectoryLock",
     "DiskFullError",
+    "LockedError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -72,11 +81,20 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def _raise_if_disk_full(e: OSError, path: str) -> None:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        folder = os.path.dirname(os.path.abspath(path))
+#: Below this many free bytes, a failed write is reported as a full disk (libraries such as
+#: torch.save turn ENOSPC into their own RuntimeError, without the errno).
+DISK_FULL_MARGIN = 64 * 2**20
+
+
+def _raise_if_disk_full(e: BaseException, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not full and isinstance(e, Exception):
+        with contextlib.suppress(OSError):
+            full = shutil.disk_usage(folder).free < DISK_FULL_MARGIN
+    if full:
         raise DiskFullError(
-            e.errno, f"no space left on {folder} while writing {os.path.basename(path)}"
+            errno.ENOSPC, f"no space left on {folder} while writing {os.path.basename(path)}"
         ) from e
 
 
@@ -106,12 +124,9 @@ def atomic_write(path: str, mode: str = "wb", encoding: str | None = None) -> It
             os.fsync(f.fileno())
         os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         _remove_quietly(tmp)
         _raise_if_disk_full(e, path)
-        raise
-    except BaseException:
-        _remove_quietly(tmp)
         raise
 
 
@@ -170,3 +185,62 @@ def remove_stale_temp_files(folder: str, recursive: bool = False) -> list[str]:
         logger.info("Removed %d stale temporary file(s) of dead processes in %s: %s",
                     len(removed), folder, [os.path.basename(p) for p in removed[:5]])  # fmt: skip
     return removed
+
+
+class LockedError(RuntimeError):
+    """The folder is locked by another live process (the message names it)."""
+
+
+class DirectoryLock:
+    """An exclusive lock on a folder (``<folder>/.vps_d2.lock``), for one run at a time.
+
+    ``fcntl.flock`` on the lock file: the kernel releases it when the holder exits, however
+    it exits (kill -9 included), so a lock left by a dead process never blocks a new run.
+    The file records the holder (pid, host, command) for the error message.
+    """
+
+    FILENAME = ".vps_d2.lock"
+
+    def __init__(self, folder: str, what: str = "OUTPUT_DIR") -> None:
+        self.folder = folder
+        self.what = what
+        self.path = os.path.join(folder, self.FILENAME)
+        self._fd: int | None = None
+
+    def acquire(self, description: str = "") -> None:
+        """Take the lock or raise :class:`LockedError` naming the run that holds it."""
+        if fcntl is None:
+            logger.warning("No fcntl on this platform: %s %s is not locked", self.what, self.folder)
+            return
+        os.makedirs(self.folder, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise LockedError(
+                f"{self.what} {self.folder} is in use by another run ({holder}); wait for it to "
+                f"finish or use another {self.what}"
+            ) from None
+        os.ftruncate(fd, 0)
+        info = f"pid {os.getpid()} on {socket.gethostname()}"
+        if description:
+            info += f": {description}"
+        os.pwrite(fd, info.encode("utf-8"), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
+
+    def __enter__(self) -> DirectoryLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
