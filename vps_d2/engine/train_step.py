@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 
 import torch
+
 from vps_d2.utils.registry import Registry
 
 __all__ = [
