@@ -167,6 +167,32 @@ def test_warp_affine_equals_opencv4_warpaffine():
                         np.testing.assert_array_equal(ours, theirs)
 
 
+def test_resize_nearest_exact_picks_the_nearest_centre():
+    """Sizes without ties: the source pixel of output i is floor((i + 1/2) * n_in / n_out)."""
+    x = _rng(18).integers(0, 256, (21, 35, 3)).astype(np.uint8)
+    for out_h, out_w in ((9, 15), (6, 10), (63, 105)):  # 21/9, 35/15, ...: no exact ties
+        out = C.resize_nearest_exact(x, (out_w, out_h))
+        assert out.shape == (out_h, out_w, 3) and out.dtype == np.uint8
+        rows = ((2 * np.arange(out_h) + 1) * 21) // (2 * out_h)
+        cols = ((2 * np.arange(out_w) + 1) * 35) // (2 * out_w)
+        assert not np.any(((2 * np.arange(out_h) + 1) * 21) % (2 * out_h) == 0)  # no tie
+        np.testing.assert_array_equal(out, x[rows][:, cols])
+    mask = (_rng(19).random((96, 128)) < 0.5).astype(np.uint8)
+    assert C.resize_nearest_exact(mask, (80, 64)).shape == (64, 80)
+    with pytest.raises(ValueError, match="dsize"):
+        C.resize_nearest_exact(mask, (0, 64))
+
+
+@pytest.mark.skipif(C.OPENCV_VERSION >= (5, 0), reason="compares with OpenCV 4.x's own resize")
+def test_resize_nearest_exact_equals_opencv4():
+    rng = _rng(20)
+    for _ in range(300):
+        h, w, oh, ow = (int(v) for v in rng.integers(1, 400, 4))
+        x = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        ref = cv2.resize(x, (ow, oh), interpolation=cv2.INTER_NEAREST_EXACT)
+        np.testing.assert_array_equal(C.resize_nearest_exact(x, (ow, oh)), ref)
+
+
 class _FakeCapture:
     def __init__(self, value):
         self.value = value

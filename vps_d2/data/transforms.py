@@ -13,8 +13,8 @@ applies it with ``apply(frames, masks, params)``. What ``apply`` does, in this o
    a mask stays aligned with its frame. Pixels that come from outside the frame are
    ``border_mode="constant"`` (0: black image, background mask; the default, like the
    black margins of colonoscopy frames) or ``"reflect"`` (mirrored image *and* mask).
-   Without rotation or scaling this step is a plain ``cv2.resize`` (bilinear images,
-   ``INTER_NEAREST_EXACT`` masks).
+   Without rotation or scaling this step is a plain resize (``cv2.resize`` bilinear for
+   images, OpenCV 4.x's ``INTER_NEAREST_EXACT`` for masks on every OpenCV version).
 2. **Flips** (horizontal, then vertical) of the resized frames and masks.
 3. **Colour jitter**, images only, in the order brightness, contrast, saturation, hue:
    ``x * b``; ``mean(gray) + c * (x - mean(gray))`` (mean of that frame's gray image);
@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from vps_d2.config import configurable
-from vps_d2.utils.opencv_compat import warp_affine
+from vps_d2.utils.opencv_compat import resize_nearest_exact, warp_affine
 
 __all__ = ["ClipAugParams", "ClipAugmentation", "masks_to_boxes"]
 
@@ -251,8 +251,10 @@ class ClipAugmentation:
             if (h, w) == (out_h, out_w):
                 y = x
             else:
-                interp = cv2.INTER_NEAREST_EXACT if is_mask else cv2.INTER_LINEAR
-                y = cv2.resize(x, (out_w, out_h), interpolation=interp)
+                if is_mask:  # OpenCV 4.x's INTER_NEAREST_EXACT on every OpenCV version
+                    y = resize_nearest_exact(x, (out_w, out_h))
+                else:
+                    y = cv2.resize(x, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
         else:
             y = warp_affine(  # OpenCV 4.x's cv2.warpAffine on every OpenCV version
                 x,

@@ -15,6 +15,8 @@ versions"). Every ``cv2`` call of the package, the tools and the dataset scripts
   kernels are the same on 4.x and 5.x: a warped 8-bit image, or multi-channel float32
   image, is the same bytes on every supported OpenCV, so the synthetic sample data, the
   training augmentation and the numbers in the README do not depend on the OpenCV.
+- ``cv2.resize`` with ``INTER_NEAREST_EXACT``: 5.x picks other source pixels for some size
+  ratios (e.g. 128 -> 80 columns). :func:`resize_nearest_exact` is 4.x's rule in NumPy.
 - ``VideoCapture.get`` of a value the backend does not know: 0.0 on 4.x, -1.0 on 5.x.
   :func:`capture_property` returns None for both.
 - ``cv2.exp`` of a 1-D array is (n, 1) on 4.x and (n,) on 5.x, and ``cv2.exp`` and
@@ -42,6 +44,7 @@ __all__ = [
     "capture_property",
     "find_nonzero",
     "histogram_u8",
+    "resize_nearest_exact",
     "warp_affine",
     "warp_affine_maps",
 ]
@@ -77,6 +80,32 @@ def histogram_u8(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
     exact below 2^24 pixels (float32).
     """
     return cv2.calcHist([image], [0], mask, [256], [0, 256]).reshape(256)
+
+
+def _nearest_exact_index(n_in: int, n_out: int) -> np.ndarray:
+    """int64 (n_out,): OpenCV 4.x's INTER_NEAREST_EXACT source index (16-bit fixed point)."""
+    step = ((n_in << 16) + n_out // 2) // n_out
+    start = step // 2 - n_in % 2
+    return np.minimum((step * np.arange(n_out, dtype=np.int64) + start) >> 16, n_in - 1)
+
+
+def resize_nearest_exact(src: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(src, dsize, interpolation=cv2.INTER_NEAREST_EXACT)`` as OpenCV 4.x does it.
+
+    Args:
+        src: (H, W) or (H, W, C) array of any dtype.
+        dsize: (width, height) of the output.
+
+    Returns:
+        (height, width[, C]) array of ``src``'s dtype: each output pixel copies the source
+        pixel OpenCV 4.x picks (the one whose centre is nearest), on every OpenCV version.
+    """
+    width, height = (int(v) for v in dsize)
+    if width < 1 or height < 1:
+        raise ValueError(f"resize_nearest_exact: dsize must be positive (w, h), got {dsize}")
+    rows = _nearest_exact_index(src.shape[0], height)
+    cols = _nearest_exact_index(src.shape[1], width)
+    return np.ascontiguousarray(src.take(rows, axis=0).take(cols, axis=1))
 
 
 def capture_property(cap: cv2.VideoCapture, prop: int) -> float | None:
