@@ -1,6 +1,7 @@
 """Contract tests every registered meta-architecture gets for free (timm's test_models idea).
 
-For each name in META_ARCH_REGISTRY, its sample config (configs/sample/*.yaml) must build it
+For each name in META_ARCH_REGISTRY, its sample config (configs/sample/*.yaml; for the
+out-of-tree toy method of tests/plugins, tests/plugins/*.yaml) must build it
 with random init; one training step through the engine's own step object gives finite
 losses and a gradient for every trainable parameter; a 40-frame synthetic video streams to
 one output per frame with the documented keys and shapes, the same through Detectron2's
@@ -20,8 +21,11 @@ from vps_d2.data import CLASS_NAMES
 from vps_d2.engine.train_step import build_train_step
 from vps_d2.engine.trainer import setup_optimization
 from vps_d2.modeling import META_ARCH_REGISTRY, build_model
+from vps_d2.utils.plugins import load_plugins
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A method kept outside the package gets the same contract (README.md, "Adding a method").
+load_plugins([os.path.join(ROOT, "tests", "plugins", "toy_method.py")])
 
 # Streaming-memory settings small enough that a 40-frame video fills the memory (used by
 # the "state stops growing" check); a new method whose memory does not saturate within
@@ -35,7 +39,9 @@ FAST = {"SOLVER.IMS_PER_BATCH": "2", "DATALOADER.NUM_WORKERS": "0"}
 
 def _sample_configs() -> dict[str, list[str]]:
     by_arch: dict[str, list[str]] = {}
-    for path in sorted(glob.glob(os.path.join(ROOT, "configs", "sample", "*.yaml"))):
+    paths = glob.glob(os.path.join(ROOT, "configs", "sample", "*.yaml"))
+    paths += glob.glob(os.path.join(ROOT, "tests", "plugins", "*.yaml"))
+    for path in sorted(paths):
         cfg = _load(path)
         by_arch.setdefault(cfg.MODEL.META_ARCHITECTURE, []).append(path)
     return by_arch
