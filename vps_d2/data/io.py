@@ -13,8 +13,10 @@ Masks: :func:`read_mask` returns bool ``(H, W)``, True = polyp. The rule:
 
 Neither function applies EXIF orientation, so a frame and its mask always share pixel
 coordinates. A missing file raises :class:`FileNotFoundError`; an empty, truncated or
-undecodable file raises :class:`ImageReadError`; both name the file. ``cv2.imread``'s silent
-``None`` is never passed on.
+undecodable file raises :class:`DataReadError`; both name the file. ``cv2.imread``'s silent
+``None`` is never passed on. :func:`read_image_bytes` gives the checked bytes of a file to
+readers that decode it themselves (the SUN-SEG protocol's grayscale reading), so every
+reader (training and test frames, masks, predictions) fails with the same type and message.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import os
 import cv2
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_file", "mask_to_box"]
-__all__ += ["read_image", "read_mask"]
+__all__ = ["IMAGE_EXTENSIONS", "DataReadError", "ImageReadError", "is_image_file", "mask_to_box"]
+__all__ += ["read_image", "read_image_bytes", "read_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +40,17 @@ _JPEG_EOI = b"\xff\xd9"
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 
 
-class ImageReadError(OSError):
-    """An image or mask file exists but cannot be decoded (empty, truncated, corrupt)."""
+class DataReadError(ValueError, OSError):
+    """A frame, mask or prediction file exists but cannot be read (empty, truncated, corrupt).
+
+    The message names the file and the problem. A ``ValueError`` (bad input data, reported
+    by the tools as one line) and an ``OSError`` (as it was before, for ``except OSError``).
+    It survives being re-raised by a ``DataLoader`` worker (one message argument).
+    """
+
+
+#: The former name of :class:`DataReadError` (the same class).
+ImageReadError = DataReadError
 
 
 def is_image_file(name: str) -> bool:
@@ -58,14 +69,14 @@ def _read_bytes(path: str) -> bytes:
     if not os.path.exists(path):
         raise FileNotFoundError(f"Image file not found: {path}")
     if os.path.isdir(path):
-        raise ImageReadError(f"Expected an image file, found a directory: {path}")
+        raise DataReadError(f"Expected an image file, found a directory: {path}")
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ImageReadError(f"Cannot read image file {path}: {e}") from e
+        raise DataReadError(f"Cannot read image file {path}: {e}") from e
     if not data:
-        raise ImageReadError(f"Image file is empty (0 bytes): {path}")
+        raise DataReadError(f"Image file is empty (0 bytes): {path}")
     return data
 
 
@@ -75,23 +86,34 @@ def _check_complete(data: bytes, path: str) -> None:
         # Entropy-coded data byte-stuffs 0xFF, so the end-of-image marker only appears as a
         # marker; files may carry a little padding after it.
         if _JPEG_EOI not in data[-4096:]:
-            raise ImageReadError(
+            raise DataReadError(
                 f"Truncated JPEG file (no end-of-image marker): {path}. Re-copy or re-extract it."
             )
     elif data.startswith(_PNG_SIG):
         if b"IEND" not in data[-64:]:
-            raise ImageReadError(
+            raise DataReadError(
                 f"Truncated PNG file (no IEND chunk): {path}. Re-copy or re-extract it."
             )
 
 
-def _decode(path: str) -> np.ndarray:
-    """Decode ``path`` as stored: (H, W) or (H, W, C) with C in {1, 3, 4}, 8 bit (uint8)."""
+def read_image_bytes(path: str) -> bytes:
+    """The bytes of an image file, checked: it exists, is not empty, and a JPEG/PNG is complete.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        DataReadError: a folder, unreadable, empty, or a truncated JPEG/PNG.
+    """
     data = _read_bytes(path)
     _check_complete(data, path)
+    return data
+
+
+def _decode(path: str) -> np.ndarray:
+    """Decode ``path`` as stored: (H, W) or (H, W, C) with C in {1, 3, 4}, 8 bit (uint8)."""
+    data = read_image_bytes(path)
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise ImageReadError(
+        raise DataReadError(
             f"Cannot decode image file {path}: corrupt, truncated or not an image "
             f"({len(data)} bytes)"
         )
@@ -100,13 +122,13 @@ def _decode(path: str) -> np.ndarray:
     elif img.dtype == bool:
         img = img.astype(np.uint8) * 255
     elif img.dtype != np.uint8:
-        raise ImageReadError(
+        raise DataReadError(
             f"Unsupported pixel type {img.dtype} in {path}: expected 8- or 16-bit integers"
         )
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
-        raise ImageReadError(f"Unsupported image layout {img.shape} in {path}")
+        raise DataReadError(f"Unsupported image layout {img.shape} in {path}")
     return img
 
 
@@ -118,7 +140,7 @@ def read_image(path: str, format: str = "RGB") -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ImageReadError: the file is empty, truncated or cannot be decoded.
+        DataReadError: the file is empty, truncated or cannot be decoded.
         ValueError: unknown ``format``.
     """
     if format not in ("RGB", "BGR"):
@@ -142,7 +164,7 @@ def read_mask(path: str) -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ImageReadError: the file is empty, truncated or cannot be decoded.
+        DataReadError: the file is empty, truncated or cannot be decoded.
     """
     m = _decode(path)
     if m.ndim == 3:
