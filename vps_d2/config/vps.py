@@ -57,6 +57,11 @@ def _add_video_sections(cfg: CN) -> None:
     # Draw the K frames with the lowest Dice at 0.5 of each test split (prediction | GT) in
     # OUTPUT_DIR/worst_cases/<dataset>/ after each evaluation (0 = off).
     cfg.TEST.VPS.DUMP_WORST_CASES = 0
+    # Read ground truth exactly as the SUN-SEG toolbox: foreground = gray > 128, so masks
+    # saved as 0/1 are scored as EMPTY. False: a GT file whose maximum value is 1 is read
+    # as a 0/1 mask (foreground = 1), with one warning per dataset naming some of the files;
+    # 0/255 masks give the toolbox's numbers either way. tools/evaluate.py: --literal-gt.
+    cfg.TEST.VPS.LITERAL_GT = False
     # Metric used to keep the best checkpoint (model_best.pth) during training.
     cfg.TEST.VPS.BEST_METRIC = "maxDice"
     # Dataset whose BEST_METRIC is tracked; "" = the first of DATASETS.TEST.

@@ -10,8 +10,21 @@ over that averaged curve. Result keys are the toolbox's (:data:`METRIC_KEYS`), p
 ``meanSpeCorrected`` / ``maxSpeCorrected`` (Specificity without the toolbox's
 "0 whenever TP == 0" flaw).
 
-Deviation: a case left without frames (two GT frames or fewer) is skipped with a warning
-instead of turning the split into NaN.
+Deviations:
+
+* a case left without frames (two GT frames or fewer) is skipped with a warning instead of
+  turning the split into NaN;
+* 0/1 ground truth: a GT file whose maximum gray value is 1 (masks saved as 0/1, a quirk of
+  some releases) is read as a binary mask, foreground = 1; the toolbox's ``> 128`` would
+  read it as empty and score every metric of such frames as if the polyp were absent.
+  0/255 masks (anti-aliased or not) read exactly as in the toolbox. Each evaluation path
+  counts these files in :class:`CaseAccumulator` and logs ONE warning per dataset/split
+  (:func:`warn_zero_one_gt`) naming it and a few files. ``literal=True`` (config
+  ``TEST.VPS.LITERAL_GT``, ``tools/evaluate.py --literal-gt``) reads every GT file as the
+  toolbox does (``> 128``), 0/1 masks included (they are still counted and reported);
+* unreadable files (missing, empty, truncated JPEG/PNG) raise
+  :class:`~vps_d2.data.io.DataReadError` / ``FileNotFoundError`` naming the file, where
+  ``cv2.imread`` would return None or a partly decoded image.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import cv2
 import numpy as np
 
 from vps_d2.data.frame_order import case_sort_key, sort_frames
+from vps_d2.data.io import DataReadError, read_image_bytes
 from vps_d2.utils.file_io import atomic_write_bytes
 
 from .metrics import CURVE_KEYS, SCALAR_KEYS, frame_metrics
@@ -42,6 +56,7 @@ __all__ = [
     "evaluate_case_task",
     "format_results_table",
     "format_vps_results",
+    "is_zero_one_gt",
     "list_gt_cases",
     "load_frame",
     "match_prediction",
@@ -49,6 +64,7 @@ __all__ = [
     "read_gt",
     "summarize",
     "toolbox_frames",
+    "warn_zero_one_gt",
     "write_results_csv",
     "write_results_json",
 ]
@@ -72,18 +88,37 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # ------------------------------------------------------------------------------ reading
 def read_gray(path: str) -> np.ndarray:
-    """uint8 (H, W) via ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``; clear error if unreadable."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Image file not found: {path}")
-    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    """uint8 (H, W) as ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)`` reads it.
+
+    The file is checked first (:func:`vps_d2.data.io.read_image_bytes`: missing, empty or
+    truncated files raise an error naming the file) and decoded with ``cv2.imdecode`` and the
+    same flag, which gives ``cv2.imread``'s pixels.
+    """
+    data = read_image_bytes(path)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None or img.size == 0:
-        raise ValueError(f"Cannot read image {path}: empty, truncated or not an image file")
-    return img
+        raise DataReadError(
+            f"Cannot decode image file {path}: corrupt or not an image ({len(data)} bytes)"
+        )
+    return img  # H, W
 
 
-def read_gt(path: str) -> np.ndarray:
-    """bool (H, W): the GT file read as 8-bit grayscale, ``> 128``."""
-    return read_gray(path) > 128
+def is_zero_one_gt(gray: np.ndarray) -> bool:
+    """True for a GT image (uint8 (H, W)) saved as 0/1: its maximum is 1."""
+    return gray.size > 0 and int(gray.max()) == 1
+
+
+def read_gt(path: str, literal: bool = False) -> tuple[np.ndarray, bool]:
+    """``(bool (H, W) GT, zero_one)`` of the GT file ``path``; the one GT reading.
+
+    ``gray > 128`` as the toolbox, except a 0/1 mask (``zero_one``: maximum 1), read as
+    ``gray == 1`` unless ``literal`` (the toolbox's reading: empty). See the module doc.
+    """
+    gray = read_gray(path)
+    zero_one = is_zero_one_gt(gray)
+    if zero_one and not literal:
+        return gray == 1, True
+    return gray > 128, zero_one
 
 
 def match_prediction(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -93,11 +128,13 @@ def match_prediction(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return pred
 
 
-def load_frame(gt_path: str, pred_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(pred uint8 (H, W) at the GT size, gt bool (H, W)) of one frame, as the toolbox."""
-    gt = read_gt(gt_path)
+def load_frame(
+    gt_path: str, pred_path: str, literal: bool = False
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(pred uint8 (H, W) at the GT size, gt bool (H, W), zero_one) of one frame."""
+    gt, zero_one = read_gt(gt_path, literal)
     pred = match_prediction(read_gray(pred_path), gt.shape)
-    return pred, gt
+    return pred, gt, zero_one
 
 
 def toolbox_frames(gt_paths: Iterable[str], case: str) -> list[str]:
@@ -124,17 +161,32 @@ def list_gt_cases(gt_dir: str) -> dict[str, list[str]]:
 
 
 # ------------------------------------------------------------------------- accumulation
+#: How many 0/1 GT file names a CaseAccumulator keeps as examples for the warning.
+ZERO_ONE_EXAMPLES = 3
+
+
 class CaseAccumulator:
     """Sums of the per-frame metrics of one case: 5 scalars and 7 curves of 256 values.
 
-    Memory is constant in the number of frames. ``state()`` / ``from_state()`` give a
-    picklable form for gathering across processes; ``merge`` adds another's sums.
+    Also counts the scored GT files that were 0/1 masks (``zero_one``, with up to
+    :data:`ZERO_ONE_EXAMPLES` of their paths in ``zero_one_files``) for
+    :func:`warn_zero_one_gt`. Memory is constant in the number of frames. ``state()`` /
+    ``from_state()`` give a picklable form for gathering across processes; ``merge`` adds
+    another's sums.
     """
 
     def __init__(self) -> None:
         self.n = 0
         self.scalars = np.zeros(len(SCALAR_KEYS))
         self.curves = np.zeros((len(CURVE_KEYS), 256))
+        self.zero_one = 0
+        self.zero_one_files: list[str] = []
+
+    def note_zero_one(self, gt_path: str) -> None:
+        """Record that the GT file ``gt_path`` of a scored frame is a 0/1 mask."""
+        self.zero_one += 1
+        if len(self.zero_one_files) < ZERO_ONE_EXAMPLES:
+            self.zero_one_files.append(gt_path)
 
     def add(self, m: Mapping[str, object]) -> None:
         """Add one frame's :func:`~vps_d2.evaluation.metrics.frame_metrics` output."""
@@ -146,9 +198,13 @@ class CaseAccumulator:
         self.n += other.n
         self.scalars += other.scalars
         self.curves += other.curves
+        self.zero_one += other.zero_one
+        room = ZERO_ONE_EXAMPLES - len(self.zero_one_files)
+        self.zero_one_files += other.zero_one_files[: max(room, 0)]
 
     def state(self) -> dict:
-        return {"n": self.n, "scalars": self.scalars.copy(), "curves": self.curves.copy()}
+        return {"n": self.n, "scalars": self.scalars.copy(), "curves": self.curves.copy(),
+                "zero_one": self.zero_one, "zero_one_files": list(self.zero_one_files)}  # fmt: skip
 
     @classmethod
     def from_state(cls, state: Mapping) -> CaseAccumulator:
@@ -156,6 +212,8 @@ class CaseAccumulator:
         acc.n = int(state["n"])
         acc.scalars = np.asarray(state["scalars"], dtype=np.float64).copy()
         acc.curves = np.asarray(state["curves"], dtype=np.float64).copy()
+        acc.zero_one = int(state.get("zero_one", 0))
+        acc.zero_one_files = list(state.get("zero_one_files", ()))
         return acc
 
     def mean(self) -> dict:
@@ -210,19 +268,58 @@ def aggregate_cases(cases: Mapping[str, CaseAccumulator]) -> dict[str, float]:
     return {} if avg is None else summarize(avg)
 
 
-def evaluate_case(frames: Sequence[tuple[str, str]]) -> CaseAccumulator:
-    """Accumulate the metrics of ``frames`` = [(gt_path, pred_path), ...] of one case."""
+def evaluate_case(frames: Sequence[tuple[str, str]], literal: bool = False) -> CaseAccumulator:
+    """Accumulate the metrics of ``frames`` = [(gt_path, pred_path), ...] of one case.
+
+    ``literal``: read 0/1 GT masks as the toolbox does (see :func:`read_gt`).
+    """
     acc = CaseAccumulator()
     for gt_path, pred_path in frames:
-        pred, gt = load_frame(gt_path, pred_path)
+        pred, gt, zero_one = load_frame(gt_path, pred_path, literal)
         acc.add(frame_metrics(pred, gt))
+        if zero_one:
+            acc.note_zero_one(gt_path)
     return acc
 
 
-def evaluate_case_task(task: tuple[str, str, Sequence[tuple[str, str]]]):
+def evaluate_case_task(task: tuple[str, str, Sequence[tuple[str, str]]], literal: bool = False):
     """``(split, case, frames)`` -> ``(split, case, CaseAccumulator)``; picklable for workers."""
     split, case, frames = task
-    return split, case, evaluate_case(frames)
+    return split, case, evaluate_case(frames, literal)
+
+
+def warn_zero_one_gt(
+    name: str, cases: Mapping[str, CaseAccumulator], *, literal: bool, literal_option: str
+) -> str | None:
+    """Log ONE warning when scored GT files of the dataset/split ``name`` are 0/1 masks.
+
+    ``literal_option`` names the switch for the toolbox's literal reading in the caller's
+    terms (``"TEST.VPS.LITERAL_GT True"``, ``"--literal-gt"``). Returns the message (None
+    when there is no 0/1 mask).
+    """
+    total = sum(acc.n for acc in cases.values())
+    count = sum(acc.zero_one for acc in cases.values())
+    if count == 0:
+        return None
+    examples = [f for c in sorted(cases, key=case_sort_key) for f in cases[c].zero_one_files]
+    examples = examples[:ZERO_ONE_EXAMPLES]
+    n_cases = sum(1 for acc in cases.values() if acc.zero_one)
+    head = (
+        f"{name}: {count} of {total} scored GT mask(s) in {n_cases} case(s) are 0/1 masks "
+        f"(maximum value 1), e.g. {', '.join(examples)}"
+    )
+    if literal:
+        msg = (
+            f"{head}. With {literal_option} they are read as the SUN-SEG toolbox reads them "
+            "(> 128), i.e. as EMPTY masks."
+        )
+    else:
+        msg = (
+            f"{head}. Scored as binary masks (foreground = 1); the SUN-SEG toolbox reads GT as "
+            f"> 128 and would score them as empty (its reading: {literal_option})."
+        )
+    logger.warning(msg)
+    return msg
 
 
 # ------------------------------------------------------------------------------ output

@@ -12,6 +12,10 @@ drops the first and the last. The evaluator takes the GT file names of each vide
 scored) and applies the same rule, so it does not depend on the order in which frames
 arrive or on how videos are split across processes. Memory: one
 :class:`~vps_d2.evaluation.protocol.CaseAccumulator` per video.
+
+GT is read with :func:`~vps_d2.evaluation.protocol.read_gt` (0/1 masks as binary masks unless
+``literal_gt`` = ``TEST.VPS.LITERAL_GT``; one warning per evaluation of a dataset that has
+them), the reading of ``tools/evaluate.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .protocol import (
     match_prediction,
     read_gt,
     toolbox_frames,
+    warn_zero_one_gt,
     write_results_csv,
     write_results_json,
 )
@@ -89,6 +94,7 @@ class VPSEvaluator(DatasetEvaluator):
         model_name: str = "vps_d2",
         distributed: bool = True,
         dump_worst_cases: int = 0,
+        literal_gt: bool = False,
     ) -> None:
         if save_predictions and not output_dir:
             raise ValueError("VPSEvaluator: save_predictions=True needs an output_dir")
@@ -99,6 +105,8 @@ class VPSEvaluator(DatasetEvaluator):
         self.save_predictions = save_predictions
         self.model_name = model_name
         self.distributed = distributed
+        # Read GT as the toolbox (> 128), 0/1 masks included (see protocol.read_gt).
+        self.literal_gt = bool(literal_gt)
         self._videos: dict | None = None  # video_id -> (dropped GT paths, n scored, subdir)
         self._cases: dict[str, CaseAccumulator] = {}
         # Qualitative dump of the k frames with the lowest Dice at 0.5 (0 = off).
@@ -113,6 +121,7 @@ class VPSEvaluator(DatasetEvaluator):
             "save_predictions": cfg.TEST.VPS.SAVE_PREDICTIONS,
             "model_name": cfg.TEST.VPS.MODEL_NAME,
             "dump_worst_cases": cfg.TEST.VPS.DUMP_WORST_CASES,
+            "literal_gt": cfg.TEST.VPS.LITERAL_GT,
         }
 
     # ---------------------------------------------------------------------------------
@@ -175,10 +184,12 @@ class VPSEvaluator(DatasetEvaluator):
             gt_file = inp.get("gt_file_name")
             if not gt_file or _norm(gt_file) in dropped:
                 continue
-            gt = read_gt(gt_file)
+            gt, zero_one = read_gt(gt_file, self.literal_gt)
             q = match_prediction(q, gt.shape)
             acc = self._cases.setdefault(vid, CaseAccumulator())
             acc.add(frame_metrics(q, gt))
+            if zero_one:
+                acc.note_zero_one(gt_file)
             if self._worst is not None:
                 prob01 = q.astype(np.float32) / 255.0
                 self._worst.add(
@@ -226,6 +237,8 @@ class VPSEvaluator(DatasetEvaluator):
         if not cases:
             logger.warning("VPSEvaluator(%s): no frame was scored", self.dataset_name)
             return OrderedDict()
+        warn_zero_one_gt(f"VPSEvaluator({self.dataset_name})", cases, literal=self.literal_gt,
+                         literal_option="TEST.VPS.LITERAL_GT True")  # fmt: skip
         result = aggregate_cases(cases)
         if self.output_dir and result:
             base = os.path.join(self.output_dir, f"vps_{self.dataset_name}")
