@@ -12,8 +12,13 @@ SUN-SEG test splits present under ``--gt-root``. Per case the first and last GT 
 
 Prints the toolbox's table (3 decimals); ``--json`` writes {split: {metric: value}} at full
 precision, ``--csv`` one row per case, ``--plot`` Dice / IoU / F-measure against the
-threshold for every split (drawn with OpenCV). Exit status: 0, or 1 with a message on bad
-input (missing predictions are listed; ``--skip-missing`` skips them with a warning).
+threshold for every split (drawn with OpenCV). Every output path is checked before anything
+is computed. Exit status: 0, or 1 with a one-line message on bad input (missing predictions
+are listed; ``--skip-missing`` skips them with a warning).
+
+GT masks saved as 0/1 (maximum value 1) are scored as binary masks, with one warning per
+split; ``--literal-gt`` reads them as the toolbox does (> 128: empty). Worker processes end
+as soon as this process ends, also when it is killed.
 """
 
 from __future__ import annotations
@@ -46,10 +51,12 @@ from vps_d2.evaluation.protocol import (
     list_gt_cases,
     summarize,
     toolbox_frames,
+    warn_zero_one_gt,
     write_results_csv,
     write_results_json,
 )
 from vps_d2.utils.file_io import atomic_write_bytes  # noqa: E402
+from vps_d2.utils.workers import init_worker
 
 logger = logging.getLogger("vps_d2.evaluate")
 _MAX_LISTED = 20
@@ -80,8 +87,51 @@ def get_parser() -> argparse.ArgumentParser:
         "--skip-missing", action="store_true",
         help="skip frames without a prediction (warning) instead of stopping",
     )  # fmt: skip
+    p.add_argument(
+        "--literal-gt", action="store_true",
+        help="read GT exactly as the SUN-SEG toolbox (gray > 128): masks saved as 0/1 count as "
+        "empty (default: a mask whose maximum is 1 is read as 0/1, with a warning)",
+    )  # fmt: skip
     p.add_argument("--digits", type=int, default=3, help="decimals in the printed table")
     return p
+
+
+def _check_output_file(flag: str, path: str) -> str:
+    """``path`` made absolute, after checking it can be written (nothing is created)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(path):
+        raise EvaluationError(f"{flag} {path} is a folder; give a file name")
+    folder = os.path.dirname(path)
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise EvaluationError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise EvaluationError(f"{flag} {path}: the folder {existing} is not writable")
+    return path
+
+
+def check_outputs(args) -> None:
+    """Validate --json, --csv and --plot before any computation (raises EvaluationError)."""
+    seen: dict[str, str] = {}
+    for flag, path in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)):
+        if not path:
+            continue
+        full = _check_output_file(flag, path)
+        if full in seen:
+            raise EvaluationError(f"{seen[full]} and {flag} name the same file {full}")
+        seen[full] = flag
+    if args.plot:
+        ext = os.path.splitext(args.plot)[1].lower() or ".png"
+        try:
+            ok = cv2.imencode(ext, np.zeros((2, 2, 3), np.uint8))[0]
+        except cv2.error:
+            ok = False
+        if not ok:
+            raise EvaluationError(
+                f"--plot {args.plot}: OpenCV cannot write {ext!r} images; use .png or .jpg"
+            )
 
 
 def _listing(paths: list[str]) -> str:
@@ -145,14 +195,18 @@ def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str,
     return splits, tasks
 
 
-def run_tasks(tasks, workers: int) -> dict[str, dict[str, CaseAccumulator]]:
-    """{split: {case: CaseAccumulator}}, cases in worker processes when workers > 1."""
+def run_tasks(tasks, workers: int, literal: bool = False) -> dict[str, dict[str, CaseAccumulator]]:
+    """{split: {case: CaseAccumulator}}, cases in worker processes when workers > 1.
+
+    Workers end with this process (:func:`vps_d2.utils.workers.init_worker`), also when it
+    is killed with SIGKILL, instead of finishing (or blocking after) their case.
+    """
     out: dict[str, dict[str, CaseAccumulator]] = {}
     bar = tqdm(total=sum(len(t[2]) for t in tasks), unit="frame", desc="evaluate", leave=False)
     try:
         if workers <= 1 or len(tasks) == 1:
             for task in tasks:
-                split, case, acc = evaluate_case_task(task)
+                split, case, acc = evaluate_case_task(task, literal)
                 out.setdefault(split, {})[case] = acc
                 bar.update(len(task[2]))
         else:
@@ -161,11 +215,11 @@ def run_tasks(tasks, workers: int) -> dict[str, dict[str, CaseAccumulator]]:
             # Workers fork from a fresh single-threaded server (never from this process,
             # whose threads could hold locks), with the package imported once there.
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["vps_d2.evaluation.protocol"])
+            ctx.set_forkserver_preload(["vps_d2.evaluation.protocol", "vps_d2.utils.workers"])
             with cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=cv2.setNumThreads, initargs=(1,)
+                max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(1,)
             ) as ex:
-                futures = {ex.submit(evaluate_case_task, t): t for t in order}
+                futures = {ex.submit(evaluate_case_task, t, literal): t for t in order}
                 for fut in cf.as_completed(futures):
                     split, case, acc = fut.result()
                     out.setdefault(split, {})[case] = acc
@@ -223,8 +277,9 @@ def write_plot(path: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
 
 # ---------------------------------------------------------------------------------- main
 def evaluate(args) -> dict[str, dict[str, float]]:
+    check_outputs(args)
     splits, tasks = collect_tasks(args)
-    per_split = run_tasks(tasks, args.workers)
+    per_split = run_tasks(tasks, args.workers, args.literal_gt)
     results, curves, rows = {}, {}, []
     for split in splits:
         cases = per_split.get(split, {})
@@ -232,6 +287,7 @@ def evaluate(args) -> dict[str, dict[str, float]]:
         if avg is None:
             logger.warning("Split %s: no case was scored", split)
             continue
+        warn_zero_one_gt(split, cases, literal=args.literal_gt, literal_option="--literal-gt")
         results[split] = summarize(avg)
         curves[split] = avg
         for case in sorted(cases, key=case_sort_key):
@@ -250,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         results = evaluate(args)
-    except (EvaluationError, FileNotFoundError, ValueError) as e:
+    except (EvaluationError, OSError, ValueError) as e:  # DataReadError: both
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"Model: {args.model}")
