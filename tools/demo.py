@@ -16,6 +16,13 @@ Examples::
         --output out/case3_1.mp4 --overlay contour \
         --opts MODEL.WEIGHTS output/sample_baseline/model_final.pth
 
+Outputs are checked before anything is read: ``--output`` must be a video file
+(``.mp4 .avi .mkv .mov .m4v .mpg .mpeg .wmv .webm``) or a folder (a path without an
+extension, ending in ``/``, or an existing folder); an output that is, contains or lies
+inside an input (``--video-input``, ``--input`` folders/globs/files, ``--gt``) is refused,
+symlinks and relative paths resolved. Hidden temporary files of demo runs that were killed
+are removed from the output folders at start.
+
 Exit status: 0 on success, 1 on an error (the message says what and where), 2 on bad
 flags, 130 when interrupted. An interrupted or failed run leaves no partial output video.
 """
@@ -39,13 +46,17 @@ from vps_d2.data.video_io import (
     VIDEO_EXTENSIONS,
     VideoReader,
     VideoWriter,
+    check_not_overwriting_input,
     check_output_path,
+    codec_candidates,
     frame_to_bgr,
     read_gt_mask,
+    source_locations,
     write_image,
 )
 from vps_d2.engine.defaults import configure_cpu_threads, setup_cfg
 from vps_d2.engine.predictor import VideoPredictor
+from vps_d2.utils.file_io import remove_stale_temp_files
 from vps_d2.utils.logger import setup_logger
 from vps_d2.visualization import OVERLAY_MODES, ContactSheet, Visualizer
 
@@ -75,8 +86,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output",
         metavar="PATH",
-        help="a video file (.mp4/.avi/.mkv: written at the source fps and size; twice the "
-        "width with --gt) or a folder for per-frame images",
+        help=f"a video file ({' '.join(VIDEO_EXTENSIONS)}: written at the source fps and "
+        "size; twice the width with --gt) or a folder for per-frame images (a path without "
+        "an extension); never the input or a path inside it",
     )
     parser.add_argument(
         "--confidence-threshold",
@@ -124,33 +136,88 @@ def _is_video_path(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
 
 
-def _outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
-    """(video file, frame folder, contact sheet) paths, each checked writable, or None."""
+def _plan_outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
+    """(video file, frame folder, contact sheet) absolute paths or None, from the flags only.
+
+    Raises ValueError for an --output that is neither a video file nor a folder.
+    """
     video = frames_dir = sheet = None
     if args.output:
         out = os.path.abspath(os.path.expanduser(args.output))
-        if _is_video_path(out):
-            video = check_output_path(out)
+        ext = os.path.splitext(out)[1].lower()
+        is_folder = (os.path.isdir(out) or args.output.endswith(("/", os.sep))
+                     or ext == "")  # fmt: skip
+        supported = " ".join(VIDEO_EXTENSIONS)
+        if _is_video_path(out) and not os.path.isdir(out):
+            video = out
             if args.save_frames:
-                frames_dir = check_output_path(os.path.splitext(out)[0] + "_frames", is_dir=True)
+                frames_dir = os.path.splitext(out)[0] + "_frames"
             sheet = os.path.splitext(out)[0] + "_contact_sheet.png"
+        elif is_folder:
+            frames_dir = out
+            sheet = os.path.join(frames_dir, "contact_sheet.png")
         elif is_image_file(out):
             raise ValueError(
                 f"--output {args.output!r} is an image file name: give a video file "
-                f"({'/'.join(VIDEO_EXTENSIONS[:3])}) or a folder for per-frame images"
+                f"({supported}) or a folder for per-frame images (a path without an extension)"
             )
         else:
-            frames_dir = check_output_path(out, is_dir=True)
-            sheet = os.path.join(frames_dir, "contact_sheet.png")
+            raise ValueError(
+                f"--output {args.output!r}: {ext!r} is not a supported video extension "
+                f"(supported: {supported}); a path without an extension (or ending in "
+                f"'{os.sep}') is a folder of per-frame images"
+            )
     if args.contact_sheet:
-        sheet = args.contact_sheet
-    if sheet is not None:
+        sheet = os.path.abspath(os.path.expanduser(args.contact_sheet))
         if os.path.splitext(sheet)[1].lower() not in (".png", ".jpg", ".jpeg"):
-            raise ValueError(f"--contact-sheet {sheet!r} must end in .png or .jpg")
-        sheet = check_output_path(sheet)
+            raise ValueError(f"--contact-sheet {args.contact_sheet!r} must end in .png or .jpg")
     if video is None and frames_dir is None and sheet is None:
         raise ValueError("Nothing to write: give --output (a video file or a folder) "
                          "and/or --contact-sheet")  # fmt: skip
+    return video, frames_dir, sheet
+
+
+def _refuse_overwriting_inputs(args: argparse.Namespace, video, frames_dir, sheet) -> None:
+    """ValueError when an output is, contains or lies inside an input (nothing is read)."""
+    items = []
+    if args.video_input:
+        items.append(args.video_input)
+    if args.input:
+        items.extend(args.input)
+    if args.gt:
+        items.append(args.gt)
+    files, folders = source_locations(items)
+    if video is not None:
+        root = os.path.splitext(video)[0]
+        # the codec fallback may write <root>.avi instead of the requested name
+        for path in dict.fromkeys([video] + [root + ext for _, ext in codec_candidates(video)]):
+            check_not_overwriting_input(path, is_dir=False, files=files, folders=folders,
+                                        what="output video")  # fmt: skip
+    if frames_dir is not None:
+        check_not_overwriting_input(frames_dir, is_dir=True, files=files, folders=folders,
+                                    what="output frame folder")  # fmt: skip
+    if sheet is not None:
+        check_not_overwriting_input(sheet, is_dir=False, files=files, folders=folders,
+                                    what="contact sheet")  # fmt: skip
+
+
+def _outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
+    """(video file, frame folder, contact sheet) paths, each checked writable, or None.
+
+    Checks, before any input is read: the kind of --output, no output over an input, the
+    locations writable (missing folders are created). Stale temporary files of killed runs
+    in the output folders are removed.
+    """
+    video, frames_dir, sheet = _plan_outputs(args)
+    _refuse_overwriting_inputs(args, video, frames_dir, sheet)
+    if video is not None:
+        video = check_output_path(video)
+    if frames_dir is not None:
+        frames_dir = check_output_path(frames_dir, is_dir=True)
+        remove_stale_temp_files(frames_dir)
+    if sheet is not None:
+        sheet = check_output_path(sheet)
+        remove_stale_temp_files(os.path.dirname(sheet))
     return video, frames_dir, sheet
 
 
@@ -158,15 +225,15 @@ def run(args: argparse.Namespace) -> dict:
     """The demo proper; returns a summary dict. Raises on any error."""
     if args.max_frames is not None and args.max_frames <= 0:
         raise ValueError(f"--max-frames must be positive, got {args.max_frames}")
+    if args.video_input and not os.path.isfile(args.video_input):
+        raise FileNotFoundError(f"--video-input not found: {args.video_input!r}")
+    video_path, frames_dir, sheet_path = _outputs(args)  # before reading anything
     cfg = setup_cfg(argparse.Namespace(config_file=args.config_file, opts=args.opts))
     configure_cpu_threads(cfg, num_workers=0)  # frames are read in this process
     source = args.video_input if args.video_input else (0 if args.webcam else args.input)
-    if args.video_input and not os.path.isfile(args.video_input):
-        raise FileNotFoundError(f"--video-input not found: {args.video_input!r}")
     reader = VideoReader(source, format=cfg.INPUT.FORMAT, gt_dir=args.gt,
                          max_frames=args.max_frames, fps=args.fps)  # fmt: skip
     try:
-        video_path, frames_dir, sheet_path = _outputs(args)
         predictor = VideoPredictor(cfg)
         with_gt = args.gt is not None
         vis = Visualizer(overlay=args.overlay, threshold=args.confidence_threshold)

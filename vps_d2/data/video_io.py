@@ -16,7 +16,11 @@ opens *and* a test frame written with it gives a non-empty file that reads back;
 fallback therefore fires whenever the first codec is unusable, not only when OpenCV
 reports it. Frames go to a hidden temporary file in the output folder which is renamed
 over the output on success and removed on failure, so a partial video is never left where
-the finished one is expected.
+the finished one is expected; the hidden files of writers that were killed (``kill -9``)
+are removed when the next writer starts in that folder.
+
+:func:`source_locations` and :func:`check_not_overwriting_input` let a tool refuse an
+output that is, contains or lies inside its input before anything is read.
 """
 
 from __future__ import annotations
@@ -31,7 +35,12 @@ import cv2
 import numpy as np
 import torch
 
-from vps_d2.utils.file_io import atomic_write_bytes, commit_temp_file, make_temp_path
+from vps_d2.utils.file_io import (
+    atomic_write_bytes,
+    commit_temp_file,
+    make_temp_path,
+    remove_stale_temp_files,
+)
 from vps_d2.utils.opencv_compat import capture_property
 
 from .datasets.folder import list_image_files
@@ -42,10 +51,12 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoReader",
     "VideoWriter",
+    "check_not_overwriting_input",
     "check_output_path",
     "codec_candidates",
     "frame_to_bgr",
     "read_gt_mask",
+    "source_locations",
     "write_image",
 ]
 
@@ -344,6 +355,89 @@ def read_gt_mask(path: str | None, height: int, width: int) -> np.ndarray | None
 
 
 # ---------------------------------------------------------------------------- #
+# Inputs vs outputs
+# ---------------------------------------------------------------------------- #
+def _both_forms(path: str) -> set[str]:
+    """The absolute path and the path with every symlink resolved (normalised case)."""
+    path = os.path.expanduser(path)
+    return {os.path.normcase(os.path.abspath(path)), os.path.normcase(os.path.realpath(path))}
+
+
+def _glob_folder(pattern: str) -> str:
+    """The folder part of a glob pattern before its first wildcard (``"."`` if none)."""
+    parts = []
+    for part in os.path.normpath(pattern).split(os.sep):
+        if any(c in part for c in _GLOB_CHARS):
+            break
+        parts.append(part)
+    return os.sep.join(parts) or (os.sep if pattern.startswith(os.sep) else ".")
+
+
+def source_locations(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(files, folders)`` a reader of ``items`` (video files, frame folders, glob patterns,
+    image files, GT folders) reads from, without opening any file.
+
+    A glob pattern gives the files it matches and its folder (the part before the first
+    wildcard). Paths that do not exist are left out (the reader reports them).
+    """
+    files: list[str] = []
+    folders: list[str] = []
+    for item in items:
+        item = os.path.expanduser(str(item))
+        if os.path.isdir(item):
+            folders.append(item)
+        elif os.path.isfile(item):
+            files.append(item)
+        elif any(c in item for c in _GLOB_CHARS):
+            files.extend(p for p in glob.glob(item) if os.path.isfile(p))
+            folders.append(_glob_folder(item))
+    return files, folders
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path != folder and path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_not_overwriting_input(
+    output: str, *, is_dir: bool, files: Sequence[str], folders: Sequence[str], what: str = "output"
+) -> None:
+    """Raise ``ValueError`` when ``output`` is an input, lies inside an input folder, or (a
+    folder) contains an input file or folder. Symlinks and relative paths are resolved.
+
+    ``files`` / ``folders``: the inputs, e.g. from :func:`source_locations`.
+    """
+    outs = _both_forms(output)
+    for d in folders:
+        for o in outs:
+            for i in _both_forms(d):
+                if o == i:
+                    rel = "is"
+                elif _inside(o, i):
+                    rel = "is inside"
+                elif is_dir and _inside(i, o):
+                    rel = "contains"
+                else:
+                    continue
+                raise ValueError(
+                    f"Refusing to write the {what} {output!r}: it {rel} the input folder {d!r}. "
+                    "Choose an output outside the input."
+                )
+    for f in files:
+        for o in outs:
+            for i in _both_forms(f):
+                if o == i:
+                    rel = "is the input file {!r}, which would be overwritten"
+                elif is_dir and _inside(i, o):
+                    rel = "contains the input file {!r}"
+                else:
+                    continue
+                raise ValueError(
+                    f"Refusing to write the {what} {output!r}: it {rel.format(f)}. Choose an "
+                    "output outside the input."
+                )
+
+
+# ---------------------------------------------------------------------------- #
 # Writing
 # ---------------------------------------------------------------------------- #
 def check_output_path(path: str, *, is_dir: bool = False) -> str:
@@ -429,6 +523,8 @@ def _probe_codec(
 class VideoWriter:
     """Write BGR uint8 (H, W, 3) frames to a video file atomically, with codec fallback.
 
+    Hidden temporary files left in the output folder by writers that were killed are
+    removed first (only those of processes that no longer exist).
     ``codecs`` (default :func:`codec_candidates`) are tried in order; the first one that
     passes a test (writer opens, a test frame gives a non-empty file that reads back) is
     used. When it is not the first, the fallback is logged and the output gets that
@@ -453,6 +549,7 @@ class VideoWriter:
         self.requested_path = check_output_path(path)
         self.fps, self.frame_size = float(fps), (width, height)
         folder = os.path.dirname(self.requested_path)
+        remove_stale_temp_files(folder)  # .partial/.probe files of killed writers
         root, _ = os.path.splitext(self.requested_path)
         base = os.path.basename(root)
         failures = []
