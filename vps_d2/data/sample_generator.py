@@ -57,6 +57,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -670,6 +671,62 @@ def _write_case_tables(root: str, plans: list[ClipPlan]) -> None:
             f.writelines(lines)
 
 
+def _work_folder_re(out: str) -> re.Pattern:
+    return re.compile(r"^\." + re.escape(os.path.basename(out)) + r"\.(tmp|old)-(\d+)-\w+$")
+
+
+def _make_work_folder(out: str, kind: str) -> str:
+    """A new hidden sibling folder of ``out``: ``.<name>.<kind>-<pid>-<random>``.
+
+    The writer's process id in the name lets a later run remove the folders of runs that
+    were killed (:func:`_remove_stale_work_folders`). Mode: what ``mkdir`` gives (umask).
+    """
+    folder = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.{kind}-{os.getpid()}-",
+                              dir=os.path.dirname(out))  # fmt: skip
+    os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes it 0o700
+    return folder
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def _remove_stale_work_folders(out: str) -> list[str]:
+    """Delete the work folders of ``out`` (see :func:`_make_work_folder`) of dead processes.
+
+    A run killed while replacing ``out`` may have left the previous dataset in its "old"
+    folder and nothing at ``out``: that dataset is moved back to ``out`` first.
+    """
+    parent, pattern, removed = os.path.dirname(out), _work_folder_re(out), []
+    for name in sorted(os.listdir(parent)):
+        m = pattern.match(name)
+        path = os.path.join(parent, name)
+        if not m or not os.path.isdir(path) or _process_exists(int(m.group(2))):
+            continue
+        kept = os.path.join(path, "data")
+        if m.group(1) == "old" and os.path.isdir(kept) and not os.path.exists(out):
+            os.replace(kept, out)
+            logger.warning("Restored %s from %s (a run was killed while replacing it)", out, name)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        logger.info("Removed %d folder(s) left by killed runs: %s", len(removed),
+                    ", ".join(os.path.basename(p) for p in removed))  # fmt: skip
+    return removed
+
+
 def make_sample_dataset(
     output_dir: str,
     seed: int = 0,
@@ -685,7 +742,8 @@ def make_sample_dataset(
     """Write the synthetic sample dataset to ``output_dir`` (SUN-SEG layout, see module doc).
 
     Everything is written into a temporary sibling folder that is renamed to ``output_dir``
-    at the end, so an interrupted run never leaves a partial dataset there. An existing
+    at the end, so an interrupted run never leaves a partial dataset there; the hidden
+    folders (``.<name>.tmp-<pid>-*``) of runs that were killed are removed at start. An existing
     non-empty ``output_dir`` is an error unless ``overwrite`` is True (it is then replaced).
 
     Returns a summary: ``{"output_dir", "seed", "height", "width", "seconds", "splits":
@@ -701,6 +759,8 @@ def make_sample_dataset(
         frames_max=frames_max,
     )
     out = os.path.abspath(os.fspath(output_dir))
+    if os.path.isdir(os.path.dirname(out)):
+        _remove_stale_work_folders(out)  # (may restore a dataset a killed run moved aside)
     if os.path.exists(out):
         if not os.path.isdir(out):
             raise FileExistsError(f"make_sample_dataset: {out} exists and is not a folder")
@@ -712,13 +772,12 @@ def make_sample_dataset(
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     start = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    tmp = _make_work_folder(out, "tmp")
     try:
-        os.chmod(tmp, 0o755)
         per_split = _write_dataset(tmp, plans, seed=int(seed), height=height, width=width)
         if os.path.isdir(out):
             if os.listdir(out):
-                old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
+                old = _make_work_folder(out, "old")
                 os.replace(out, os.path.join(old, "data"))
                 os.replace(tmp, out)
                 shutil.rmtree(old, ignore_errors=True)
