@@ -151,7 +151,7 @@ def test_clip_sampler_registry_reads_config():
     with pytest.raises(ValueError, match="INPUT.CLIP.LENGTH"):
         build_clip_sampler(cfg)
     cfg.INPUT.CLIP.SAMPLING = "backward"
-    with pytest.raises(ValueError, match="INPUT.CLIP.SAMPLING.*'backward'.*triplet"):
+    with pytest.raises(KeyError, match="INPUT.CLIP.SAMPLING.*'backward'.*triplet"):
         build_clip_sampler(cfg)
 
 

@@ -159,13 +159,8 @@ class WindowClipSampler(ClipSampler):
 
 def build_clip_sampler(cfg):
     """The sampler named by ``INPUT.CLIP.SAMPLING``, built as ``cls(cfg)``."""
-    name = cfg.INPUT.CLIP.SAMPLING
-    try:
-        cls = CLIP_SAMPLER_REGISTRY.get(name)
-    except KeyError as e:
-        raise ValueError(
-            f"INPUT.CLIP.SAMPLING: unknown mode {name!r}; registered: "
-            f"{sorted(k for k, _ in CLIP_SAMPLER_REGISTRY)} (a method's own mode is registered "
-            "when its package is imported)"
-        ) from e
+    cls = CLIP_SAMPLER_REGISTRY.get_for(
+        cfg.INPUT.CLIP.SAMPLING, "INPUT.CLIP.SAMPLING",
+        "a method's own mode is registered when its package is imported",
+    )  # fmt: skip
     return cls(cfg)

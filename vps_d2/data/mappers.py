@@ -201,14 +201,7 @@ class VideoClipDatasetMapper:
 
 def build_mapper(cfg, is_train: bool = True):
     """The mapper named by ``INPUT.DATASET_MAPPER_NAME``, built as ``cls(cfg, is_train=...)``."""
-    name = cfg.INPUT.DATASET_MAPPER_NAME
-    try:
-        cls = MAPPER_REGISTRY.get(name)
-    except KeyError as e:
-        raise ValueError(
-            f"INPUT.DATASET_MAPPER_NAME: {name!r} is not registered; registered: "
-            f"{sorted(k for k, _ in MAPPER_REGISTRY)}"
-        ) from e
+    cls = MAPPER_REGISTRY.get_for(cfg.INPUT.DATASET_MAPPER_NAME, "INPUT.DATASET_MAPPER_NAME")
     return cls(cfg, is_train=is_train)
 
 

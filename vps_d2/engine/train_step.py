@@ -192,14 +192,5 @@ class DefaultTrainStep(TrainStep):
 def build_train_step(cfg, model) -> TrainStep:
     """``SOLVER.TRAIN_STEP`` if set, else the meta-architecture's ``train_step``."""
     name = cfg.SOLVER.TRAIN_STEP or getattr(model, "train_step", "DefaultTrainStep")
-    try:
-        cls = TRAIN_STEP_REGISTRY.get(name)
-    except KeyError as e:
-        where = (
-            "SOLVER.TRAIN_STEP" if cfg.SOLVER.TRAIN_STEP else f"{type(model).__name__}.train_step"
-        )
-        raise KeyError(
-            f"{where} = {name!r} is not registered; available: "
-            f"{sorted(k for k, _ in TRAIN_STEP_REGISTRY)}"
-        ) from e
-    return cls(cfg)
+    where = "SOLVER.TRAIN_STEP" if cfg.SOLVER.TRAIN_STEP else f"{type(model).__name__}.train_step"
+    return TRAIN_STEP_REGISTRY.get_for(name, where)(cfg)

@@ -114,14 +114,6 @@ def build_evaluator(cfg, dataset_name: str, output_dir: str | None = None) -> Da
     names = list(cfg.TEST.EVALUATORS)
     if not names:
         raise ValueError("TEST.EVALUATORS is empty: name at least one evaluator")
-    evaluators = []
-    for name in names:
-        try:
-            cls = EVALUATOR_REGISTRY.get(name)
-        except KeyError as e:
-            raise KeyError(
-                f"TEST.EVALUATORS: {name!r} is not registered; available: "
-                f"{sorted(k for k, _ in EVALUATOR_REGISTRY)}"
-            ) from e
-        evaluators.append(cls(cfg, dataset_name, output_dir))
+    evaluators = [EVALUATOR_REGISTRY.get_for(name, "TEST.EVALUATORS")(cfg, dataset_name, output_dir)
+                  for name in names]  # fmt: skip
     return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)

@@ -15,8 +15,19 @@ class Registry(_FvRegistry):
 
     ``@REG.register()`` registers under the class name, as in Detectron2;
     ``@REG.register_as("online")`` registers under a chosen name (e.g. a config value that
-    is not a class name, or a second name of the same class).
+    is not a class name, or a second name of the same class); ``REG.get_for(name, key)``
+    is ``get`` with an error that names the config key.
     """
+
+    def get_for(self, name: str, key: str, hint: str = "") -> Any:
+        """``get(name)``, or a KeyError naming the config ``key`` and the registered names."""
+        try:
+            return self.get(name)
+        except KeyError as e:
+            raise KeyError(
+                f"{key} = {name!r} is not registered; available: {sorted(k for k, _ in self)}"
+                + (f" ({hint})" if hint else "")
+            ) from e
 
     def register_as(self, name: str) -> Callable[[Any], Any]:
         def deco(obj: Any) -> Any:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch.nn as nn
-from fvcore.common.registry import Registry
+
+from vps_d2.utils.registry import Registry
 
 __all__ = ["BACKBONE_REGISTRY", "Backbone", "ShapeSpec", "build_backbone"]
 
@@ -45,13 +46,7 @@ def build_backbone(cfg, out_features=None) -> Backbone:
     give is an error naming MODEL.BACKBONE.OUT_INDICES.
     """
     name = cfg.MODEL.BACKBONE.NAME
-    try:
-        builder = BACKBONE_REGISTRY.get(name)
-    except KeyError as e:
-        raise KeyError(
-            f"MODEL.BACKBONE.NAME = {name!r} is not registered; available: "
-            f"{sorted(k for k, _ in BACKBONE_REGISTRY)}"
-        ) from e
+    builder = BACKBONE_REGISTRY.get_for(name, "MODEL.BACKBONE.NAME")
     backbone = builder(cfg) if out_features is None else builder(cfg, out_features=out_features)
     if not isinstance(backbone, Backbone):
         raise TypeError(f"Backbone {name} must return a vps_d2 Backbone, got {type(backbone)}")

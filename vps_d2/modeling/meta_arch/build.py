@@ -29,15 +29,10 @@ def resolve_device(name: str) -> torch.device:
 
 def get_meta_arch(cfg) -> type:
     """The class registered as ``cfg.MODEL.META_ARCHITECTURE`` (KeyError listing the names)."""
-    name = cfg.MODEL.META_ARCHITECTURE
-    try:
-        return META_ARCH_REGISTRY.get(name)
-    except KeyError as e:
-        raise KeyError(
-            f"MODEL.META_ARCHITECTURE = {name!r} is not registered; available: "
-            f"{sorted(k for k, _ in META_ARCH_REGISTRY)} (a method outside vps_d2 is "
-            "registered by importing it: --plugin MODULE)"
-        ) from e
+    return META_ARCH_REGISTRY.get_for(
+        cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE",
+        "a method outside vps_d2 is registered by importing it: --plugin MODULE",
+    )  # fmt: skip
 
 
 def build_model(cfg) -> torch.nn.Module:
