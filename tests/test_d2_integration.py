@@ -162,8 +162,9 @@ def _train_d2(config, out, *opts, resume=False):
 
 @needs_d2
 @pytest.mark.parametrize("config", SAMPLE_CONFIGS, ids=lambda p: os.path.basename(p))
-def test_defaulttrainer_trains_resumes_and_evaluates_like_vps_d2(config, tiny_sample_root,
-                                                                  tmp_path, monkeypatch):  # fmt: skip
+def test_defaulttrainer_trains_resumes_and_evaluates_like_vps_d2(
+    config, tiny_sample_root, tmp_path, monkeypatch
+):
     """Detectron2's DefaultTrainer (vps_d2.d2.Trainer): 4 iterations == vps_d2's engine;
     2 + resume_or_load(resume=True) + 2 == 4 (the data stream continues); Detectron2's
     inference_on_dataset == vps_d2's evaluation (1e-9), every metric of every split."""

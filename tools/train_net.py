@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 import vps_d2  # noqa: F401  (registers datasets, backbones, models in every process)
-from vps_d2.checkpoint import CheckpointError, load_model_weights
+from vps_d2.checkpoint import CheckpointError
 from vps_d2.config import ConfigError
 from vps_d2.engine import (
     NonFiniteLossError,
@@ -30,6 +31,7 @@ from vps_d2.engine import (
 )
 from vps_d2.engine.defaults import PreflightError, preflight
 from vps_d2.engine.launch import accelerator_from_cfg, ddp_kwargs_from_cfg, precision_from_cfg
+from vps_d2.engine.trainer import train_or_evaluate
 from vps_d2.utils.file_io import DiskFullError, LockedError
 from vps_d2.utils.plugins import PluginError
 
@@ -39,14 +41,7 @@ logger = logging.getLogger("vps_d2.tools.train_net")
 def main(args):
     cfg = setup_cfg(args)
     default_setup(cfg, args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        load_model_weights(model, cfg.MODEL.WEIGHTS)
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    trainer.train()
-    return None
+    return train_or_evaluate(Trainer, cfg, args)
 
 
 def build_parser():
@@ -63,11 +58,13 @@ def build_parser():
 
 
 def _one_line(e: BaseException) -> str:
-    """The message of ``e`` without a data-loader worker's traceback (its last line)."""
+    """The message of ``e`` without a data-loader worker's traceback: its last line, less
+    the ``module.Type: `` prefix the traceback puts in front."""
     text = str(e)
     if "Traceback (most recent call last)" in text:
         lines = [x for x in text.splitlines() if x.strip()]
-        return lines[-1] if lines else text
+        text = lines[-1] if lines else text
+        text = re.sub(r"^[\w.]+(Error|Exception): ", "", text)
     return text
 
 

@@ -1,3 +1,3 @@
-from .checkpointer import CheckpointError, VPSCheckpointer, load_model_weights
+from .checkpointer import AtomicSaveMixin, CheckpointError, VPSCheckpointer, load_model_weights
 
-__all__ = ["CheckpointError", "VPSCheckpointer", "load_model_weights"]
+__all__ = ["AtomicSaveMixin", "CheckpointError", "VPSCheckpointer", "load_model_weights"]

@@ -16,7 +16,7 @@ from fvcore.common.checkpoint import Checkpointer
 
 from vps_d2.utils.file_io import atomic_write_bytes
 
-__all__ = ["CheckpointError", "VPSCheckpointer", "load_model_weights"]
+__all__ = ["AtomicSaveMixin", "CheckpointError", "VPSCheckpointer", "load_model_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model (message names the file)."""
 
 
-class VPSCheckpointer(Checkpointer):
-    """Checkpointer(model, save_dir, **checkpointables) with atomic saves and strict loads."""
+class AtomicSaveMixin:
+    """``save`` / ``tag_last_checkpoint`` of an fvcore Checkpointer, written atomically;
+    ``tag_last=False`` saves without moving ``last_checkpoint`` (model_best). Mixed into
+    :class:`VPSCheckpointer` and into Detectron2's DetectionCheckpointer (vps_d2.d2)."""
 
     def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
         """Save ``name.pth`` atomically; ``tag_last`` also points last_checkpoint at it."""
@@ -45,7 +47,11 @@ class VPSCheckpointer(Checkpointer):
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")
-        atomic_write_bytes(path, lambda f: f.write(last_filename_basename.encode()))
+        atomic_write_bytes(path, last_filename_basename.encode())
+
+
+class VPSCheckpointer(AtomicSaveMixin, Checkpointer):
+    """Checkpointer(model, save_dir, **checkpointables) with atomic saves and strict loads."""
 
     def _load_file(self, f: str) -> dict[str, Any]:
         try:

@@ -17,8 +17,8 @@ from detectron2.engine import launch as d2_launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger as d2_setup_logger
 
-from vps_d2.checkpoint import load_model_weights
 from vps_d2.engine.defaults import configure_cpu_threads
+from vps_d2.engine.trainer import train_or_evaluate
 from vps_d2.utils.plugins import load_plugins
 
 from .config import get_cfg
@@ -46,13 +46,7 @@ def main(args: argparse.Namespace):
     d2_setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vps_d2")
     configure_cpu_threads(cfg)
     register_all(cfg)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        load_model_weights(model, cfg.MODEL.WEIGHTS)  # strict: every tensor must fit
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    return train_or_evaluate(Trainer, cfg, args)
 
 
 def launch_main(args: argparse.Namespace) -> None:

@@ -30,15 +30,15 @@ from detectron2.engine.train_loop import TrainerBase as D2TrainerBase
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
+from vps_d2.checkpoint import AtomicSaveMixin
 from vps_d2.engine import hooks as vps_hooks
 from vps_d2.engine.launch import ddp_kwargs_from_cfg
 from vps_d2.engine.train_step import OptimizerSet, TrainStep, build_train_step
 from vps_d2.engine.trainer import Trainer as VPSTrainer
-from vps_d2.engine.trainer import build_optimizers
+from vps_d2.engine.trainer import best_checkpoint_target, build_optimizers
 from vps_d2.evaluation import format_vps_results
 from vps_d2.solver import build_lr_scheduler, solver_section
 from vps_d2.utils.events import dump_json_atomic
-from vps_d2.utils.file_io import atomic_write_bytes
 
 __all__ = ["BestCheckpointer", "NamedLRScheduler", "PlainBackend", "StepTrainer", "Trainer"]
 
@@ -128,27 +128,8 @@ class BestCheckpointer(d2_hooks.HookBase):
         self._best.load_state_dict(state)
 
 
-class _AtomicCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer whose files are written atomically; ``tag_last=False`` saves
-    without moving ``last_checkpoint`` (model_best)."""
-
-    def save(self, name: str, *, tag_last: bool = True, **kwargs) -> None:
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        save_file = os.path.join(self.save_dir, basename)
-        self.logger.info("Saving checkpoint to %s", save_file)
-        atomic_write_bytes(save_file, lambda f: torch.save(data, f))
-        if tag_last:
-            self.tag_last_checkpoint(basename)
-
-    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        path = os.path.join(self.save_dir, "last_checkpoint")
-        atomic_write_bytes(path, last_filename_basename.encode())
+class _AtomicCheckpointer(AtomicSaveMixin, DetectionCheckpointer):
+    """Detectron2's DetectionCheckpointer whose files are written atomically."""
 
 
 class Trainer(DefaultTrainer):
@@ -235,10 +216,7 @@ class Trainer(DefaultTrainer):
                 self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter=cfg.SOLVER.MAX_ITER,
                 max_to_keep=cfg.SOLVER.MAX_TO_KEEP or None))  # fmt: skip
         if cfg.DATASETS.TEST:
-            best_ds = cfg.TEST.VPS.BEST_DATASET or cfg.DATASETS.TEST[0]
-            if best_ds not in cfg.DATASETS.TEST:
-                raise KeyError(f"TEST.VPS.BEST_DATASET {best_ds!r} is not in DATASETS.TEST")
-            best = BestCheckpointer(self.checkpointer, best_ds, cfg.TEST.VPS.BEST_METRIC)
+            best = BestCheckpointer(self.checkpointer, *best_checkpoint_target(cfg))
 
             def test_and_save_results():
                 results = self.test(self.cfg, self._trainer.model)

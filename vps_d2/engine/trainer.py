@@ -23,7 +23,7 @@ from contextlib import nullcontext
 
 import torch
 
-from vps_d2.checkpoint import VPSCheckpointer
+from vps_d2.checkpoint import VPSCheckpointer, load_model_weights
 from vps_d2.data import build_test_loader, build_train_loader
 from vps_d2.evaluation import (
     build_evaluator,
@@ -47,7 +47,14 @@ from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_fro
 from .train_loop import TrainerBase, put_step_metrics
 from .train_step import NonFiniteLossError, OptimizerSet, build_train_step
 
-__all__ = ["Trainer", "build_optimizers", "check_optimizer_groups", "setup_optimization"]
+__all__ = [
+    "Trainer",
+    "best_checkpoint_target",
+    "build_optimizers",
+    "check_optimizer_groups",
+    "setup_optimization",
+    "train_or_evaluate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +75,15 @@ def check_optimizer_groups(model: torch.nn.Module, groups: dict) -> None:
     if names:
         raise ValueError(f"{type(model).__name__}.optimizer_groups() leaves trainable "
                          f"parameters without an optimizer: {names[:5]}")  # fmt: skip
+
+
+def best_checkpoint_target(cfg) -> tuple[str, str]:
+    """``(dataset, metric)`` that model_best.pth tracks (TEST.VPS.BEST_DATASET / BEST_METRIC;
+    the dataset defaults to the first of DATASETS.TEST)."""
+    dataset = cfg.TEST.VPS.BEST_DATASET or cfg.DATASETS.TEST[0]
+    if dataset not in cfg.DATASETS.TEST:
+        raise KeyError(f"TEST.VPS.BEST_DATASET {dataset!r} is not in DATASETS.TEST")
+    return dataset, cfg.TEST.VPS.BEST_METRIC
 
 
 def build_optimizers(cfg, model: torch.nn.Module) -> tuple[dict, dict]:
@@ -188,10 +204,7 @@ class Trainer(TrainerBase):
             ),
         ]
         if cfg.DATASETS.TEST:
-            best_ds = cfg.TEST.VPS.BEST_DATASET or cfg.DATASETS.TEST[0]
-            if best_ds not in cfg.DATASETS.TEST:
-                raise KeyError(f"TEST.VPS.BEST_DATASET {best_ds!r} is not in DATASETS.TEST")
-            best = hooks.BestCheckpointer(self.checkpointer, best_ds, cfg.TEST.VPS.BEST_METRIC)
+            best = hooks.BestCheckpointer(self.checkpointer, *best_checkpoint_target(cfg))
             run_eval = lambda: self.test(self.cfg, self.model_raw)  # noqa: E731
             ret.append(best)
             record = os.path.join(cfg.OUTPUT_DIR, "last_eval.json") if cfg.OUTPUT_DIR else ""
@@ -291,3 +304,17 @@ class Trainer(TrainerBase):
                 os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
                 dump_json_atomic(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
         return results
+
+
+def train_or_evaluate(trainer_cls, cfg, args):
+    """What ``tools/train_net.py`` runs in each process once the config is set up:
+    ``--eval-only`` -> build the model, load MODEL.WEIGHTS strictly, ``trainer_cls.test``;
+    else ``trainer_cls(cfg)``, ``resume_or_load(args.resume)``, ``train()``. Used by both
+    engines (``trainer_cls`` = this Trainer or vps_d2.d2.Trainer)."""
+    if args.eval_only:
+        model = trainer_cls.build_model(cfg)
+        load_model_weights(model, cfg.MODEL.WEIGHTS)
+        return trainer_cls.test(cfg, model)
+    trainer = trainer_cls(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
