@@ -66,6 +66,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vps_d2.utils.file_io import pid_alive
 from vps_d2.utils.opencv_compat import warp_affine
 
 from . import CLASS_NAMES
@@ -693,16 +694,6 @@ def _umask() -> int:
     return mask
 
 
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
-
-
 def _remove_stale_work_folders(out: str) -> list[str]:
     """Delete the work folders of ``out`` (see :func:`_make_work_folder`) of dead processes.
 
@@ -713,7 +704,7 @@ def _remove_stale_work_folders(out: str) -> list[str]:
     for name in sorted(os.listdir(parent)):
         m = pattern.match(name)
         path = os.path.join(parent, name)
-        if not m or not os.path.isdir(path) or _process_exists(int(m.group(2))):
+        if not m or not os.path.isdir(path) or pid_alive(int(m.group(2))):
             continue
         kept = os.path.join(path, "data")
         if m.group(1) == "old" and os.path.isdir(kept) and not os.path.exists(out):

@@ -39,6 +39,7 @@ __all__ = [
     "commit_temp_file",
     "default_file_mode",
     "make_temp_path",
+    "pid_alive",
     "remove_stale_temp_files",
 ]
 
@@ -151,7 +152,8 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (any owner)."""
     if pid <= 0:
         return False
     try:
@@ -175,9 +177,9 @@ def remove_stale_temp_files(folder: str, recursive: bool = False) -> list[str]:
     for root, _, files in walker:
         for name in files:
             m = _TEMP_RE.match(name)
-            if m is None or _pid_alive(int(m.group("pid"))):
-                continue
             path = os.path.join(root, name)
+            if m is None or not os.path.isfile(path) or pid_alive(int(m.group("pid"))):
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
                 removed.append(path)
