@@ -12,10 +12,10 @@ from test_evaluate_cli import GT_SHAPE, LAYOUT, load_cli, make_gt_tree
 from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.data import DatasetCatalog, MetadataCatalog
 from vps_d2.evaluation import (
+    DatasetEvaluators,
     VPSEvaluator,
     build_evaluator,
     format_vps_results,
-    DatasetEvaluators,
     inference_on_dataset,
 )
 from vps_d2.evaluation import reference as R
