@@ -5,6 +5,7 @@ plug-in: a segmenter trained by the default step, or with a discriminator by its
 two-optimizer step.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -187,3 +188,32 @@ def test_storage_names_losses_per_optimizer():
         latest = {k: v for k, (v, _) in s.latest().items()}
     assert latest == {"data_time": pytest.approx(0.1), "total_loss": 3.0, "loss_a": 1.0,
                       "loss_b": 2.0, "critic/total_loss": 4.0, "critic/loss_c": 4.0}  # fmt: skip
+
+
+def test_out_of_tree_method_streams_through_the_demo(cli, tmp_path):
+    """The plug-in's model, trained by tools/train_net.py, runs in tools/demo.py too."""
+    import cv2
+    import numpy as np
+
+    out = str(tmp_path / "train")
+    assert cli("SOLVER.MAX_ITER", "2", "OUTPUT_DIR", out)[0] == 0
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(5):
+        img = np.full((40, 48, 3), 30, np.uint8)
+        cv2.circle(img, (20 + i, 20), 8, (200, 200, 200), -1)
+        cv2.imwrite(str(frames / f"{i:03d}.png"), img)
+    spec = importlib.util.spec_from_file_location("vps_demo", os.path.join(ROOT, "tools",
+                                                                           "demo.py"))  # fmt: skip
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    video = str(tmp_path / "toy.mp4")
+    weights = f"{out}/model_final.pth"
+    code = demo.main(["--plugin", PLUGIN, "--config-file", CONFIG, "--input", str(frames),
+                      "--output", video, "--opts", "MODEL.WEIGHTS", weights])  # fmt: skip
+    assert code == 0 and os.path.getsize(video) > 0
+    cap = cv2.VideoCapture(video)
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 5

@@ -54,10 +54,11 @@ from vps_d2.data.video_io import (
     source_locations,
     write_image,
 )
-from vps_d2.engine.defaults import configure_cpu_threads, setup_cfg
+from vps_d2.engine.defaults import add_plugin_argument, configure_cpu_threads, setup_cfg
 from vps_d2.engine.predictor import VideoPredictor
 from vps_d2.utils.file_io import remove_stale_temp_files
 from vps_d2.utils.logger import setup_logger
+from vps_d2.utils.plugins import PluginError
 from vps_d2.visualization import OVERLAY_MODES, ContactSheet, Visualizer
 
 logger = logging.getLogger("vps_d2.demo")
@@ -73,6 +74,7 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    add_plugin_argument(parser)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--video-input", metavar="FILE", help="a video file (mp4/avi/mkv ...)")
     src.add_argument(
@@ -228,7 +230,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.video_input and not os.path.isfile(args.video_input):
         raise FileNotFoundError(f"--video-input not found: {args.video_input!r}")
     video_path, frames_dir, sheet_path = _outputs(args)  # before reading anything
-    cfg = setup_cfg(argparse.Namespace(config_file=args.config_file, opts=args.opts))
+    cfg = setup_cfg(argparse.Namespace(config_file=args.config_file, opts=args.opts,
+                                       plugin=args.plugin))  # fmt: skip
     configure_cpu_threads(cfg, num_workers=0)  # frames are read in this process
     source = args.video_input if args.video_input else (0 if args.webcam else args.input)
     reader = VideoReader(source, format=cfg.INPUT.FORMAT, gt_dir=args.gt,
@@ -320,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted: no partial output video was kept.", file=sys.stderr)
         return 130
-    except (ConfigError, FileNotFoundError, OSError, ValueError, RuntimeError, KeyError) as e:
+    except (ConfigError, PluginError, FileNotFoundError, OSError, ValueError, RuntimeError,
+            KeyError) as e:  # fmt: skip
         print(f"Error: {e}", file=sys.stderr)
         return 1
     return 0
