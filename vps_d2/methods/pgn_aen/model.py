@@ -226,5 +226,5 @@ class PGNAEN(ClipVideoMetaArch):
         return self.criterion.apply_weights({n: v / k for n, v in totals.items()})
 
 
-# The public code's name for the same model.
-META_ARCH_REGISTRY._do_register("EUVPS", PGNAEN)
+# The public code's name for the same class.
+META_ARCH_REGISTRY.register_as("EUVPS")(PGNAEN)
