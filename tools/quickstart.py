@@ -108,7 +108,9 @@ def main() -> int:
     else:
         print(f"Sample dataset found at {data}")
     common = ["--config-file", args.config_file]
-    run([py, "tools/train_net.py", *common, "OUTPUT_DIR", output_dir, *opts])
+    # --resume: a second quickstart continues (or, when finished, keeps) the first one's run
+    # instead of being refused by an OUTPUT_DIR that already holds a run.
+    run([py, "tools/train_net.py", *common, "--resume", "OUTPUT_DIR", output_dir, *opts])
     weights = os.path.join(output_dir, "model_final.pth")
     run([py, "tools/train_net.py", *common, "--eval-only", "MODEL.WEIGHTS", weights,
          "OUTPUT_DIR", os.path.join(output_dir, "eval"), *opts])  # fmt: skip
