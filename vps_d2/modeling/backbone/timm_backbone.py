@@ -60,6 +60,14 @@ def load_backbone_weights(module: nn.Module, path: str, what: str = "backbone") 
             state = state[key]
     own = module.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+             for k, v in state.items() if k in own and own[k].shape != v.shape]  # fmt: skip
+    if wrong:
+        logger.warning(
+            "%s weights %s: %d tensor(s) have another shape than the model's and stay randomly "
+            "initialised (another variant of the architecture? e.g. MLP ratios): %s",
+            what, path, len(wrong), wrong[:5],
+        )  # fmt: skip
     if not usable:
         raise RuntimeError(
             f"{what} weights {path!r} share no parameter name/shape with the model "
