@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["vps_d2", "vps_d2.*"]),
     include_package_data=True,
     # Lower bounds = the versions .ci/constraints-lowest.txt installs and CI tests (see the
