@@ -1,11 +1,12 @@
 """PGN+AEN end to end through tools/train_net.py on the tiny sample dataset: training beats
-the untrained model, --eval-only reproduces the final evaluation, 2-process CPU DDP trains and
-its sharded streaming evaluation equals a single-process --eval-only, and the users' HRNet-W48
-config runs 2 iterations under --num-gpus 2.
+the untrained model, --eval-only reproduces the final evaluation (and also streams in sliding
+windows), 2-process CPU DDP trains and its sharded streaming evaluation equals a
+single-process --eval-only, and the users' HRNet-W48 config runs 2 iterations under
+--num-gpus 2.
 
 The untrained reference is the same config with SOLVER.BASE_LR 0 (weights stay at their
 initialisation) evaluated by the same final evaluation; every run streams the test videos in
-clips of 3 through the clip memory.
+clips of 3 through the clip memory (sliding windows where said).
 """
 
 import json
@@ -50,6 +51,10 @@ def test_pgn_aen_training_improves_over_untrained(tiny_sample_root, tmp_path):
     again, _ = _run(tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS", weights,
                     flags=["--eval-only"])  # fmt: skip
     assert again == pytest.approx(trained, abs=1e-9)
+    # the same weights streamed online: sliding windows, one new frame per step
+    sliding, _ = _run(tiny_sample_root, str(tmp_path / "sliding"), "MODEL.WEIGHTS", weights,
+                      "MODEL.PGN_AEN.STREAM_MODE", "sliding", flags=["--eval-only"])  # fmt: skip
+    assert sliding > untrained + 0.3, (untrained, sliding)
 
 
 @pytest.mark.slow
