@@ -152,7 +152,5 @@ def launch(
         os.environ["MASTER_ADDR"] = host
         os.environ["MASTER_PORT"] = str(port)
         os.environ["NODE_RANK"] = str(machine_rank)
-    if accelerator == "cpu" and world > 1:
-        logger.info("No GPU used: %d CPU processes per machine (gloo)", num_gpus_per_machine)
     fabric = make_fabric(num_gpus_per_machine, num_machines, accelerator, precision, ddp_kwargs)
     return fabric.launch(_worker, main_func, args, num_gpus_per_machine)
