@@ -32,6 +32,6 @@ setup(
     # The test oracle pysodmetrics is in no extra: it requires opencv < 5 and would decide the
     # OpenCV of the test install (tests/test_metrics.py skips its tests without it).
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.4"],
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "pytest-xdist>=3.5", "ruff>=0.4"],
     },
 )
