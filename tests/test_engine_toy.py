@@ -217,3 +217,14 @@ def test_out_of_tree_method_streams_through_the_demo(cli, tmp_path):
     while cap.read()[0]:
         n += 1
     assert n == 5
+
+
+def test_mixed_precision_drives_both_optimizers(cli, tmp_path):
+    """SOLVER.AMP.ENABLED (Fabric's bf16-mixed on the CPU) with two named optimizers."""
+    out = str(tmp_path / "amp")
+    code, err = cli("SOLVER.AMP.ENABLED", "True", "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", out)
+    assert code == 0, err
+    last = [json.loads(x) for x in open(f"{out}/metrics.json")][-1]
+    assert "discriminator/loss_d" in last and "loss_adv" in last
+    ck = _ckpt(f"{out}/model_final.pth")
+    assert ck["optimizer_discriminator"]["state"] and ck["optimizer"]["state"]
