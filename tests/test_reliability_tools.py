@@ -413,8 +413,11 @@ def test_evaluate_script_exits_one_line_on_bad_plot(gt_pair, tmp_path):
     cmd = [sys.executable, EVALUATE, "--gt-root", str(tmp_path / "gt255"), "--pred-root",
            pred_root, "--model", "m", "--workers", "1", "--plot", str(tmp_path / "c.x")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "--plot" in p.stderr
+    assert p.returncode == 1
+    # One line of ours (a library's own deprecation warning, e.g. old timm under new torch,
+    # may precede it and is not our message).
+    line = _one_line_about(p.stderr, "--plot")
+    assert line.startswith("error: --plot") and "'.x'" in line, p.stderr
 
 
 # ---------------------------------------------------------------- demo: outputs vs inputs
