@@ -106,6 +106,9 @@ def test_new_run_into_a_finished_output_dir_is_refused_or_moved_aside(cli, tmp_p
     assert cli(*opts, flags=["--overwrite"])[0] == 0
     kept = glob.glob(f"{out}/previous_runs/*/model_final.pth")
     assert len(kept) == 1 and open(kept[0], "rb").read() == before
+    # and the new run's log says where the old files went
+    log = open(f"{out}/log.txt", encoding="utf-8").read()
+    assert f"previous run's files were moved to {os.path.dirname(kept[0])}" in log
     assert os.path.isfile(f"{out}/model_final.pth")
     assert cli(*opts, flags=["--resume"])[0] == 0  # resuming a finished run is fine
 
@@ -177,7 +180,7 @@ def test_bad_setups_fail_before_any_process_starts(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, err = cli("OUTPUT_DIR", str(blocker / "out"))
-    assert code == 1 and "OUTPUT_DIR" in err and "a parent is a file" in err
+    assert code == 1 and "OUTPUT_DIR" in err and f"{blocker} is a file, not a folder" in err
     assert "Traceback" not in err
     code, err = cli("SOLVER.IMS_PER_BATCH", "3", "OUTPUT_DIR", str(tmp_path / "b"),
                     flags=["--num-gpus", "2"])  # fmt: skip

@@ -26,6 +26,7 @@ __all__ = [
     "RUN_FILES",
     "PreflightError",
     "add_plugin_argument",
+    "log_previous_run_moved",
     "move_previous_run",
     "preflight",
     "configure_cpu_threads",
@@ -159,8 +160,11 @@ def _check_output_dir(output_dir: str) -> None:
     try:
         os.makedirs(output_dir, exist_ok=True)
     except (NotADirectoryError, FileExistsError) as e:
-        raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: a parent is a file "
-                             f"({e.filename})") from e  # fmt: skip
+        parent = os.path.abspath(output_dir)
+        while parent != os.path.dirname(parent) and not os.path.isfile(parent):
+            parent = os.path.dirname(parent)
+        raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {parent} is a file, "
+                             "not a folder") from e  # fmt: skip
     except PermissionError as e:
         raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {e.strerror}") from e
     if not os.access(output_dir, os.W_OK | os.X_OK):
@@ -231,8 +235,8 @@ def preflight(
                     "--overwrite moves its files to OUTPUT_DIR/previous_runs/<time>/ and starts "
                     "a new one, or choose another OUTPUT_DIR"
                 )
-            dest = move_previous_run(out)
-            logger.info("--overwrite: the previous run's files were moved to %s", dest)
+            # Logged by default_setup (logging is not set up yet here).
+            args.previous_run_moved_to = move_previous_run(out)
     except BaseException:
         lock.release()
         raise
@@ -254,6 +258,14 @@ def configure_cpu_threads(cfg: CfgNode, num_workers: int | None = None) -> None:
     logger.info("CPU run: torch uses %d thread(s) (set OMP_NUM_THREADS to override)", threads)
 
 
+def log_previous_run_moved(args: argparse.Namespace) -> None:
+    """Say where ``--overwrite`` moved the previous run (``preflight`` moved it before logging
+    was set up)."""
+    if getattr(args, "previous_run_moved_to", None) and comm.is_main_process():
+        logger.info("--overwrite: the previous run's files were moved to %s",
+                    args.previous_run_moved_to)  # fmt: skip
+
+
 def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
     """Per-process set-up: OUTPUT_DIR, log.txt, config.yaml dump, seed, env summary,
     dataset options (so spawned processes see the same catalog)."""
@@ -270,6 +282,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
     if args is not None:
         logger.info("Command line: %s", " ".join(sys.argv))
         logger.info("Command line arguments: %s", args)
+        log_previous_run_moved(args)
         if getattr(args, "config_file", ""):
             with open(args.config_file, encoding="utf-8") as f:
                 logger.info("Contents of args.config_file=%s:\n%s", args.config_file, f.read())
