@@ -231,6 +231,9 @@ def test_stale_temporary_files_of_dead_processes_are_removed(cli, tmp_path):
     stale.write_bytes(b"\0" * 1000)
     assert cli("SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()", "OUTPUT_DIR", str(out))[0] == 0
     assert not stale.exists()
+    log = (out / "log.txt").read_text(encoding="utf-8")  # and the log says so
+    assert f"Removed 1 stale temporary file(s) of dead processes in {out}" in log
+    assert stale.name in log
 
 
 def test_ctrl_c_prints_where_to_resume(tiny_sample_root, tmp_path):

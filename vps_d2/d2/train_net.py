@@ -17,7 +17,7 @@ from detectron2.engine import launch as d2_launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger as d2_setup_logger
 
-from vps_d2.engine.defaults import configure_cpu_threads, log_previous_run_moved
+from vps_d2.engine.defaults import configure_cpu_threads, log_preflight_notes
 from vps_d2.engine.trainer import train_or_evaluate
 from vps_d2.utils.plugins import load_plugins
 
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace):
     cfg = setup(args)
     d2_default_setup(cfg, args)
     d2_setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vps_d2")
-    log_previous_run_moved(args)
+    log_preflight_notes(args)
     configure_cpu_threads(cfg)
     register_all(cfg)
     return train_or_evaluate(Trainer, cfg, args)

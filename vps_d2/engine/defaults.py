@@ -26,7 +26,7 @@ __all__ = [
     "RUN_FILES",
     "PreflightError",
     "add_plugin_argument",
-    "log_previous_run_moved",
+    "log_preflight_notes",
     "move_previous_run",
     "preflight",
     "configure_cpu_threads",
@@ -225,7 +225,10 @@ def preflight(
     lock = DirectoryLock(out)
     lock.acquire(" ".join(sys.argv))
     try:
-        remove_stale_temp_files(out)
+        removed = remove_stale_temp_files(out)
+        if removed:
+            _note(args, f"Removed {len(removed)} stale temporary file(s) of dead processes in "
+                        f"{out}: {[os.path.basename(p) for p in removed[:5]]}")  # fmt: skip
         existing = _existing_run(out)
         if existing and not args.eval_only and not args.resume:
             if not getattr(args, "overwrite", False):
@@ -235,8 +238,8 @@ def preflight(
                     "--overwrite moves its files to OUTPUT_DIR/previous_runs/<time>/ and starts "
                     "a new one, or choose another OUTPUT_DIR"
                 )
-            # Logged by default_setup (logging is not set up yet here).
-            args.previous_run_moved_to = move_previous_run(out)
+            dest = move_previous_run(out)
+            _note(args, f"--overwrite: the previous run's files were moved to {dest}")
     except BaseException:
         lock.release()
         raise
@@ -258,12 +261,18 @@ def configure_cpu_threads(cfg: CfgNode, num_workers: int | None = None) -> None:
     logger.info("CPU run: torch uses %d thread(s) (set OMP_NUM_THREADS to override)", threads)
 
 
-def log_previous_run_moved(args: argparse.Namespace) -> None:
-    """Say where ``--overwrite`` moved the previous run (``preflight`` moved it before logging
-    was set up)."""
-    if getattr(args, "previous_run_moved_to", None) and comm.is_main_process():
-        logger.info("--overwrite: the previous run's files were moved to %s",
-                    args.previous_run_moved_to)  # fmt: skip
+def _note(args: argparse.Namespace, message: str) -> None:
+    """Keep a line of ``preflight`` for the log (logging is set up only after it, per process;
+    the notes travel with ``args`` into spawned processes)."""
+    args.preflight_notes = [*getattr(args, "preflight_notes", []), message]
+
+
+def log_preflight_notes(args: argparse.Namespace) -> None:
+    """Log what ``preflight`` did to OUTPUT_DIR (stale temporary files removed, a previous run
+    moved aside by ``--overwrite``); call once logging is set up."""
+    if comm.is_main_process():
+        for message in getattr(args, "preflight_notes", []):
+            logger.info("%s", message)
 
 
 def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
@@ -282,7 +291,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
     if args is not None:
         logger.info("Command line: %s", " ".join(sys.argv))
         logger.info("Command line arguments: %s", args)
-        log_previous_run_moved(args)
+        log_preflight_notes(args)
         if getattr(args, "config_file", ""):
             with open(args.config_file, encoding="utf-8") as f:
                 logger.info("Contents of args.config_file=%s:\n%s", args.config_file, f.read())
