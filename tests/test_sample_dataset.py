@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import re
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -14,7 +15,12 @@ import pytest
 from vps_d2.data import CLASS_NAMES
 from vps_d2.data.datasets.sun_seg import load_sun_seg
 from vps_d2.data.frame_order import sort_frames
-from vps_d2.data.sample_generator import SPLITS, make_sample_dataset, plan_sample_dataset
+from vps_d2.data.sample_generator import (
+    SPLITS,
+    make_sample_dataset,
+    plan_sample_dataset,
+    render_clip,
+)
 
 SMALL = dict(train_clips=2, test_clips=1, frames_min=6, frames_max=6, height=64, width=80)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,7 +207,9 @@ def test_default_plan_counts():
     video_class = {}
     for p in plans:
         assert video_class.setdefault(p.video, p.class_name) == p.class_name
-    assert set(video_class.values()) == set(CLASS_NAMES)
+    # 5 training videos with 5 different classes; test videos have trained classes only
+    train_classes = {p.class_name for p in by_split["TrainDataset"]}
+    assert len(train_classes) == 5 and set(video_class.values()) == train_classes
     assert all(p.difficulty > 0.6 for p in by_split["TestHardDataset/Seen"])
     assert all(p.difficulty < 0.4 for p in by_split["TestEasyDataset/Unseen"])
     assert not any(p.leaves_view for s in SPLITS[1:] for p in by_split[s])
@@ -289,8 +297,36 @@ def test_test_splits_have_a_case_class_table(small):
     assert not os.path.exists(os.path.join(root, "TrainDataset/Classification/cases.csv"))
 
 
-def test_unseen_classes_cycle_over_all_classes():
-    plans = plan_sample_dataset(seed=0, train_clips=2, test_clips=3, frames_min=4, frames_max=4)
-    unseen = [p for p in plans if p.split.endswith("/Unseen")]
-    # 1 training video, then 6 unseen videos: one of every class
-    assert sorted(p.class_name for p in unseen) == sorted(CLASS_NAMES)
+def test_unseen_videos_get_classes_the_training_videos_have():
+    plans = plan_sample_dataset(seed=0, train_clips=6, test_clips=3, frames_min=4, frames_max=4)
+    train = {p.class_name for p in plans if p.split == SPLITS[0]}
+    unseen = [p.class_name for p in plans if p.split.endswith("/Unseen")]
+    assert len(train) == 3 and set(unseen) == train  # 3 training videos; 6 unseen ones
+    # with six training videos or more every class is trained, and unseen videos cycle over all
+    plans = plan_sample_dataset(seed=0, train_clips=12, test_clips=3, frames_min=4, frames_max=4)
+    assert {p.class_name for p in plans if p.split == SPLITS[0]} == set(CLASS_NAMES)
+    unseen = [p.class_name for p in plans if p.split.endswith("/Unseen")]
+    assert sorted(unseen) == sorted(CLASS_NAMES)
+
+
+def test_the_class_shows_in_the_polyp_not_in_the_geometry():
+    """A video's class changes the polyp's colour and pattern (so it can be learnt), never the
+    mask, the scene or the camera path."""
+    plans = plan_sample_dataset(seed=3, train_clips=2, test_clips=1, frames_min=6, frames_max=6)
+    plan = plans[0]
+    looks = {}
+    for cls in ("hyperplastic_polyp", "high_grade_adenoma", "invasive_cancer"):
+        frames, masks = render_clip(replace(plan, class_name=cls), seed=3, height=64, width=80)
+        looks[cls] = (frames.astype(np.float64), masks)
+    ref_frames, ref_masks = looks.pop("hyperplastic_polyp")
+    fg = ref_masks > 0
+    assert fg.sum() > 50
+    for cls, (frames, masks) in looks.items():
+        np.testing.assert_array_equal(masks, ref_masks)
+        # the scene is the same: pixels away from the polyp (motion blur spreads its colour a
+        # little, and the instrument hides some of it) are equal (JPEG is not involved here)
+        same = (frames == ref_frames).all(-1)
+        assert same[~fg].mean() > 0.95, same[~fg].mean()  # measured 0.97
+        # the polyp's colour differs clearly (mean over its pixels, per channel, 0..255)
+        diff = np.abs(frames[fg].mean(0) - ref_frames[fg].mean(0))
+        assert diff.max() > 10, (cls, diff)

@@ -30,8 +30,11 @@ have no box. ``bbox = [x_min, y_min, w, h]`` in pixels with ``w = x_max - x_min 
 tight box of the mask's foreground pixels). Test splits have no box file: their boxes come
 from the masks (:class:`vps_d2.data.datasets.folder.MaskBoxes`), like SUN-SEG's test splits.
 
-Classes: one per video (cycling over a seed-dependent permutation of ``CLASS_NAMES``), so a
-"Seen" clip has the class of its training video. Training frames are listed in
+Classes: one per video (training videos cycle over a seed-dependent permutation of
+``CLASS_NAMES``; an Unseen video gets a class some training video has), so a "Seen" clip has
+the class of its training video. The class shows in the polyp's colour and surface pattern
+(``_CLASS_LOOK``: e.g. pale and smooth for hyperplastic polyps, red and strongly patterned for
+high-grade adenomas), so a classifier can learn it and classify Unseen clips too. Training frames are listed in
 ``classification.txt``; each test split gets a case-level table, as vps_d2 classifies the
 real SUN-SEG test splits (by case, :mod:`vps_d2.data.datasets.sun_seg`)::
 
@@ -175,8 +178,9 @@ def plan_sample_dataset(
 
     Training clips are spread round-robin over ``ceil(train_clips / 2)`` videos; each of the
     four test splits gets ``test_clips`` clips: "Seen" ones are new clips of training videos,
-    "Unseen" ones are single-clip videos not used in training. Classes are assigned per video
-    cycling over a seed-dependent permutation of ``CLASS_NAMES``. Returns the clips in the
+    "Unseen" ones are single-clip videos not used in training. Classes are assigned per video,
+    training videos cycling over a seed-dependent permutation of ``CLASS_NAMES`` and Unseen
+    videos over the classes the training videos have. Returns the clips in the
     order of ``SPLITS``, then ``case_sort_key``.
     """
     seed = _check_int("seed", seed, 0)
@@ -211,6 +215,11 @@ def plan_sample_dataset(
                 next_video += 1
                 assignments.append((split, n, 1, f"case{n}"))
 
+    def n_classes(n: int) -> int:
+        # Training videos cycle over all classes; an Unseen video (not trained on) gets a
+        # class that some training video has, so it can be recognised from its look.
+        return len(CLASS_NAMES) if n <= n_train_videos else min(len(CLASS_NAMES), n_train_videos)
+
     plans = []
     for k, (split, n, m, case) in enumerate(assignments):
         lo, hi = _DIFFICULTY[split]
@@ -229,7 +238,7 @@ def plan_sample_dataset(
                 case=case,
                 video=n,
                 clip=m,
-                class_name=CLASS_NAMES[int(class_order[(n - 1) % len(CLASS_NAMES)])],
+                class_name=CLASS_NAMES[int(class_order[(n - 1) % n_classes(n)])],
                 difficulty=round(difficulty, 4),
                 leaves_view=leaves_view,
                 occluded=occluded,
@@ -274,7 +283,21 @@ class _Video:
     radius_max: float  # largest polyp radius in scene pixels
 
 
-def _render_video(seed: int, video: int, height: int, width: int) -> _Video:
+# Per class: the polyp's colour relative to the mucosa (RGB factors) and the strength of its
+# surface pattern (pits), so that a video's class can be told from its pixels, as a real
+# pathological class partly can (pale, smooth hyperplastic polyps; red, patterned adenomas).
+_CLASS_LOOK = {
+    "low_grade_adenoma": ((1.10, 0.86, 0.84), 1.0),
+    "high_grade_adenoma": ((1.00, 0.70, 0.72), 1.8),
+    "hyperplastic_polyp": ((1.04, 1.18, 1.20), 0.4),
+    "traditional_serrated_adenoma": ((1.10, 1.02, 0.86), 1.4),
+    "sessile_serrated_lesion": ((1.02, 1.14, 0.98), 0.7),
+    "invasive_cancer": ((0.84, 0.76, 0.96), 2.4),
+}
+assert set(_CLASS_LOOK) == set(CLASS_NAMES)
+
+
+def _render_video(seed: int, video: int, height: int, width: int, class_name: str) -> _Video:
     rng = _video_rng(seed, video)
     hs, ws = _SCENE_SCALE * height, _SCENE_SCALE * width
     unit = min(height, width)  # frame size unit; scene pixel == frame pixel at zoom 1
@@ -348,14 +371,14 @@ def _render_video(seed: int, video: int, height: int, width: int) -> _Video:
     halfway = light + np.array([0, 0, 1], np.float32)
     halfway /= np.linalg.norm(halfway)
     spec = np.clip((-gx * halfway[0] - gy * halfway[1] + halfway[2]) / norm, 0, 1) ** 60
-    tint = rng.choice(
-        np.array(
-            [[1.04, 1.18, 1.2], [1.1, 0.86, 0.84], [0.96, 1.08, 1.15], [1.08, 1.0, 0.9]],
-            np.float32,
-        )
-    ) * rng.uniform(0.95, 1.05, size=3).astype(np.float32)
+    # The class shows in the polyp's colour and surface (see _CLASS_LOOK). The draw of the
+    # earlier generator's tint is still made so that every later draw stays the same.
+    rng.choice(4)
+    tint_rgb, pit_gain = _CLASS_LOOK[class_name]
+    tint = np.array(tint_rgb, np.float32) * rng.uniform(0.95, 1.05, size=3).astype(np.float32)
     pcol = np.clip(base * tint, 0, 255)
     pits = 0.1 * _noise(rng, ph, pw, 0.018 * unit) + 0.06 * _noise(rng, ph, pw, 0.05 * unit)
+    pits *= pit_gain
     pshade = (0.45 + 0.6 * lambert) * (1 + pits)
     prgb = pcol[None, None, :] * pshade[..., None]
     prgb[..., 0] *= 1 + 0.05 * _noise(rng, ph, pw, 0.1 * unit)
@@ -441,7 +464,7 @@ def render_clip(
     values 0/255 (255 = visible polyp pixel).
     """
     if video is None:
-        video = _render_video(seed, plan.video, height, width)
+        video = _render_video(seed, plan.video, height, width, plan.class_name)
     rng = _clip_rng(seed, plan.video, plan.clip)
     t_count, d = plan.num_frames, plan.difficulty
     unit = min(height, width)
@@ -596,7 +619,7 @@ def _write_dataset(root: str, plans: list[ClipPlan], *, seed: int, height: int, 
     train_classes: list[str] = []
     for i, plan in enumerate(plans):
         if plan.video not in videos:
-            videos[plan.video] = _render_video(seed, plan.video, height, width)
+            videos[plan.video] = _render_video(seed, plan.video, height, width, plan.class_name)
         frames, masks = render_clip(
             plan, seed=seed, height=height, width=width, video=videos[plan.video]
         )
