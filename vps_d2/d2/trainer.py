@@ -35,7 +35,11 @@ from vps_d2.engine import hooks as vps_hooks
 from vps_d2.engine.launch import ddp_kwargs_from_cfg
 from vps_d2.engine.train_step import OptimizerSet, TrainStep, build_train_step
 from vps_d2.engine.trainer import Trainer as VPSTrainer
-from vps_d2.engine.trainer import best_checkpoint_target, build_optimizers
+from vps_d2.engine.trainer import (
+    best_checkpoint_target,
+    build_optimizers,
+    optimizer_checkpointables,
+)
 from vps_d2.evaluation import format_vps_results
 from vps_d2.solver import build_lr_scheduler, solver_section
 from vps_d2.utils.events import dump_json_atomic
@@ -166,11 +170,7 @@ class Trainer(DefaultTrainer):
                                     cfg.SEED)  # fmt: skip
         self.optimizers = optimizers
         self.scheduler = self.schedulers["main"]
-        checkpointables: dict = {}
-        for name in optimizers:
-            suffix = "" if name == "main" else f"_{name}"
-            checkpointables[f"optimizer{suffix}"] = optimizers[name]
-            checkpointables[f"scheduler{suffix}"] = self.schedulers[name]
+        checkpointables = optimizer_checkpointables(optimizers, self.schedulers)
         self.checkpointer = _AtomicCheckpointer(wrapped, cfg.OUTPUT_DIR,
                                                 trainer=weakref.proxy(self),
                                                 **checkpointables)  # fmt: skip
@@ -239,7 +239,8 @@ class Trainer(DefaultTrainer):
         super().resume_or_load(resume=resume)
         if self.start_iter:
             self._trainer.reset_data_loader(
-                lambda: self.build_train_loader(self.cfg, start_iter=self.start_iter))
+                lambda: self.build_train_loader(self.cfg, start_iter=self.start_iter)
+            )
 
     def load_state_dict(self, state_dict: dict) -> None:
         D2TrainerBase.load_state_dict(self, state_dict)

@@ -52,6 +52,7 @@ __all__ = [
     "best_checkpoint_target",
     "build_optimizers",
     "check_optimizer_groups",
+    "optimizer_checkpointables",
     "setup_optimization",
     "train_or_evaluate",
 ]
@@ -116,6 +117,18 @@ def setup_optimization(cfg, model: torch.nn.Module, fabric) -> tuple:
     return wrapped[0], optim, optimizers, schedulers
 
 
+def optimizer_checkpointables(optimizers: dict, schedulers: dict) -> dict:
+    """Checkpoint entries of named optimizers and their LR schedulers: "optimizer" and
+    "scheduler" for "main" (the single-optimizer names, so old checkpoints load), and
+    "optimizer_<name>" / "scheduler_<name>" for the others."""
+    out: dict = {}
+    for name in optimizers:
+        suffix = "" if name == "main" else f"_{name}"
+        out[f"optimizer{suffix}"] = optimizers[name]
+        out[f"scheduler{suffix}"] = schedulers[name]
+    return out
+
+
 class Trainer(TrainerBase):
     """Train ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.DATASETS.TRAIN``.
 
@@ -135,18 +148,12 @@ class Trainer(TrainerBase):
             fabric = make_fabric(1, 1, acc, precision_from_cfg(cfg, acc))
         self.fabric = fabric
         model = self.build_model(cfg)
-        self.model, self.optim, optimizers, self.schedulers = setup_optimization(
-            cfg, model, fabric
-        )
+        self.model, self.optim, optimizers, self.schedulers = setup_optimization(cfg, model, fabric)
         # Raw module and optimizers: checkpoints, streaming evaluation, the schedulers.
         self.model_raw, self.optimizers_raw = model, optimizers
         self.optim.after_backward = lambda name: self.after_backward()
         self.train_step = build_train_step(cfg, model)
-        checkpointables: dict = {}
-        for name in optimizers:
-            suffix = "" if name == "main" else f"_{name}"
-            checkpointables[f"optimizer{suffix}"] = optimizers[name]
-            checkpointables[f"scheduler{suffix}"] = self.schedulers[name]
+        checkpointables = optimizer_checkpointables(optimizers, self.schedulers)
         self.checkpointer = VPSCheckpointer(
             self.model_raw,
             cfg.OUTPUT_DIR,
