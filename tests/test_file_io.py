@@ -62,6 +62,10 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     live = make_temp_path(str(tmp_path / "model_final.pth"))
     other = tmp_path / ".hidden_but_not_ours"
     other.write_text("keep")
-    removed = remove_stale_temp_files(str(tmp_path))
+    said: list[str] = []
+    removed = remove_stale_temp_files(str(tmp_path), report=said.append)
     assert removed == [str(dead)]
     assert os.path.exists(live) and other.exists() and not dead.exists()
+    assert said == [f"Removed 1 stale temporary file(s) of dead processes in {tmp_path}: "
+                    f"{[dead.name]}"]  # fmt: skip
+    assert remove_stale_temp_files(str(tmp_path), report=said.append) == [] and len(said) == 1

@@ -34,9 +34,9 @@ Classes: one per video (training videos cycle over a seed-dependent permutation 
 ``CLASS_NAMES``; an Unseen video gets a class some training video has), so a "Seen" clip has
 the class of its training video. The class shows in the polyp's colour and surface pattern
 (``_CLASS_LOOK``: e.g. pale and smooth for hyperplastic polyps, red and strongly patterned for
-high-grade adenomas), so a classifier can learn it and classify Unseen clips too. Training frames are listed in
-``classification.txt``; each test split gets a case-level table, as vps_d2 classifies the
-real SUN-SEG test splits (by case, :mod:`vps_d2.data.datasets.sun_seg`)::
+high-grade adenomas), so a classifier can learn it and classify Unseen clips too. Training
+frames are listed in ``classification.txt``; each test split gets a case-level table, as
+vps_d2 classifies the real SUN-SEG test splits (by case, :mod:`vps_d2.data.datasets.sun_seg`)::
 
     case,class_name,frames
     case1_3,hyperplastic_polyp,27

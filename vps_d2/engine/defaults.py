@@ -160,10 +160,12 @@ def _check_output_dir(output_dir: str) -> None:
     try:
         os.makedirs(output_dir, exist_ok=True)
     except (NotADirectoryError, FileExistsError) as e:
-        parent = os.path.abspath(output_dir)
-        while parent != os.path.dirname(parent) and not os.path.isfile(parent):
-            parent = os.path.dirname(parent)
-        raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {parent} is a file, "
+        blocker = os.path.abspath(output_dir)
+        while blocker != os.path.dirname(blocker) and not os.path.isfile(blocker):
+            blocker = os.path.dirname(blocker)
+        if not os.path.isfile(blocker):  # gone meanwhile: say what the OS said
+            blocker = e.filename
+        raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {blocker} is a file, "
                              "not a folder") from e  # fmt: skip
     except PermissionError as e:
         raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {e.strerror}") from e
@@ -225,10 +227,7 @@ def preflight(
     lock = DirectoryLock(out)
     lock.acquire(" ".join(sys.argv))
     try:
-        removed = remove_stale_temp_files(out)
-        if removed:
-            _note(args, f"Removed {len(removed)} stale temporary file(s) of dead processes in "
-                        f"{out}: {[os.path.basename(p) for p in removed[:5]]}")  # fmt: skip
+        remove_stale_temp_files(out, report=lambda message: _note(args, message))
         existing = _existing_run(out)
         if existing and not args.eval_only and not args.resume:
             if not getattr(args, "overwrite", False):

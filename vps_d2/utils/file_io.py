@@ -165,10 +165,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_files(folder: str, recursive: bool = False) -> list[str]:
+def remove_stale_temp_files(
+    folder: str, recursive: bool = False, report: Callable[[str], None] | None = None
+) -> list[str]:
     """Delete the temporary files of :func:`make_temp_path` whose writer process is gone.
 
     Returns the removed paths. Files of live processes (another run writing now) are kept.
+    When something was removed, one line saying so goes to ``report`` (default: this
+    module's logger; the engine's preflight, which runs before logging is set up, keeps it
+    for the log).
     """
     removed: list[str] = []
     if not os.path.isdir(folder):
@@ -184,8 +189,10 @@ def remove_stale_temp_files(folder: str, recursive: bool = False) -> list[str]:
                 os.remove(path)
                 removed.append(path)
     if removed:
-        logger.info("Removed %d stale temporary file(s) of dead processes in %s: %s",
-                    len(removed), folder, [os.path.basename(p) for p in removed[:5]])  # fmt: skip
+        (report or logger.info)(
+            f"Removed {len(removed)} stale temporary file(s) of dead processes in {folder}: "
+            f"{[os.path.basename(p) for p in removed[:5]]}"
+        )
     return removed
 
 
