@@ -12,6 +12,13 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["vps_d2", "vps_d2.*"]),
     include_package_data=True,
+    # The configs (the shared base and each method's folder) and the SUN-SEG case table
+    # ship inside the package: vps_d2.model_zoo.get_config_file finds them in a wheel too.
+    package_data={
+        "vps_d2.config": ["*.yaml"],
+        "vps_d2.methods": ["*/configs/*.yaml", "*/README.md"],
+        "vps_d2.data.datasets": ["*.csv"],
+    },
     # Lower bounds = the versions .ci/constraints-lowest.txt installs and CI tests (see the
     # README's "Tested versions"); CI also tests the newest versions pip resolves.
     install_requires=[

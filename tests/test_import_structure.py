@@ -5,8 +5,8 @@ import nothing from vps_d2.methods (each method registers itself when imported).
 import ast
 import glob
 import os
+from train_net_runner import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = ("config", "data", "modeling", "solver", "engine", "evaluation", "checkpoint", "utils",
         "visualization")  # fmt: skip
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -21,16 +22,84 @@ from fvcore.common.config import CfgNode as _FvCfgNode
 
 __all__ = ["CfgNode", "ConfigError", "configurable", "register_renamed_key"]
 
+logger = logging.getLogger(__name__)
+
 BASE_KEY = "_BASE_"
 
-# Keys that moved: old full key -> (new full key, note). A config that still uses the old
-# key gets an error naming the new one (strict configs never silently ignore a key).
-_RENAMED_KEYS: dict[str, tuple[str, str]] = {}
+# Keys that moved: old full key -> (new full key, note, alias). A config that still uses
+# the old key gets an error naming the new one (strict configs never silently ignore a
+# key), or, for an alias, is read as the new key with a one-line deprecation warning.
+_RENAMED_KEYS: dict[str, tuple[str, str, bool]] = {}
 
 
-def register_renamed_key(old: str, new: str, note: str = "") -> None:
-    """Declare that config key ``old`` is now ``new`` (e.g. moved into a method's section)."""
-    _RENAMED_KEYS[old] = (new, note)
+def register_renamed_key(old: str, new: str, note: str = "", *, alias: bool = False) -> None:
+    """Declare that config key ``old`` is now ``new`` (e.g. moved into a method's section).
+
+    ``alias=True``: the old key keeps working (read as ``new``, one deprecation warning per
+    use); ``old`` may then name a whole section (``MODEL.BASELINE`` -> ``MODEL.FRAME_BASELINE``
+    renames every key under it). Otherwise using ``old`` is a :class:`ConfigError`.
+    """
+    _RENAMED_KEYS[old] = (new, note, alias)
+
+
+def _renamed(key: str) -> tuple[str, str, bool] | None:
+    """(new key, note, alias) for ``key``: an exact rename, else an alias of a section above it."""
+    if key in _RENAMED_KEYS:
+        return _RENAMED_KEYS[key]
+    parts = key.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        hit = _RENAMED_KEYS.get(".".join(parts[:n]))
+        if hit is not None and hit[2]:
+            return f"{hit[0]}.{'.'.join(parts[n:])}", hit[1], True
+    return None
+
+
+def _resolve_key(key: str, where: str) -> str:
+    """The current name of ``key``: aliases followed (warning once each), renames refused."""
+    seen = [key]
+    while (hit := _renamed(key)) is not None:
+        new, note, alias = hit
+        why = f" ({note})" if note else ""
+        if not alias:
+            raise ConfigError(f"{where}: {key} was renamed to {new}; use {new} instead{why}")
+        if new in seen:
+            raise ConfigError(f"{where}: renamed keys form a loop: {' -> '.join(seen + [new])}")
+        seen.append(new)
+        key = new
+    if len(seen) > 1:
+        logger.warning("%s: %s is deprecated, read as %s", where, seen[0], key)
+    return key
+
+
+def _unflatten(flat: dict[str, Any]) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _flat_items(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for k, v in d.items():
+        full = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            items.extend(_flat_items(v, full + "."))
+        else:
+            items.append((full, v))
+    return items
+
+
+def _translate_renamed(data: dict, where: str) -> dict:
+    """``data`` with deprecated aliases read as their new keys (renamed keys raise)."""
+    _check_renamed(_flat_keys(data), where)
+    flat = _flat_items(data)
+    if not any(_renamed(k) for k, _ in flat):
+        return data
+    return _unflatten({_resolve_key(k, where): v for k, v in flat})
 
 
 def _flat_keys(d: dict, prefix: str = "") -> list[str]:
@@ -44,9 +113,11 @@ def _flat_keys(d: dict, prefix: str = "") -> list[str]:
 
 
 def _check_renamed(keys: list[str], where: str) -> None:
+    """Refuse keys that were renamed without an alias (sections included)."""
     for key in keys:
-        if key in _RENAMED_KEYS:
-            new, note = _RENAMED_KEYS[key]
+        hit = _RENAMED_KEYS.get(key)
+        if hit is not None and not hit[2]:
+            new, note, _ = hit
             why = f" ({note})" if note else ""
             raise ConfigError(f"{where}: {key} was renamed to {new}; use {new} instead{why}")
 
@@ -99,7 +170,7 @@ class CfgNode(_FvCfgNode):
                 the wrong type, a file is missing or is not valid YAML.
         """
         for filename, data in self._load_chain(cfg_filename):
-            _check_renamed(_flat_keys(data), filename)
+            data = _translate_renamed(data, filename)
             try:
                 self.merge_from_other_cfg(type(self)(data))
             except (KeyError, ValueError, AssertionError) as e:
@@ -113,7 +184,7 @@ class CfgNode(_FvCfgNode):
                 f"Command-line opts must be KEY VALUE pairs, got an odd number: {cfg_list}"
             )
         for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
-            _check_renamed([str(key)], "command-line opts")
+            key = _resolve_key(str(key), "command-line opts")
             try:
                 super().merge_from_list([key, value])
             except (KeyError, ValueError, AssertionError) as e:

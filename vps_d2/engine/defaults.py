@@ -14,6 +14,7 @@ import torch
 from vps_d2.config import CfgNode, add_vps_config, get_cfg
 from vps_d2.data import get_video_records
 from vps_d2.data.datasets import configure_datasets
+from vps_d2.model_zoo import resolve_config_path
 from vps_d2.utils import comm
 from vps_d2.utils.env import collect_env_info, seed_all_rng
 from vps_d2.utils.file_io import DirectoryLock, atomic_write_bytes, remove_stale_temp_files
@@ -108,11 +109,13 @@ def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """load plug-ins -> get_cfg -> add_vps_config -> merge --config-file -> merge opts ->
-    freeze."""
+    freeze. ``--config-file configs/<name>.yaml`` that is not a file names a shipped config
+    (:func:`vps_d2.model_zoo.get_config_file`); ``args.config_file`` is set to its path."""
     load_plugins(getattr(args, "plugin", None) or [])
     cfg = get_cfg()
     add_vps_config(cfg)
     if args.config_file:
+        args.config_file = resolve_config_path(args.config_file)
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))
     cfg.freeze()

@@ -1,3 +1,3 @@
 """One folder per method; importing this package registers each method's model and config."""
 
-from . import baseline, diff_vps, pgn_aen, sali  # noqa: F401
+from . import diff_vps, frame_baseline, pgn_aen, sali  # noqa: F401

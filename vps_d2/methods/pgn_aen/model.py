@@ -78,7 +78,7 @@ def past_frames(entries: Sequence[Mapping], length: int, num_new: int) -> list[t
 
 @META_ARCH_REGISTRY.register()
 class PGNAEN(ClipVideoMetaArch):
-    """PGN + AEN meta-architecture (also registered as ``EUVPS``)."""
+    """PGN + AEN meta-architecture (``EUVPS``: a deprecated alias of the name)."""
 
     @configurable
     def __init__(
@@ -226,5 +226,5 @@ class PGNAEN(ClipVideoMetaArch):
         return self.criterion.apply_weights({n: v / k for n, v in totals.items()})
 
 
-# The public code's name for the same class.
-META_ARCH_REGISTRY.register_as("EUVPS")(PGNAEN)
+# The paper's name (EUVPS), the method's former second registry name.
+META_ARCH_REGISTRY.register_alias("EUVPS", "PGNAEN")

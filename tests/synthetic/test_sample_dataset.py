@@ -23,7 +23,7 @@ from vps_d2.data.sample_generator import (
 )
 
 SMALL = dict(train_clips=2, test_clips=1, frames_min=6, frames_max=6, height=64, width=80)
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from train_net_runner import ROOT as REPO
 
 
 @pytest.fixture(scope="module")

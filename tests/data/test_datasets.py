@@ -17,7 +17,7 @@ from vps_d2.config import get_cfg
 from vps_d2.data import CLASS_NAMES, DatasetCatalog, MetadataCatalog
 from vps_d2.data.io import ImageReadError, read_image, read_mask
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from train_net_runner import ROOT as REPO
 RECORD_KEYS = {
     "dataset_name", "split", "video_id", "length", "file_names", "gt_file_names",
     "frame_names", "class_id", "class_name", "boxes",

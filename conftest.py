@@ -1,12 +1,18 @@
-"""Shared fixtures: a tiny synthetic sample dataset in the SUN-SEG layout."""
+"""Shared pytest set-up of the whole suite (tests/ and each method's tests/ folder).
+
+tests/ goes on ``sys.path`` so every test imports the shared helpers of
+``tests/train_net_runner.py``; the fixture below makes a tiny synthetic sample dataset.
+"""
 
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 
 @pytest.fixture(scope="session")

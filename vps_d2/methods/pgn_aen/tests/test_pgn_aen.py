@@ -32,7 +32,8 @@ from vps_d2.modeling import build_model
 from vps_d2.modeling.backbone import ShapeSpec, build_backbone
 from vps_d2.modeling.meta_arch import META_ARCH_REGISTRY
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from vps_d2.model_zoo import get_config_file
+
 torch.set_num_threads(1)
 SHAPES = {f"res{i + 2}": ShapeSpec(c, 2 ** (i + 2)) for i, c in enumerate([8, 16, 16, 32])}
 
@@ -560,15 +561,13 @@ def test_config_errors():
 
 
 # ---------------------------------------------------------------------------- configs, backbones
-CONFIGS = ["aen_cffm_hrnet.yaml", "aen_cffm_res2net50.yaml", "cffm_res2net50.yaml",
-           "aen_cffm_hrnet_cvc612.yaml", "aen_cffm_res2net50_cvc612.yaml",
-           "cffm_res2net50_cvc612.yaml", "sample/aen_cffm.yaml"]  # fmt: skip
+CONFIGS = sorted(os.listdir(os.path.join(os.path.dirname(__file__), "..", "configs")))
 
 
 def _file_cfg(name):
     cfg = get_cfg()
     add_vps_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", name))
+    cfg.merge_from_file(get_config_file(name))
     return cfg
 
 

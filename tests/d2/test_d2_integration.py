@@ -18,13 +18,15 @@ import warnings
 
 import pytest
 import torch
+from vps_d2.model_zoo import get_config_file
 from train_net_runner import ROOT, TRAIN_NET, run_train_net, train_net_env
 
 HAS_D2 = importlib.util.find_spec("detectron2") is not None
 needs_d2 = pytest.mark.skipif(not HAS_D2, reason="Detectron2 not installed (not on PyPI)")
 
-SAMPLE_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "sample", "*.yaml")))
-ALL_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+SAMPLE_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "vps_d2", "methods", "*", "configs", "*_sample.yaml")))
+ALL_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
+                     + glob.glob(os.path.join(ROOT, "vps_d2", "methods", "*", "configs", "*.yaml")))
 TINY = [
     "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST",
     "0", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.WARMUP_ITERS", "0",
@@ -206,7 +208,7 @@ def test_checkpoints_are_interchangeable_between_engines(tiny_sample_root, tmp_p
     """A vps_d2-engine checkpoint resumes under Detectron2 and the reverse, to the same
     weights as an uninterrupted run."""
     monkeypatch.setenv("VPS_DATASETS", tiny_sample_root)
-    config = os.path.join(ROOT, "configs", "sample", "baseline.yaml")
+    config = get_config_file("frame_baseline_sample.yaml")
     full = str(tmp_path / "full")
     _train_vps(config, full)
     full_d2 = str(tmp_path / "full_d2")
@@ -231,7 +233,7 @@ def test_checkpoints_are_interchangeable_between_engines(tiny_sample_root, tmp_p
 
 @needs_d2
 def test_engine_switch_same_artifacts_and_numbers(tiny_sample_root, tmp_path):
-    config = os.path.join(ROOT, "configs", "sample", "baseline.yaml")
+    config = get_config_file("frame_baseline_sample.yaml")
     outs = {}
     for engine in ("vps_d2", "detectron2"):
         out = str(tmp_path / engine)

@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 import torch
+from vps_d2.model_zoo import get_config_file
 from train_net_runner import ROOT, run_train_net
 
-CONFIG = os.path.join(ROOT, "configs", "sample", "diff_vps.yaml")
+CONFIG = get_config_file("diff_vps_sample.yaml")
 FAST = [
     "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "4",
     "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0", "SOLVER.WARMUP_ITERS",

@@ -42,7 +42,7 @@ class FrameBaseline(VideoMetaArch):
         missing = [f for f in in_features if f not in shapes]
         if missing:
             raise KeyError(
-                f"MODEL.BASELINE.IN_FEATURES {missing} not produced by the backbone "
+                f"MODEL.FRAME_BASELINE.IN_FEATURES {missing} not produced by the backbone "
                 f"(it gives {list(shapes)})"
             )
         self.in_features = list(in_features)
@@ -52,13 +52,13 @@ class FrameBaseline(VideoMetaArch):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        b = cfg.MODEL.BASELINE
+        b = cfg.MODEL.FRAME_BASELINE
         return {
             "backbone": build_backbone(cfg, out_features=list(b.IN_FEATURES)),
             "in_features": list(b.IN_FEATURES),
             "decoder_channels": b.DECODER_CHANNELS,
-            "bce_weight": b.BCE_WEIGHT,
-            "dice_weight": b.DICE_WEIGHT,
+            "bce_weight": b.LOSS.BCE_WEIGHT,
+            "dice_weight": b.LOSS.DICE_WEIGHT,
             **cls.base_config(cfg),
         }
 

@@ -9,9 +9,10 @@ import json
 import os
 
 import pytest
+from vps_d2.model_zoo import get_config_file
 from train_net_runner import ROOT, run_train_net
 
-CONFIG = os.path.join(ROOT, "configs", "sample", "sali.yaml")
+CONFIG = get_config_file("sali_sample.yaml")
 FAST = [
     "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "4",
     "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0", "SOLVER.WARMUP_ITERS",

@@ -1,6 +1,6 @@
 """Contract tests every registered meta-architecture gets for free (timm's test_models idea).
 
-For each name in META_ARCH_REGISTRY, its sample config (configs/sample/*.yaml; for the
+For each name in META_ARCH_REGISTRY, its sample config (vps_d2/methods/<method>/configs/<method>_sample.yaml; for the
 out-of-tree toy method of tests/plugins, tests/plugins/*.yaml) must build it
 with random init; one training step through the engine's own step object gives finite
 losses and a gradient for every trainable parameter; a 40-frame synthetic video streams to
@@ -22,8 +22,8 @@ from vps_d2.engine.train_step import build_train_step
 from vps_d2.engine.trainer import setup_optimization
 from vps_d2.modeling import META_ARCH_REGISTRY, build_model
 from vps_d2.utils.plugins import load_plugins
+from train_net_runner import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A method kept outside the package gets the same contract (README.md, "Adding a method").
 load_plugins([os.path.join(ROOT, "tests", "plugins", "toy_method.py")])
 
@@ -39,7 +39,7 @@ FAST = {"SOLVER.IMS_PER_BATCH": "2", "DATALOADER.NUM_WORKERS": "0"}
 
 def _sample_configs() -> dict[str, list[str]]:
     by_arch: dict[str, list[str]] = {}
-    paths = glob.glob(os.path.join(ROOT, "configs", "sample", "*.yaml"))
+    paths = glob.glob(os.path.join(ROOT, "vps_d2", "methods", "*", "configs", "*_sample.yaml"))
     paths += glob.glob(os.path.join(ROOT, "tests", "plugins", "*.yaml"))
     for path in sorted(paths):
         cfg = _load(path)
@@ -61,7 +61,7 @@ ARCHS = sorted(name for name, _ in META_ARCH_REGISTRY)
 
 def test_every_registered_method_has_a_sample_config():
     missing = [a for a in ARCHS if a not in SAMPLES and a not in _ALIASES()]
-    assert not missing, f"meta-architectures without a configs/sample/*.yaml: {missing}"
+    assert not missing, f"meta-architectures without a vps_d2/methods/<method>/configs/<method>_sample.yaml: {missing}"
 
 
 def _ALIASES():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from vps_d2.evaluation import reference as R
+from train_net_runner import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # SUN stems; "_image<i>" is not zero-padded, so lexical order is not the SUN order.
 STEM = "case_M_20181001100941_0U62372100109341_1_005_001-1_a2_ayy_image{}"
 GT_SHAPE = (24, 32)

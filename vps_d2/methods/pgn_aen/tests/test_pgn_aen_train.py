@@ -13,9 +13,10 @@ import json
 import os
 
 import pytest
+from vps_d2.model_zoo import get_config_file
 from train_net_runner import ROOT, run_train_net
 
-CONFIG = os.path.join(ROOT, "configs", "sample", "aen_cffm.yaml")
+CONFIG = get_config_file("pgn_aen_sample.yaml")
 # 64x80 frames: SmallCNN maps 16x20, 8x10, 4x5, 2x3 (the CRL grids), 1/8 map 8x10
 FAST = [
     "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "4",

@@ -12,16 +12,17 @@ import time
 
 import pytest
 import torch
+from vps_d2.model_zoo import get_config_file
 from train_net_runner import ROOT, TRAIN_NET, run_train_net, train_net_env
 
 from vps_d2.checkpoint import VPSCheckpointer
 from vps_d2.config import add_vps_config, get_cfg
 
-CONFIG = os.path.join(ROOT, "configs", "sample", "baseline.yaml")
+CONFIG = get_config_file("frame_baseline_sample.yaml")
 FAST = [
     "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "2",
     "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0", "SOLVER.WARMUP_ITERS",
-    "0", "MODEL.BACKBONE.SMALL_CNN_CHANNELS", "[8, 8, 16, 16]", "MODEL.BASELINE.DECODER_CHANNELS",
+    "0", "MODEL.BACKBONE.SMALL_CNN_CHANNELS", "[8, 8, 16, 16]", "MODEL.FRAME_BASELINE.DECODER_CHANNELS",
     "8", "SEED", "1",
 ]  # fmt: skip
 
@@ -160,7 +161,7 @@ def test_train_then_eval_only_learns(train_net_inproc, tmp_path):
 
 def test_nan_loss_stops_clearly(tiny_sample_root, tmp_path, monkeypatch):
     from vps_d2.engine import NonFiniteLossError, Trainer
-    from vps_d2.methods.baseline import FrameBaseline
+    from vps_d2.methods.frame_baseline import FrameBaseline
 
     monkeypatch.setenv("VPS_DATASETS", tiny_sample_root)
     calls = {"n": 0}

@@ -5,8 +5,8 @@ import os
 import pytest
 
 from vps_d2.config import CfgNode, ConfigError, add_vps_config, configurable, get_cfg
+from train_net_runner import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cfg():
@@ -32,7 +32,7 @@ def test_detectron2_keys_present():
             node = node[part]
     assert "CLIP" not in cfg.INPUT  # only after add_vps_config
     add_vps_config(cfg)
-    assert cfg.INPUT.CLIP.LENGTH == 1 and "VPS" in cfg.TEST and "BASELINE" in cfg.MODEL
+    assert cfg.INPUT.CLIP.LENGTH == 1 and "VPS" in cfg.TEST and "FRAME_BASELINE" in cfg.MODEL
     add_vps_config(cfg)  # idempotent
 
 
@@ -86,7 +86,8 @@ def test_opts_unknown_key_and_odd_length():
     "path",
     sorted(
         os.path.join(dp, f)
-        for dp, _, fs in os.walk(os.path.join(ROOT, "configs"))
+        for top in ("configs", "vps_d2")
+        for dp, _, fs in os.walk(os.path.join(ROOT, top))
         for f in fs
         if f.endswith(".yaml")
     ),

@@ -21,8 +21,8 @@ from vps_d2.data import video_io
 from vps_d2.data.video_io import VideoReader, VideoWriter
 from vps_d2.engine.predictor import VideoPredictor
 from vps_d2.modeling import META_ARCH_REGISTRY, VideoMetaArch, build_model
+from train_net_runner import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, H, W, FPS = 12, 64, 80, 7.0
 BG = (90, 80, 180)  # BGR mucosa
 SUN = "case_M_20181001100941_0U62372100109341_1_005_001-1_a2_ayy_image{}"
@@ -125,7 +125,7 @@ def assets(tmp_path_factory):
     cfg = get_cfg()
     add_vps_config(cfg)
     base_opts = opts + ["MODEL.BACKBONE.NAME", "SmallCNN", "MODEL.BACKBONE.SMALL_CNN_CHANNELS",
-                        "[8, 8, 8, 8]", "MODEL.BASELINE.DECODER_CHANNELS", "8"]  # fmt: skip
+                        "[8, 8, 8, 8]", "MODEL.FRAME_BASELINE.DECODER_CHANNELS", "8"]  # fmt: skip
     cfg.merge_from_list(base_opts)
     VPSCheckpointer(build_model(cfg), str(d / "baseline")).save("model_final")
     yield {

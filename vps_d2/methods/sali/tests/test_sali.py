@@ -24,7 +24,8 @@ from vps_d2.methods.sali.lim import LongTermInteraction, mask_weights
 from vps_d2.methods.sali.rfb import RFB
 from vps_d2.modeling import build_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from vps_d2.model_zoo import get_config_file
+
 torch.set_num_threads(1)
 
 
@@ -370,12 +371,12 @@ def test_streaming_memory_is_bounded():
 def _load(path: str):
     cfg = get_cfg()
     add_vps_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, path))
+    cfg.merge_from_file(get_config_file(path))
     return cfg
 
 
 def test_configs_load_and_build():
-    sample = _load("configs/sample/sali.yaml")
+    sample = _load("sali_sample.yaml")
     assert sample.INPUT.CLIP.SAMPLING == "triplet" and sample.INPUT.CLIP.LENGTH == 3
     model = build_model(sample).train()
     losses = model(_triplets(1, *sample.INPUT.SIZE_TRAIN))
@@ -383,11 +384,11 @@ def test_configs_load_and_build():
     levels = [f[len("res") :] for f in sample.MODEL.SALI.IN_FEATURES]
     assert sorted(losses) == sorted(["loss_sg"] + [f"loss_s{n}" for n in levels])
     for name, timm_name in [("sali_pvtv2_b2", "pvt_v2_b2"), ("sali_pvtv2_b5", "pvt_v2_b5")]:
-        cfg = _load(f"configs/{name}.yaml")
+        cfg = _load(f"{name}.yaml")
         assert cfg.MODEL.BACKBONE.TIMM_NAME == timm_name
         assert cfg.MODEL.META_ARCHITECTURE == "SALI" and cfg.INPUT.SIZE_TRAIN == (352, 352)
         assert cfg.SOLVER.OPTIMIZER == "Adam" and cfg.SOLVER.IMS_PER_BATCH == 14
-    cfg = _load("configs/sali_pvtv2_b2.yaml")
+    cfg = _load("sali_pvtv2_b2.yaml")
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = False, ""
     model = build_model(cfg)
