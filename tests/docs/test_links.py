@@ -102,7 +102,9 @@ def test_every_relative_link_resolves():
 
 def test_readme_is_short():
     lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines (max {README_MAX_LINES})"
+    assert len(lines) <= README_MAX_LINES, (
+        f"README.md has {len(lines)} lines (max {README_MAX_LINES})"
+    )
 
 
 def test_no_page_links_to_shared():
