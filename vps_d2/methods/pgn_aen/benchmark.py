@@ -1,53 +1,64 @@
-#!/usr/bin/env python
 """Benchmark PGN+AEN: sizes per component vs the paper's Table 4, CPU speed, streaming memory.
 
-    python tools/benchmark_pgn_aen.py --threads 2                 # everything, CPU
-    python tools/benchmark_pgn_aen.py --skip-hrnet --timed-clips 0 --memory-frames
+    python -m vps_d2.methods.pgn_aen.benchmark --threads 2          # everything, CPU
+    python -m vps_d2.methods.pgn_aen.benchmark --skip-hrnet --timed-clips 0 --memory-frames
+    python -m vps_d2.methods.pgn_aen.benchmark --quick              # smoke run, sample config
 
-All models are randomly initialised (nothing is downloaded). Printed (Markdown):
+All models are randomly initialised (nothing is downloaded); configs are found by name with
+``vps_d2.model_zoo.get_config_file``. Printed (Markdown):
 
 1. parameters and GFLOPs per component (backbone, PGN = CFFM [its mining separately], CRL,
    CSA [its encoder separately], the rest = interaction + upsampling) for
-   (a) the CFFM row of Table 4: the PGN alone (CFFM as published: TARGETS "last", the other
-       five frames as references) on a 6-frame window at 256x448, Res2Net-50 (res2net50d);
-       the paper gives 26.49 M / 82.98 G, which methods.md reproduces with the public code's
-       backbone + full CFFM there;
-   (b) AEN+CFFM on one 3-frame clip at 320x448 (configs/aen_cffm_res2net50.yaml): the first
-       clip of a video (empty memory) and a clip with a full memory; paper 33.81 M / 93.48 G;
-   (c) the same with HRNet-W48 (configs/aen_cffm_hrnet.yaml);
+   (a) the CFFM row of Table 4: the PGN alone (pgn_aen_cffm_only_res2net50.yaml, CFFM as
+       published: TARGETS "last", the other five frames as references) on a 6-frame window
+       at 256x448, Res2Net-50 (res2net50d); the paper gives 26.49 M / 82.98 G, which
+       methods.md reproduces with the public code's backbone + full CFFM there;
+   (b) AEN+CFFM on one 3-frame clip at 320x448 (pgn_aen_res2net50.yaml): the first clip of
+       a video (empty memory) and a clip with a full memory; paper 33.81 M / 93.48 G;
+   (c) the same with HRNet-W48 (pgn_aen_hrnet.yaml);
    next to the public code's measured sizes (../shared/reference/methods.md) and the ratios
-   ours / paper. GFLOPs are fvcore's FlopCountAnalysis counts (one multiply-add = one
-   flop, fvcore's convention, as the paper's figures are); fvcore has no handle for
-   aten::scaled_dot_product_attention, this script registers one (Lq x Lk x (d + dv) per
-   head); element-wise ops fvcore does not count are not counted;
-2. CPU ms per frame streaming at 320x448 (consecutive 3-frame clips, memory full: the steady
-   state; median of --timed-clips clips);
+   ours / paper. GFLOPs are fvcore's FlopCountAnalysis counts through
+   ``vps_d2.utils.benchmark.count_flops`` (one multiply-add = one flop, fvcore's
+   convention, as the paper's figures are; aten::scaled_dot_product_attention counted as
+   Lq x Lk x (d + dv) per head); element-wise ops fvcore does not count are not counted;
+2. CPU ms per frame streaming at 320x448 (``forward_clip`` on consecutive 3-frame clips,
+   memory full: the steady state; median of --timed-clips clips after MEMORY_LENGTH warm-up
+   clips that fill the memory, divided by 3), on --threads torch threads (0: default);
 3. streaming memory after 100 and 1,000 frames (--memory-frames) at --memory-size (smaller
    than 320x448 so that the CPU run stays short): windows in the clip memory, its bytes,
-   the process RSS.
+   the process RSS (/proc/self/statm).
+
+--quick runs pgn_aen_sample.yaml (small CNN) at its INPUT.SIZE_TEST (96x128) instead: its
+sizes table (first clip and memory full), 1 timed clip, a memory run of 6 frames at 96x128.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 
-try:
-    import vps_d2  # noqa: F401
-except ImportError:  # source checkout without installation
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import vps_d2.methods.pgn_aen  # noqa: F401,E402  (registers MODEL.PGN_AEN)
-from vps_d2.config import add_vps_config, get_cfg  # noqa: E402
-from vps_d2.modeling import build_model  # noqa: E402
-from vps_d2.utils.file_io import atomic_write_json  # noqa: E402
+import vps_d2.methods.pgn_aen  # noqa: F401  (registers MODEL.PGN_AEN)
+from vps_d2.config import add_vps_config, get_cfg
+from vps_d2.model_zoo import get_config_file
+from vps_d2.modeling import build_model
+from vps_d2.utils.benchmark import (
+    count_flops,
+    markdown_table,
+    params_m,
+    streaming_memory,
+    synthetic_frames,
+    time_callable,
+    write_json,
+)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+R2 = "pgn_aen_res2net50.yaml"
+HR = "pgn_aen_hrnet.yaml"
+CFFM = "pgn_aen_cffm_only_res2net50.yaml"
+SAMPLE = "pgn_aen_sample.yaml"
+QUICK = {"skip_hrnet": True, "timed_clips": 1, "memory_frames": [6], "memory_size": 0}
 
 # Paper, Table 4 (Res2Net-50): params M, GFLOPs.
 PAPER = {"cffm": (26.49, 82.98), "aen_cffm": (33.81, 93.48)}
@@ -61,29 +72,24 @@ PUBLIC = {
 }
 
 
-def sdpa_flop_jit(inputs, outputs) -> int:
-    """fvcore handle for aten::scaled_dot_product_attention: q (..., Lq, d), k (..., Lk, d),
-    v (..., Lk, dv) -> Lq*Lk*d + Lq*Lk*dv multiply-adds per batch and head."""
-    from fvcore.nn.jit_handles import get_shape
-
-    q, k, v = (get_shape(inputs[i]) for i in range(3))
-    batch = 1
-    for s in q[:-2]:
-        batch *= s
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
-
-
-def build(config: str, device: str, **overrides):
-    """Model from a config file with random init; ``overrides``: dotted keys -> values."""
+def load_cfg(config: str, device: str, **overrides):
+    """Config of the shipped file ``config`` (a file name) without pretrained weights;
+    ``overrides``: dotted keys -> values."""
     cfg = get_cfg()
     add_vps_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, config))
+    cfg.merge_from_file(get_config_file(config))
     cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = False, ""
     cfg.MODEL.DEVICE = device
     opts = []
     for k, v in overrides.items():
         opts += [k, v]
     cfg.merge_from_list(opts)
+    return cfg
+
+
+def build(config: str, device: str, **overrides):
+    """Model of :func:`load_cfg` with random init (seed 0), in eval mode, and its config."""
+    cfg = load_cfg(config, device, **overrides)
     torch.manual_seed(0)
     return build_model(cfg).eval(), cfg
 
@@ -111,22 +117,13 @@ def full_memory(model, t: int, size) -> list:
     return mem
 
 
-def params_m(module) -> float:
-    return 0.0 if module is None else sum(p.numel() for p in module.parameters()) / 1e6
-
-
 def measure(model, t: int, size, entries) -> dict:
     """Parameters (M) and GFLOPs per component of one window of t frames at size."""
-    from fvcore.nn import FlopCountAnalysis
-
     x = torch.randn(1, t, 3, *size, device=model.device)
-    with torch.no_grad():
-        fca = FlopCountAnalysis(_Window(model, entries), x)
-        fca.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
-        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        total = fca.total()
-        by = fca.by_module()
-    g = {k[len("model."):] if k.startswith("model.") else k: v / 1e9 for k, v in by.items()}
+    flops = count_flops(_Window(model, entries), x)
+    total = flops.gflops
+    g = {k[len("model.") :] if k.startswith("model.") else k: v / 1e9
+         for k, v in flops.by_module.items()}  # fmt: skip
     aen = model.aen
     out = {
         "backbone": (params_m(model.backbone), g.get("backbone", 0.0)),
@@ -143,9 +140,9 @@ def measure(model, t: int, size, entries) -> dict:
             out["csa"] = (params_m(aen.csa), g.get("aen.csa", 0.0))
             out["csa_encoder"] = (params_m(aen.csa.encoder), g.get("aen.csa.encoder", 0.0))
     parts = ("backbone", "pgn", "crl", "csa")
-    out["other"] = (0.0, total / 1e9 - sum(out[k][1] for k in parts if k in out))
-    out["total"] = (params_m(model), total / 1e9)
-    out["not_counted"] = sorted(fca.unsupported_ops())
+    out["other"] = (0.0, total - sum(out[k][1] for k in parts if k in out))
+    out["total"] = (params_m(model), total)
+    out["not_counted"] = flops.not_counted
     return out
 
 
@@ -154,60 +151,36 @@ def time_clips(model, size, n: int) -> float:
     t = model.clip_length
     model.reset()
     x = torch.randn(t, 3, *size, device=model.device)
-    times = []
     with torch.no_grad():
-        for i in range(model.memory.maxlen + n):
-            t0 = time.perf_counter()
-            model.forward_clip(x, model.memory, t)
-            if model.device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= model.memory.maxlen:  # warm-up until the memory is full
-                times.append(time.perf_counter() - t0)
+        stats = time_callable(lambda: model.forward_clip(x, model.memory, t), n,
+                              warmup=model.memory.maxlen, device=model.device)  # fmt: skip
     model.reset()
-    return 1000 * statistics.median(times) / t
-
-
-def rss_mib() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return stats.median_ms / t
 
 
 def memory_run(config: str, size: int, checkpoints: list[int], device: str) -> dict:
-    model, _ = build(config, device, **{"INPUT.SIZE_TEST": (size, size)})
-    g = torch.Generator().manual_seed(0)
-    base = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
-    frames = ({"image": torch.roll(base, t % 11, 2), "height": size, "width": size,
-               "video_id": "long", "frame_index": t} for t in range(max(checkpoints)))  # fmt: skip
-    out = {}
-    for t, _ in enumerate(model.stream(frames)):
-        if t + 1 in checkpoints:
-            out[t + 1] = {"windows": len(model.memory), "memory_mib": model.memory.nbytes() / 2**20,
-                          "rss_mib": rss_mib()}  # fmt: skip
-    return out
-
-
-def _fmt(v, digits=2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
+    """Streaming memory of ``config`` at size x size (0: the config's INPUT.SIZE_TEST)."""
+    model, _ = build(config, device, **({"INPUT.SIZE_TEST": (size, size)} if size else {}))
+    h, w = model.test_size
+    frames = synthetic_frames(max(checkpoints), h, w)
+    probe = lambda: {"windows": len(model.memory),
+                     "memory_mib": model.memory.nbytes() / 2**20}  # fmt: skip
+    return streaming_memory(model.stream(frames), checkpoints, probe)
 
 
 def table(title: str, rows: dict, public: dict, paper: tuple | None) -> list[str]:
-    lines = [f"\n{title}\n", "| component | params M | public code params M | GFLOPs | public code "
-             "GFLOPs |", "|---|---|---|---|---|"]  # fmt: skip
     names = {"backbone": "backbone", "pgn": "PGN (CFFM)", "pgn_linear": "  CFFM linear fuse part",
              "pgn_mining": "  CFFM mining (CFFA + CFM)", "crl": "CRL", "csa": "CSA",
              "csa_encoder": "  CSA encoder", "other": "interaction + upsampling",
              "total": "**total**"}  # fmt: skip
+    cells = []
     for key, label in names.items():
-        if key not in rows:
-            continue
-        p, g = rows[key]
-        pp, pg = public.get(key, (None, None))
-        lines.append(f"| {label} | {_fmt(p, 3)} | {_fmt(pp, 3)} | {_fmt(g)} | {_fmt(pg)} |")
+        if key in rows:
+            (p, g), (pp, pg) = rows[key], public.get(key, (None, None))
+            cells.append([label, p, pp, g, pg])
+    lines = [f"\n{title}\n"] + markdown_table(
+        ["component", "params M", "public code params M", "GFLOPs", "public code GFLOPs"],
+        cells, fmt=[None, "{:.3f}", "{:.3f}", "{:.2f}", "{:.2f}"], missing="-")  # fmt: skip
     if paper:
         p, g = rows["total"]
         lines.append(f"\npaper (Table 4): {paper[0]} M, {paper[1]} GFLOPs; ours / paper: params "
@@ -215,7 +188,7 @@ def table(title: str, rows: dict, public: dict, paper: tuple | None) -> list[str
     return lines
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -224,18 +197,29 @@ def main(argv=None) -> int:
     p.add_argument("--timed-clips", type=int, default=3, help="timed clips (0: no timing)")
     p.add_argument("--memory-frames", type=int, nargs="*", default=[100, 1000],
                    help="checkpoints of the streaming memory run (none: skip it)")  # fmt: skip
-    p.add_argument("--memory-size", type=int, default=64, help="frame size of the memory run")
+    p.add_argument("--memory-size", type=int, default=64,
+                   help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    args = p.parse_args(argv)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: pgn_aen_sample.yaml at its size, 1 timed clip, 6 frames")
+    args, _ = p.parse_known_args(argv)
+    if args.quick:
+        p.set_defaults(**QUICK)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     results: dict = {"device": args.device, "threads": torch.get_num_threads()}
     lines: list[str] = []
-    r2 = "configs/aen_cffm_res2net50.yaml"
-    hr = "configs/aen_cffm_hrnet.yaml"
-    if not args.skip_sizes:
+    r2, hr = (SAMPLE, SAMPLE) if args.quick else (R2, HR)
+    clip_size = tuple(load_cfg(SAMPLE, args.device).INPUT.SIZE_TEST) if args.quick else (320, 448)
+    hw = f"{clip_size[0]}x{clip_size[1]}"
+    if not args.skip_sizes and not args.quick:
         # (a) the CFFM row: PGN alone, CFFM as published, 6-frame window at 256x448
-        model, _ = build("configs/cffm_res2net50.yaml", args.device, **{
+        model, _ = build(CFFM, args.device, **{
             "MODEL.PGN_AEN.CLIP_LENGTH": 6, "INPUT.CLIP.LENGTH": 6,
             "MODEL.PGN_AEN.CFFM.TARGETS": "last", "MODEL.PGN_AEN.CFFM.NUM_REFERENCES": 5,
             "INPUT.SIZE_TEST": (256, 448)})  # fmt: skip
@@ -264,51 +248,58 @@ def main(argv=None) -> int:
             f"CRL 1.29); ours / paper: params {p_tot / paper[0]:.3f}x, GFLOPs "
             f"{g_tot / paper[1]:.3f}x")  # fmt: skip
         del model
-        # (b) AEN + CFFM, one 3-frame clip at 320x448
-        for name, config, public in (("res2net50d", r2, PUBLIC["aen_cffm"]),
-                                     ("hrnet_w48", hr, PUBLIC["hrnet"])):  # fmt: skip
+    if not args.skip_sizes:
+        # (b) AEN + CFFM, one 3-frame clip at 320x448 (--quick: the sample model at its size)
+        variants = [("sample", SAMPLE, {})] if args.quick else [
+            ("res2net50d", r2, PUBLIC["aen_cffm"]), ("hrnet_w48", hr, PUBLIC["hrnet"])]
+        for name, config, public in variants:
             if name == "hrnet_w48" and args.skip_hrnet:
                 continue
-            model, _ = build(config, args.device, **{"INPUT.SIZE_TEST": (320, 448)})
+            model, _ = build(config, args.device, **{"INPUT.SIZE_TEST": clip_size})
             for state, entries in (("first clip", []),
-                                   ("memory full", full_memory(model, 3, (320, 448)))):
-                rows = measure(model, 3, (320, 448), entries)
+                                   ("memory full", full_memory(model, 3, clip_size))):
+                rows = measure(model, 3, clip_size, entries)
                 results[f"aen_cffm_{name}_{state.replace(' ', '_')}"] = rows
-                lines += table(f"(b) AEN + CFFM, {name}, one 3-frame clip at 320x448, {state} "
+                lines += table(f"(b) AEN + CFFM, {name}, one 3-frame clip at {hw}, {state} "
                                f"({len(entries)} windows in memory)", rows, public,
                                PAPER["aen_cffm"] if name == "res2net50d" else None)  # fmt: skip
             del model
     if args.timed_clips:
-        lines += ["\nCPU streaming speed, clips of 3 at 320x448, memory full "
-                  f"({args.device}, {results['threads']} threads):\n",
-                  "| model | ms/frame |", "|---|---|"]  # fmt: skip
-        for name, config in (("AEN + CFFM res2net50d", r2), ("AEN + CFFM hrnet_w48", hr),
-                             ("CFFM alone res2net50d", "configs/cffm_res2net50.yaml")):
+        lines += [f"\nCPU streaming speed, clips of 3 at {hw}, memory full "
+                  f"({args.device}, {results['threads']} threads):\n"]  # fmt: skip
+        models = [("AEN + CFFM sample", SAMPLE)] if args.quick else [
+            ("AEN + CFFM res2net50d", r2), ("AEN + CFFM hrnet_w48", hr),
+            ("CFFM alone res2net50d", CFFM)]  # fmt: skip
+        speed = []
+        for name, config in models:
             if "hrnet" in name and args.skip_hrnet:
                 continue
-            model, _ = build(config, args.device, **{"INPUT.SIZE_TEST": (320, 448)})
-            ms = time_clips(model, (320, 448), args.timed_clips)
+            model, _ = build(config, args.device, **{"INPUT.SIZE_TEST": clip_size})
+            ms = time_clips(model, clip_size, args.timed_clips)
             results.setdefault("ms_per_frame", {})[name] = ms
-            lines.append(f"| {name} | {ms:.0f} |")
+            speed.append([name, ms])
             del model
+        lines += markdown_table(["model", "ms/frame"], speed, fmt=[None, "{:.0f}"])
     if args.memory_frames:
         mem = memory_run(r2, args.memory_size, args.memory_frames, args.device)
         results["memory_run"] = {"config": r2, "size": args.memory_size, "checkpoints": mem}
-        lines += [f"\nStreaming memory (AEN + CFFM res2net50d, {args.memory_size}x"
-                  f"{args.memory_size} frames, clips of 3):\n",
-                  "| frames streamed | windows in memory | memory MiB | RSS MiB |",
-                  "|---|---|---|---|"]  # fmt: skip
-        for n, st in mem.items():
-            lines.append(f"| {n} | {st['windows']} | {st['memory_mib']:.3f} | "
-                         f"{st['rss_mib']:.0f} |")  # fmt: skip
+        msize = (f"{args.memory_size}x{args.memory_size}" if args.memory_size
+                 else f"{hw}")  # fmt: skip
+        lines += [f"\nStreaming memory (AEN + CFFM {'sample' if args.quick else 'res2net50d'}, "
+                  f"{msize} frames, clips of 3):\n"]  # fmt: skip
+        lines += markdown_table(
+            ["frames streamed", "windows in memory", "memory MiB", "RSS MiB"],
+            [[n, st["windows"], st["memory_mib"], st["rss_mib"]] for n, st in mem.items()],
+            fmt=[None, None, "{:.3f}", "{:.0f}"])  # fmt: skip
     not_counted = sorted({op for v in results.values() if isinstance(v, dict)
                           for op in v.get("not_counted", [])})  # fmt: skip
     if not args.skip_sizes:
         lines.append(f"\nOps not counted by fvcore: {', '.join(not_counted) or 'none'}; "
-                     "aten::scaled_dot_product_attention is counted by this script's handle.")
+                     "aten::scaled_dot_product_attention is counted by the handle of "
+                     "vps_d2.utils.benchmark.")
     print("\n".join(lines))
     if args.json:
-        atomic_write_json(args.json, results)
+        write_json(args.json, results)
     return 0
 
 

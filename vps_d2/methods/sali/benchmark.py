@@ -1,83 +1,73 @@
-#!/usr/bin/env python
 """Benchmark SALI: parameters, GFLOPs, streaming speed and memory (prints a Markdown table).
 
-    python tools/benchmark_sali.py                       # pvt_v2_b2 and pvt_v2_b5, CPU
-    python tools/benchmark_sali.py --backbones pvt_v2_b2 --memory-frames 100 1000 \
+    python -m vps_d2.methods.sali.benchmark                 # pvt_v2_b2 and pvt_v2_b5, CPU
+    python -m vps_d2.methods.sali.benchmark --backbones pvt_v2_b2 --memory-frames 100 1000 \
         --memory-size 64 --device cpu --threads 2
+    python -m vps_d2.methods.sali.benchmark --quick         # smoke run, sali_sample.yaml
 
-All models are randomly initialised (nothing is downloaded). Per backbone:
+All models are randomly initialised (nothing is downloaded); configs sali_pvtv2_b2.yaml /
+sali_pvtv2_b5.yaml (found with ``vps_d2.model_zoo.get_config_file``). Per backbone:
 
 * parameters (total, backbone, SALI's own modules);
-* GFLOPs of one streaming step at --size (the backbone runs once per frame: the neighbour's
-  features are cached), counted by fvcore's FlopCountAnalysis (one multiply-add = one
-  flop, fvcore's convention). fvcore has no handle for torchvision::deform_conv2d nor for
-  aten::scaled_dot_product_attention (PVTv2's attention): this script registers both
-  (deformable conv: out elements x Cin/groups x k x k, the bilinear sampling not counted;
-  attention: Lq x Lk x (d + dv) per head). Element-wise ops, softmax, topk and gather are
-  not counted (fvcore's default).
+* GFLOPs of one streaming step at --size x --size (the backbone runs once per frame: the
+  neighbour's features are cached), counted by fvcore's FlopCountAnalysis through
+  ``vps_d2.utils.benchmark.count_flops`` (one multiply-add = one flop, fvcore's convention;
+  torchvision::deform_conv2d: out elements x Cin/groups x k x k, the bilinear sampling not
+  counted; aten::scaled_dot_product_attention, PVTv2's attention: Lq x Lk x (d + dv) per
+  head). Element-wise ops, softmax, topk and gather are not counted (fvcore's default).
   Given with a memory of 1 frame and of MEMORY.CAPACITY frames (pre-filled);
-* streaming ms/frame at --size, same two memory states (median of --timed-frames);
+* streaming ms/frame at --size (``step_logits`` on a normalised (1, 3, size, size) input):
+  median of --timed-frames calls after one warm-up call, same two memory states, on
+  --threads torch CPU threads (0: torch's default);
 * memory after 100 and 1,000 streamed frames (--memory-frames) at --memory-size x
   --memory-size (smaller than --size so that the CPU run stays short): frames and bytes in
-  the banks, process RSS.
+  the banks, process RSS (/proc/self/statm).
+
+--quick runs sali_sample.yaml (small CNN) at its INPUT.SIZE_TEST (96x128): 1 timed frame,
+a memory run of 3 and 6 frames; explicit flags still override these settings.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 
-try:
-    import vps_d2  # noqa: F401
-except ImportError:  # source checkout without installation
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import vps_d2.methods.sali  # noqa: F401,E402  (registers MODEL.SALI)
-from vps_d2.config import add_vps_config, get_cfg  # noqa: E402
-from vps_d2.modeling import build_model  # noqa: E402
-from vps_d2.utils.file_io import atomic_write_json  # noqa: E402
+import vps_d2.methods.sali  # noqa: F401  (registers MODEL.SALI)
+from vps_d2.config import add_vps_config, get_cfg
+from vps_d2.model_zoo import get_config_file
+from vps_d2.modeling import build_model
+from vps_d2.utils.benchmark import (
+    count_flops,
+    count_parameters,
+    markdown_table,
+    streaming_memory,
+    synthetic_frames,
+    time_callable,
+    write_json,
+)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {"pvt_v2_b2": "configs/sali_pvtv2_b2.yaml", "pvt_v2_b5": "configs/sali_pvtv2_b5.yaml"}
-
-
-def deform_conv2d_flop_jit(inputs, outputs) -> int:
-    """fvcore handle for torchvision::deform_conv2d: multiply-adds of the convolution."""
-    from fvcore.nn.jit_handles import get_shape
-
-    weight = get_shape(inputs[1])  # Cout, Cin/groups, kh, kw
-    out = get_shape(outputs[0])  # N, Cout, H, W
-    n = 1
-    for s in out:
-        n *= s
-    return n * weight[1] * weight[2] * weight[3]
-
-
-def sdpa_flop_jit(inputs, outputs) -> int:
-    """fvcore handle for aten::scaled_dot_product_attention (PVTv2's attention):
-    q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv): Lq*Lk*d + Lq*Lk*dv multiply-adds."""
-    from fvcore.nn.jit_handles import get_shape
-
-    q, k, v = (get_shape(inputs[i]) for i in range(3))
-    batch = 1
-    for s in q[:-2]:
-        batch *= s
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+CONFIGS = {"pvt_v2_b2": "sali_pvtv2_b2.yaml", "pvt_v2_b5": "sali_pvtv2_b5.yaml",
+           "sample": "sali_sample.yaml"}  # fmt: skip
+QUICK = {"backbones": ["sample"], "size": 0, "timed_frames": 1, "memory_frames": [3, 6],
+         "memory_size": 0, "memory_backbone": "sample"}  # fmt: skip
 
 
 def build(backbone: str, size: int, device: str):
+    """SALI of ``backbone``'s config (pvt_v2_b2's for other timm names; "sample": the small
+    CNN of sali_sample.yaml) with random init, tested at size x size (0: the config's
+    INPUT.SIZE_TEST)."""
     cfg = get_cfg()
     add_vps_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, CONFIGS.get(backbone, CONFIGS["pvt_v2_b2"])))
-    cfg.MODEL.BACKBONE.TIMM_NAME = backbone
+    cfg.merge_from_file(get_config_file(CONFIGS.get(backbone, CONFIGS["pvt_v2_b2"])))
+    if backbone != "sample":
+        cfg.MODEL.BACKBONE.TIMM_NAME = backbone
     cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = False, ""
     cfg.MODEL.DEVICE = device
-    cfg.INPUT.SIZE_TEST = (size, size)
+    if size:
+        cfg.INPUT.SIZE_TEST = (size, size)
     torch.manual_seed(0)
     return build_model(cfg).eval(), cfg
 
@@ -118,87 +108,77 @@ class _Step(nn.Module):
 
 
 def gflops(model, memory_frames: int) -> tuple[float, list[str]]:
-    from fvcore.nn import FlopCountAnalysis
-
+    """GFLOPs of one streaming step with ``memory_frames`` frames in each bank, and the ops
+    fvcore did not count."""
     fill_memory(model, memory_frames)
     x = torch.randn(1, 3, *model.test_size, device=model.device)
-    with torch.no_grad():
-        fca = FlopCountAnalysis(_Step(model), x)
-        fca.set_op_handle("torchvision::deform_conv2d", deform_conv2d_flop_jit)
-        fca.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
-        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        total = fca.total()
-        skipped = sorted(fca.unsupported_ops())
-    return total / 1e9, skipped
+    flops = count_flops(_Step(model), x)
+    return flops.gflops, flops.not_counted
 
 
 def time_steps(model, memory_frames: int, n: int) -> float:
+    """Median ms of ``n`` streaming steps (after one warm-up) with ``memory_frames`` frames in
+    the banks; every step reads the banks and none writes."""
     fill_memory(model, memory_frames)
     x = torch.randn(1, 3, *model.test_size, device=model.device)
-    times = []
-    for i in range(n + 1):
+
+    def setup(_i: int) -> tuple:
         model._t = model._t if model._t % model.banks[0].write_every else model._t + 1
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        model.step_logits(x)
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:  # the first call warms up
-            times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+        return (x,)
 
-
-def rss_mib() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak, Linux KiB
+    return time_callable(model.step_logits, n, warmup=1, setup=setup,
+                         device=model.device).median_ms  # fmt: skip
 
 
 def memory_run(backbone: str, size: int, checkpoints: list[int], device: str) -> dict:
     model, _ = build(backbone, size, device)
     model.reset()
-    g = torch.Generator().manual_seed(0)
-    base = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
-    out = {}
-    for t in range(max(checkpoints)):
-        model.step({"image": torch.roll(base, t % 11, 2), "height": size, "width": size})
-        if t + 1 in checkpoints:
-            out[t + 1] = {
-                "bank_frames": [b.num_frames for b in model.banks],
-                "bank_mib": sum(b.nbytes() for b in model.banks) / 2**20,
-                "rss_mib": rss_mib(),
-            }
-    return out
+    h, w = model.test_size
+    frames = synthetic_frames(max(checkpoints), h, w)
+    probe = lambda: {"bank_frames": [b.num_frames for b in model.banks],
+                     "bank_mib": sum(b.nbytes() for b in model.banks) / 2**20}  # fmt: skip
+    return streaming_memory(map(model.step, frames), checkpoints, probe)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backbones", nargs="*", default=["pvt_v2_b2", "pvt_v2_b5"],
-                   help="models of the parameters/GFLOPs/speed table (none: skip it)")  # fmt: skip
-    p.add_argument("--size", type=int, default=352, help="frame size for GFLOPs and timing")
+                   help="models of the parameters/GFLOPs/speed table (none: skip it; "
+                   "'sample': sali_sample.yaml)")  # fmt: skip
+    p.add_argument("--size", type=int, default=352,
+                   help="frame size for GFLOPs and timing (0: the config's INPUT.SIZE_TEST)")
     p.add_argument("--timed-frames", type=int, default=3, help="timed steps per memory state")
     p.add_argument("--memory-frames", type=int, nargs="*", default=[100, 1000],
                    help="checkpoints of the streaming memory run (none: skip it)")  # fmt: skip
-    p.add_argument("--memory-size", type=int, default=64, help="frame size of the memory run")
+    p.add_argument("--memory-size", type=int, default=64,
+                   help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)")
     p.add_argument("--memory-backbone", default="pvt_v2_b2")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    args = p.parse_args(argv)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: sali_sample.yaml at its size, 1 timed frame, 6 frames")
+    args, _ = p.parse_known_args(argv)
+    if args.quick:
+        p.set_defaults(**QUICK)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     results = {"device": args.device, "threads": torch.get_num_threads(), "size": args.size}
     rows = []
+    size_text = f"{args.size}x{args.size}"
     for name in args.backbones:
         model, cfg = build(name, args.size, args.device)
+        size_text = "x".join(str(s) for s in model.test_size)
+        if not args.size:
+            results["size"] = list(model.test_size)
         cap = cfg.MODEL.SALI.MEMORY.CAPACITY
-        n_all = sum(p.numel() for p in model.parameters())
-        n_bb = sum(p.numel() for p in model.backbone.parameters())
+        n_all = count_parameters(model)
+        n_bb = count_parameters(model.backbone)
         g1, skipped = gflops(model, 1)
         gfull, _ = gflops(model, cap)
         bank_full = sum(b.nbytes() for b in model.banks) / 2**20
@@ -209,11 +189,11 @@ def main(argv=None) -> int:
              "gflops_memfull": gfull, "ms_mem1": ms1, "ms_memfull": msfull,
              "bank_mib_full": bank_full, "capacity": cap, "not_counted": skipped}  # fmt: skip
         results[name] = r
-        rows.append(
-            f"| SALI {name} | {r['params_m']:.2f} ({r['backbone_params_m']:.2f} + "
-            f"{r['sali_params_m']:.2f}) | {g1:.2f} / {gfull:.2f} | {ms1:.0f} / {msfull:.0f} | "
-            f"{bank_full:.2f} |"
-        )
+        rows.append([
+            f"SALI {name}",
+            f"{r['params_m']:.2f} ({r['backbone_params_m']:.2f} + {r['sali_params_m']:.2f})",
+            f"{g1:.2f} / {gfull:.2f}", f"{ms1:.0f} / {msfull:.0f}", f"{bank_full:.2f}",
+        ])  # fmt: skip
         del model
     mem = {}
     if args.memory_frames:
@@ -222,29 +202,26 @@ def main(argv=None) -> int:
                                  "checkpoints": mem}  # fmt: skip
     dev = f"{args.device}, {results['threads']} threads"
     if rows:
-        print(f"\nSALI benchmark ({dev}; random init; {args.size}x{args.size} input)\n")
-        print(
-            "| model | params M (backbone + SALI) | GFLOPs/frame, memory 1 / "
-            f"{cap} frames | ms/frame, memory 1 / {cap} frames | bank MiB at {cap} frames |"
-        )
-        print("|---|---|---|---|---|")
-        for row in rows:
-            print(row)
+        print(f"\nSALI benchmark ({dev}; random init; {size_text} input)\n")
+        header = ["model", "params M (backbone + SALI)", f"GFLOPs/frame, memory 1 / {cap} frames",
+                  f"ms/frame, memory 1 / {cap} frames", f"bank MiB at {cap} frames"]  # fmt: skip
+        print("\n".join(markdown_table(header, rows)))
         skipped = sorted({op for n in args.backbones for op in results[n]["not_counted"]})
         print(
             f"\nOps not counted by fvcore: {', '.join(skipped) or 'none'}; "
             "torchvision::deform_conv2d and aten::scaled_dot_product_attention are counted by "
-            "this script's handles."
+            "the handles of vps_d2.utils.benchmark."
         )
     if mem:
-        print(f"\nStreaming memory ({args.memory_backbone}, {args.memory_size}x"
-              f"{args.memory_size} frames, {dev}):\n")  # fmt: skip
-        print("| frames streamed | frames in each bank (1/8, 1/16, 1/32) | bank MiB | RSS MiB |")
-        print("|---|---|---|---|")
-        for n, st in mem.items():
-            print(f"| {n} | {st['bank_frames']} | {st['bank_mib']:.3f} | {st['rss_mib']:.0f} |")
+        msize = (f"{args.memory_size}x{args.memory_size}" if args.memory_size
+                 else "the config's")  # fmt: skip
+        print(f"\nStreaming memory ({args.memory_backbone}, {msize} frames, {dev}):\n")
+        print("\n".join(markdown_table(
+            ["frames streamed", "frames in each bank (1/8, 1/16, 1/32)", "bank MiB", "RSS MiB"],
+            [[n, str(st["bank_frames"]), st["bank_mib"], st["rss_mib"]] for n, st in mem.items()],
+            fmt=[None, None, "{:.3f}", "{:.0f}"])))  # fmt: skip
     if args.json:
-        atomic_write_json(args.json, results)
+        write_json(args.json, results)
     return 0
 
 
