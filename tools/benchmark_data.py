@@ -3,7 +3,7 @@
 
   python tools/benchmark_data.py                      # datasets/vps-sample, else synthetic
   python tools/benchmark_data.py --dataset-root datasets/vps-sample --workers 0 2 4
-  python tools/benchmark_data.py --config-file configs/sample/baseline.yaml INPUT.CLIP.LENGTH 5
+  python tools/benchmark_data.py --config-file configs/frame_baseline_sample.yaml INPUT.CLIP.LENGTH 5
 
 The data are the TrainDataset split of ``--dataset-root`` (a SUN-SEG-layout folder, by
 default the sample dataset at datasets/vps-sample, made with
@@ -32,6 +32,7 @@ from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.data.build import build_train_loader
 from vps_d2.data.catalog import DatasetCatalog
 from vps_d2.data.datasets.folder import load_video_folder
+from vps_d2.model_zoo import resolve_config_path
 
 _DATASET_NAME = "benchmark_data_train"
 
@@ -40,7 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Training data loader throughput (clips/s).")
     p.add_argument(
         "--config-file",
-        default="configs/sample/baseline.yaml",
+        default="configs/frame_baseline_sample.yaml",
         help="config of the loader (INPUT.*, SOLVER.*) and of the model timed for it/s",
     )
     p.add_argument("--model-steps", type=int, default=10,
@@ -62,7 +63,7 @@ def setup_cfg(args):
     cfg = add_vps_config(get_cfg())
     cfg.INPUT.CLIP.LENGTH = args.clip_length
     if args.config_file:
-        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_file(resolve_config_path(args.config_file))
     cfg.merge_from_list(args.opts)
     if cfg.SEED < 0:
         cfg.SEED = 0
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.path.isdir(os.path.join(root, "TrainDataset")):
             print(f"data: {os.path.abspath(root)}/TrainDataset")
         else:
-            from vps_d2.data.sample_generator import make_sample_dataset
+            from vps_d2.synthetic import make_sample_dataset
 
             root = os.path.join(tmp, "vps-sample")
             make_sample_dataset(root, seed=0, train_clips=4, test_clips=1, frames_max=30)

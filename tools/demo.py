@@ -7,10 +7,10 @@ Detectron2's demo flags (--config-file, --video-input, --input, --webcam, --outp
 
 Examples::
 
-    python tools/demo.py --config-file configs/sample/baseline.yaml \
+    python tools/demo.py --config-file configs/frame_baseline_sample.yaml \
         --video-input colonoscopy.mp4 --output out/demo.mp4 \
         --opts MODEL.WEIGHTS output/sample_baseline/model_final.pth
-    python tools/demo.py --config-file configs/sample/baseline.yaml \
+    python tools/demo.py --config-file configs/frame_baseline_sample.yaml \
         --input datasets/vps-sample/TestEasyDataset/Unseen/Frame/case3_1 \
         --gt datasets/vps-sample/TestEasyDataset/Unseen/GT/case3_1 \
         --output out/case3_1.mp4 --overlay contour \
@@ -42,7 +42,9 @@ except ImportError:  # running from a source checkout without installing
 
 from vps_d2.config import ConfigError
 from vps_d2.data.io import is_image_file
-from vps_d2.data.video_io import (
+from vps_d2.engine.defaults import add_plugin_argument, configure_cpu_threads, setup_cfg
+from vps_d2.engine.predictor import VideoPredictor
+from vps_d2.io import (
     VIDEO_EXTENSIONS,
     VideoReader,
     VideoWriter,
@@ -54,8 +56,6 @@ from vps_d2.data.video_io import (
     source_locations,
     write_image,
 )
-from vps_d2.engine.defaults import add_plugin_argument, configure_cpu_threads, setup_cfg
-from vps_d2.engine.predictor import VideoPredictor
 from vps_d2.utils.file_io import remove_stale_temp_files
 from vps_d2.utils.logger import setup_logger
 from vps_d2.utils.plugins import PluginError

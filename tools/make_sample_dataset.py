@@ -8,7 +8,7 @@ Example::
 
     python tools/make_sample_dataset.py --output datasets/vps-sample --seed 0
 
-See README.md ("The synthetic sample dataset") and :mod:`vps_d2.data.sample_generator`.
+See README.md ("The synthetic sample dataset") and :mod:`vps_d2.synthetic`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import os
 import sys
 
 try:
-    from vps_d2.data.sample_generator import make_sample_dataset
+    from vps_d2.synthetic import make_sample_dataset
 except ImportError:  # running from a source checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from vps_d2.data.sample_generator import make_sample_dataset
+    from vps_d2.synthetic import make_sample_dataset
 
 
 def get_parser() -> argparse.ArgumentParser:

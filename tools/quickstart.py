@@ -2,7 +2,7 @@
 """The README quickstart, end to end on the synthetic sample dataset (CPU is enough).
 
 1. create datasets/vps-sample if absent (tools/make_sample_dataset.py);
-2. train configs/sample/baseline.yaml (tools/train_net.py);
+2. train configs/frame_baseline_sample.yaml (tools/train_net.py);
 3. evaluate the result with --eval-only and print the metrics;
 4. render a sample test video with the trained model (tools/demo.py) and a contact sheet.
 
@@ -64,11 +64,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config-file", default="configs/sample/baseline.yaml")
+    parser.add_argument("--config-file", default="configs/frame_baseline_sample.yaml")
     parser.add_argument(
         "--output-dir",
         default=None,
-        help="default: output/sample_baseline (with --short: a new temporary folder)",
+        help="default: output/frame_baseline_sample (with --short: a new temporary folder)",
     )
     parser.add_argument(
         "--data",
@@ -96,7 +96,7 @@ def main() -> int:
         data_args += SHORT_DATA_ARGS
         opts = SHORT_OPTS + opts
     else:
-        output_dir = args.output_dir or "output/sample_baseline"
+        output_dir = args.output_dir or "output/frame_baseline_sample"
         data = args.data or "datasets/vps-sample"
     if data != "datasets/vps-sample":
         # The sample datasets are registered under <DATASETS.ROOT>/vps-sample.

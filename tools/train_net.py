@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Train or evaluate a vps_d2 model (Detectron2's tools/train_net.py interface).
 
-  python tools/train_net.py --config-file configs/sample/baseline.yaml
-  python tools/train_net.py --config-file configs/sample/baseline.yaml --resume
-  python tools/train_net.py --config-file configs/sample/baseline.yaml --eval-only \
+  python tools/train_net.py --config-file configs/frame_baseline_sample.yaml
+  python tools/train_net.py --config-file configs/frame_baseline_sample.yaml --resume
+  python tools/train_net.py --config-file configs/frame_baseline_sample.yaml --eval-only \
       MODEL.WEIGHTS output/sample_baseline/model_final.pth
   python tools/train_net.py --config-file C.yaml --num-gpus 8 --num-machines 2 \
       --machine-rank 0 --dist-url tcp://10.0.0.1:23456
-  python tools/train_net.py --engine detectron2 --config-file configs/sample/baseline.yaml
+  python tools/train_net.py --engine detectron2 --config-file configs/frame_baseline_sample.yaml
   python tools/train_net.py --plugin my_method.py --config-file my_method.yaml
 """
 
@@ -30,7 +30,12 @@ from vps_d2.engine import (
     setup_cfg,
 )
 from vps_d2.engine.defaults import PreflightError, preflight
-from vps_d2.engine.launch import accelerator_from_cfg, ddp_kwargs_from_cfg, precision_from_cfg
+from vps_d2.engine.launch import (
+    accelerator_from_cfg,
+    ddp_kwargs_from_cfg,
+    launch_kwargs_from_args,
+    precision_from_cfg,
+)
 from vps_d2.engine.trainer import train_or_evaluate
 from vps_d2.utils.file_io import DiskFullError, LockedError
 from vps_d2.utils.plugins import PluginError
@@ -105,13 +110,11 @@ def cli(argv=None) -> int:
         launch(
             main,
             args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
             args=(args,),
             accelerator=acc,
             precision=precision_from_cfg(cfg, acc),
             ddp_kwargs=ddp_kwargs_from_cfg(cfg),
+            **launch_kwargs_from_args(args),
         )
     except KeyboardInterrupt:
         last = _last_checkpoint(cfg.OUTPUT_DIR)

@@ -17,6 +17,8 @@ from vps_d2.evaluation import (
     build_evaluator,
     format_vps_results,
     inference_on_dataset,
+    load_worst_cases,
+    worst_cases_folder,
 )
 from vps_d2.evaluation import reference as R
 from vps_d2.utils import comm
@@ -243,3 +245,22 @@ def test_bad_inputs(dataset, tmp_path):
     with pytest.raises(KeyError, match="not registered"):
         VPSEvaluator("_no_such_dataset").process([f], [o])
     assert dict(VPSEvaluator(NAME).evaluate()) == {}  # nothing processed
+
+
+def test_worst_cases_are_kept_as_data_not_drawn(dataset, tmp_path):
+    """TEST.VPS.DUMP_WORST_CASES: the evaluator writes the k lowest-Dice frames' maps and
+    their index (the engine draws them, :func:`vps_d2.visualization.draw_worst_cases`)."""
+    _, _, records = dataset
+    out = tmp_path / "ev"
+    ev = VPSEvaluator(NAME, str(out), dump_worst_cases=2)
+    run(ev, frames_and_outputs(records))
+    folder = out / "worst_cases" / NAME
+    assert str(folder) == worst_cases_folder(str(out), NAME)
+    names = sorted(os.listdir(folder))
+    assert len([n for n in names if n.endswith("_prob.png")]) == 2
+    assert "worst_cases.json" in names and not [n for n in names if n.endswith(".jpg")]
+    cases, metric = load_worst_cases(str(folder))
+    assert metric == "Dice@0.5" and [c["rank"] for c in cases] == [0, 1]
+    assert cases[0]["score"] <= cases[1]["score"]
+    assert cases[0]["prob"].dtype == np.uint8 and cases[0]["prob"].ndim == 2
+    assert all(c["gt_file_name"] and c["file_name"].endswith(".jpg") for c in cases)

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from vps_d2.evaluation import stream_video
-from vps_d2.modeling import ClipVideoMetaArch, WindowMemory
+from vps_d2.modeling import ClipVideoMetaArch, WindowMemory, stream_video
 
 
 class WindowRecorder(ClipVideoMetaArch):
@@ -17,8 +16,8 @@ class WindowRecorder(ClipVideoMetaArch):
         self.calls = []
 
     @classmethod
-    def clip_settings(cls, cfg):
-        return cfg["L"], cfg["mode"]
+    def clip_contract(cls, cfg):
+        return cls.stream_contract(cfg["L"], cfg["mode"])
 
     def forward_clip(self, images, memory, num_new):
         ids = images[:, 0, 0, 0].round().long().tolist()  # the frame index painted in
@@ -39,7 +38,10 @@ def _frames(n, vid="v"):
 def test_clip_mode_consecutive_clips_latency_and_memory():
     m = WindowRecorder(clip_length=3, memory_length=2).eval()
     assert not m.online and m.frames_per_call == 3
-    assert WindowRecorder.frames_per_batch({"L": 3, "mode": "clip"}) == 3
+    contract = WindowRecorder.clip_contract({"L": 3, "mode": "clip"})
+    assert (contract.test_frames_per_batch, contract.latency, contract.online) == (3, 2, False)
+    sliding = WindowRecorder.clip_contract({"L": 3, "mode": "sliding"})
+    assert (sliding.test_frames_per_batch, sliding.latency, sliding.online) == (1, 0, True)
     frames = _frames(8)
     consumed = []
 

@@ -14,13 +14,14 @@ import os
 import numpy as np
 import pytest
 import torch
+import yaml
 from lightning_fabric import Fabric
 
 from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.data import CLASS_NAMES
-from vps_d2.engine.train_step import build_train_step
 from vps_d2.engine.trainer import setup_optimization
-from vps_d2.modeling import META_ARCH_REGISTRY, build_model
+from vps_d2.modeling import META_ARCH_REGISTRY, build_model, clip_contract, resolve_clip_config
+from vps_d2.solver.train_step import build_train_step
 from vps_d2.utils.plugins import load_plugins
 from train_net_runner import ROOT
 
@@ -28,11 +29,20 @@ from train_net_runner import ROOT
 load_plugins([os.path.join(ROOT, "tests", "plugins", "toy_method.py")])
 
 # Streaming-memory settings small enough that a 40-frame video fills the memory (used by
-# the "state stops growing" check); a new method whose memory does not saturate within
-# 40 frames of its sample config adds its keys here.
-SMALL_MEMORY = {
-    "SALI": ["MODEL.SALI.MEMORY.CAPACITY", "3", "MODEL.SALI.MEMORY.WRITE_EVERY", "2"],
-}
+# the "state stops growing" check): a method whose memory does not saturate within 40
+# frames of its sample config lists KEY VALUE opts under "small_memory" in the file
+# tests/contract.yaml of its own folder (vps_d2/methods/<method>/tests/contract.yaml).
+CONTRACT_FILE = os.path.join("tests", "contract.yaml")
+
+
+def _small_memory_opts(config: str) -> list[str]:
+    """The "small_memory" opts of the method folder holding ``config`` (none without a file)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(config)), CONTRACT_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    return [str(x) for x in data.get("small_memory", [])]
 # Built-in sizes for speed: the contract is about behaviour, not accuracy.
 FAST = {"SOLVER.IMS_PER_BATCH": "2", "DATALOADER.NUM_WORKERS": "0"}
 
@@ -52,7 +62,7 @@ def _load(path, *opts):
     cfg.merge_from_file(path)
     cfg.merge_from_list([x for kv in FAST.items() for x in kv] + list(opts))
     cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return resolve_clip_config(cfg)  # INPUT.CLIP.* from the model's clip contract
 
 
 SAMPLES = _sample_configs()
@@ -167,7 +177,7 @@ def test_one_training_step_gives_finite_losses_and_every_gradient(config):
                          ids=lambda p: os.path.basename(p))  # fmt: skip
 def test_streaming_40_frames_one_output_each_and_bounded_state(config):
     cfg = _load(config)
-    cfg.merge_from_list(SMALL_MEMORY.get(cfg.MODEL.META_ARCHITECTURE, []))
+    cfg.merge_from_list(_small_memory_opts(config))
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     frames = _video(40)
@@ -181,10 +191,12 @@ def test_streaming_40_frames_one_output_each_and_bounded_state(config):
             assert float(o["class_scores"].sum()) == pytest.approx(1.0, abs=1e-5)
         if "box" in o:
             assert o["box"].shape == (4,)
-    # Detectron2's protocol (batches of frames_per_batch consecutive frames, state kept
-    # by the model per video) gives the same outputs as stream().
-    n = type(model).frames_per_batch(cfg)
-    assert n == model.frames_per_call
+    # Detectron2's protocol (batches of the clip contract's test_frames_per_batch
+    # consecutive frames, state kept by the model per video) gives the same outputs as
+    # stream().
+    contract = clip_contract(cfg)
+    n = contract.test_frames_per_batch
+    assert n == model.frames_per_call and contract.online == model.online
     batched = []
     for i in range(0, 40, n):
         batched += model(frames[i : i + n])

@@ -22,11 +22,11 @@ from vps_d2.config import CfgNode as CN
 from vps_d2.config import configurable, register_config_section
 from vps_d2.data import DatasetCatalog, MetadataCatalog
 from vps_d2.data.mappers import MAPPER_REGISTRY
-from vps_d2.engine.train_step import TRAIN_STEP_REGISTRY, TrainStep
 from vps_d2.modeling import META_ARCH_REGISTRY, VideoMetaArch
 from vps_d2.modeling.layers import ConvNormAct
 from vps_d2.modeling.losses import adversarial_d_loss, adversarial_g_loss, bce_loss, dice_loss
 from vps_d2.solver import add_optimizer_config
+from vps_d2.solver.train_step import TRAIN_STEP_REGISTRY, TrainStep
 
 
 # --------------------------------------------------------------------------- config

@@ -15,7 +15,7 @@ import pytest
 from vps_d2.data import CLASS_NAMES
 from vps_d2.data.datasets.sun_seg import load_sun_seg
 from vps_d2.data.frame_order import sort_frames
-from vps_d2.data.sample_generator import (
+from vps_d2.synthetic import (
     SPLITS,
     make_sample_dataset,
     plan_sample_dataset,
@@ -253,7 +253,7 @@ def test_refuses_to_overwrite(tmp_path):
 
 
 def test_interrupted_run_leaves_no_partial_dataset(tmp_path, monkeypatch):
-    import vps_d2.data.sample_generator as gen
+    import vps_d2.synthetic.sample_dataset as gen
 
     calls = []
     real = gen.render_clip

@@ -17,9 +17,8 @@ import torch.nn as nn
 
 from vps_d2.checkpoint import VPSCheckpointer
 from vps_d2.config import add_vps_config, configurable, get_cfg
-from vps_d2.data import video_io
-from vps_d2.data.video_io import VideoReader, VideoWriter
 from vps_d2.engine.predictor import VideoPredictor
+from vps_d2.io import VideoReader, VideoWriter, readers, writers
 from vps_d2.modeling import META_ARCH_REGISTRY, VideoMetaArch, build_model
 from train_net_runner import ROOT
 
@@ -171,7 +170,7 @@ def test_reader_sun_frame_order_and_gt(assets):
     r = VideoReader(assets["frames"], gt_dir=assets["gt"])
     frames = list(r)
     assert [f["frame_name"] for f in frames] == truth
-    assert r.video_id == "case3_1" and r.fps == video_io.DEFAULT_FPS
+    assert r.video_id == "case3_1" and r.fps == readers.DEFAULT_FPS
     assert [os.path.basename(f["gt_file_name"]) for f in frames] == [t + ".png" for t in truth]
     xs = [int(fr["image"].float().mean(0)[32].argmax()) for fr in frames]
     assert all(abs(x - _disk_x(i)) <= 8 for i, x in enumerate(xs))
@@ -242,20 +241,20 @@ class _ClosedWriter(_SilentWriter):
 
 @pytest.mark.parametrize("broken", [_SilentWriter, _ClosedWriter])
 def test_writer_codec_fallback_really_fires(tmp_path, monkeypatch, caplog, broken):
-    real = video_io._create_cv_writer
+    real = writers._create_cv_writer
 
     def fake(path, fourcc, fps, size):
         return broken() if fourcc == "mp4v" else real(path, fourcc, fps, size)
 
-    monkeypatch.setattr(video_io, "_create_cv_writer", fake)
-    with caplog.at_level(logging.WARNING, logger="vps_d2.data.video_io"):
+    monkeypatch.setattr(writers, "_create_cv_writer", fake)
+    with caplog.at_level(logging.WARNING, logger="vps_d2.io.writers"):
         w = _write(tmp_path / "out.mp4", n=4)
     assert w.path == str(tmp_path / "out.avi") and w.fourcc == "MJPG"
     assert "fallback" in caplog.text and "mp4v" in caplog.text
     assert sorted(os.listdir(tmp_path)) == ["out.avi"]
     assert len(_read_video(w.path)[0]) == 4
 
-    monkeypatch.setattr(video_io, "_create_cv_writer", lambda *a: broken())
+    monkeypatch.setattr(writers, "_create_cv_writer", lambda *a: broken())
     with pytest.raises(RuntimeError, match="No video codec works"):
         _write(tmp_path / "none.mp4")
     assert sorted(os.listdir(tmp_path)) == ["out.avi"]

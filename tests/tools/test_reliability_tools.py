@@ -30,11 +30,11 @@ from vps_d2.checkpoint import VPSCheckpointer
 from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.data import DatasetCatalog, MetadataCatalog
 from vps_d2.data.io import DataReadError, ImageReadError, read_image, read_mask
-from vps_d2.data.sample_generator import make_sample_dataset
 from vps_d2.evaluation import VPSEvaluator, build_evaluator
 from vps_d2.evaluation import reference as R
 from vps_d2.evaluation.protocol import read_gray, read_gt
 from vps_d2.modeling import build_model
+from vps_d2.synthetic import make_sample_dataset
 
 DEMO = os.path.join(ROOT, "tools", "demo.py")
 EVALUATE = os.path.join(ROOT, "tools", "evaluate.py")
@@ -536,7 +536,7 @@ def _start(*args: str) -> subprocess.Popen:
 WRITER = """
 import sys, time
 import numpy as np
-from vps_d2.data.video_io import VideoWriter
+from vps_d2.io import VideoWriter
 w = VideoWriter(sys.argv[1], fps=5.0, frame_size=(80, 64))
 for _ in range(5):
     w.write(np.full((64, 80, 3), 128, np.uint8))

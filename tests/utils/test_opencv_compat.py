@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from vps_d2.data.video_io import VideoReader, VideoWriter
 from vps_d2.evaluation import metrics as M
+from vps_d2.io import VideoReader, VideoWriter
 from vps_d2.utils import opencv_compat as C
 
 

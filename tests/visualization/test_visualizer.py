@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from vps_d2.evaluation import write_worst_cases
 from vps_d2.visualization import (
     BOX_COLOR,
     GT_COLOR,
@@ -17,6 +18,7 @@ from vps_d2.visualization import (
     Visualizer,
     WorstCaseKeeper,
     draw_contours,
+    draw_worst_cases,
     overlay_heatmap,
     overlay_mask,
     save_worst_cases,
@@ -179,3 +181,23 @@ def test_save_worst_cases_renders_pred_and_gt(tmp_path):
     assert right[32, 40, 1] - right[32, 40, 2] > 20  # green-tinted GT (G > R)
     assert abs(left[60, 5] - np.array(MUCOSA)).max() < 12  # background untouched (JPEG)
     assert save_worst_cases([], str(tmp_path / "none")) == []
+
+
+def test_draw_worst_cases_renders_what_the_evaluation_kept(tmp_path):
+    """The evaluation writes maps + index (vps_d2.evaluation.write_worst_cases); drawing
+    them gives the same images as save_worst_cases, in the same folder."""
+    keeper = WorstCaseKeeper(k=2)
+    for i, score in enumerate([0.8, 0.1, 0.5]):
+        f, g = tmp_path / f"frame{i}.jpg", tmp_path / f"mask{i}.png"
+        cv2.imwrite(str(f), _frame())
+        cv2.imwrite(str(g), _disk().astype(np.uint8) * 255)
+        prob = np.zeros((64, 80), np.float32)
+        prob[16:48, 20:60] = 1.0
+        keeper.add(score, file_name=str(f), gt_file_name=str(g), prob=prob)
+    folder = str(tmp_path / "worst")
+    write_worst_cases(keeper.cases(), folder, k=2, metric="Dice@0.5")
+    paths = draw_worst_cases(folder)
+    assert [os.path.basename(p) for p in paths] == ["00_frame1.jpg", "01_frame2.jpg",
+                                                    "worst_cases.png"]  # fmt: skip
+    assert cv2.imread(paths[0]).shape == (64, 160, 3)
+    assert draw_worst_cases(str(tmp_path / "empty")) == []

@@ -174,7 +174,7 @@ _C.SOLVER.MAX_TO_KEEP = 0
 _C.SOLVER.IMS_PER_BATCH = 8
 # Stop with an error naming the iteration and loss term when a loss is NaN/Inf.
 _C.SOLVER.CHECK_FINITE_LOSS = True
-# Name in TRAIN_STEP_REGISTRY (vps_d2.engine.train_step) of the object that runs one
+# Name in TRAIN_STEP_REGISTRY (vps_d2.solver.train_step) of the object that runs one
 # iteration; "" = the meta-architecture's own (its ``train_step`` attribute, by default
 # "DefaultTrainStep": losses summed, one backward, clipping, one optimizer step).
 _C.SOLVER.TRAIN_STEP = ""

@@ -35,15 +35,19 @@ def add_vps_config(cfg: CN) -> CN:
 def _add_video_sections(cfg: CN) -> None:
     # Training clips.
     cfg.INPUT.CLIP = CN()
-    # Frames per training clip (T). Methods with their own sampling (SALI's triplet)
-    # read their own keys instead.
-    cfg.INPUT.CLIP.LENGTH = 1
+    # Frames per training clip (T). 0 (unset) = what the model's clip contract declares
+    # (``clip_contract(cfg)`` of the meta-architecture: SALI 3, Diff-VPS DELTA + 1, PGN+AEN
+    # 3 x MODEL.PGN_AEN.CLIP_LENGTH; 1 for models that take any length). The engine's setup
+    # (vps_d2.engine.setup_cfg) writes the resolved value before the config is frozen; a
+    # value that contradicts the contract is an error naming the key.
+    cfg.INPUT.CLIP.LENGTH = 0
     # Name in CLIP_SAMPLER_REGISTRY (vps_d2.data.clip_sampling) of the rule that picks a
     # clip's frames: "online": the reference frame is the last of the clip and the others
     # precede it (what an online method may see); "window": the reference frame is anywhere
     # in a window of neighbouring frames (clip methods). Methods register their own
-    # (SALI: "triplet", keys in MODEL.SALI.TRIPLET).
-    cfg.INPUT.CLIP.SAMPLING = "online"
+    # (SALI: "triplet", keys in MODEL.SALI.TRIPLET). "" (unset) = what the model's clip
+    # contract declares ("online" for models that take any), resolved like LENGTH.
+    cfg.INPUT.CLIP.SAMPLING = ""
     # Largest gap, in frames, between two consecutive frames of a clip (1 = adjacent).
     cfg.INPUT.CLIP.MAX_SKIP = 1
 

@@ -17,9 +17,9 @@ from detectron2.engine import launch as d2_launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger as d2_setup_logger
 
-from vps_d2.engine.defaults import configure_cpu_threads, log_preflight_notes
+from vps_d2.engine.defaults import configure_cpu_threads, log_preflight_notes, setup_cfg
+from vps_d2.engine.launch import launch_kwargs_from_args
 from vps_d2.engine.trainer import train_or_evaluate
-from vps_d2.utils.plugins import load_plugins
 
 from .config import get_cfg
 from .register import register_all
@@ -29,14 +29,10 @@ __all__ = ["launch_main", "main", "setup"]
 
 
 def setup(args: argparse.Namespace):
-    """Plug-ins, then Detectron2's config with vps_d2's keys, the file and the opts; frozen."""
-    load_plugins(getattr(args, "plugin", None) or [])
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(list(args.opts or []))
-    cfg.freeze()
-    return cfg
+    """vps_d2's :func:`~vps_d2.engine.defaults.setup_cfg` (plug-ins, the file, the opts,
+    INPUT.CLIP resolved against the model's clip contract; frozen) on Detectron2's config
+    with vps_d2's keys."""
+    return setup_cfg(args, new_cfg=get_cfg)
 
 
 def main(args: argparse.Namespace):
@@ -53,11 +49,4 @@ def main(args: argparse.Namespace):
 def launch_main(args: argparse.Namespace) -> None:
     """Validate the config, then run :func:`main` in every process via Detectron2's launch."""
     setup(args)
-    d2_launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    d2_launch(main, args.num_gpus, args=(args,), **launch_kwargs_from_args(args))

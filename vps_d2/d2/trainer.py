@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-import weakref
 from collections import OrderedDict
 
 import torch
@@ -33,16 +31,18 @@ from detectron2.utils import comm
 from vps_d2.checkpoint import AtomicSaveMixin
 from vps_d2.engine import hooks as vps_hooks
 from vps_d2.engine.launch import ddp_kwargs_from_cfg
-from vps_d2.engine.train_step import OptimizerSet, TrainStep, build_train_step
 from vps_d2.engine.trainer import Trainer as VPSTrainer
 from vps_d2.engine.trainer import (
     best_checkpoint_target,
     build_optimizers,
-    optimizer_checkpointables,
+    make_checkpointer,
+    make_optimizer_set,
+    run_train_step,
+    test_splits,
 )
-from vps_d2.evaluation import format_vps_results
-from vps_d2.solver import build_lr_scheduler, solver_section
-from vps_d2.utils.events import dump_json_atomic
+from vps_d2.modeling import resolve_clip_config
+from vps_d2.solver import build_lr_scheduler
+from vps_d2.solver.train_step import OptimizerSet, TrainStep, build_train_step
 
 __all__ = ["BestCheckpointer", "NamedLRScheduler", "PlainBackend", "StepTrainer", "Trainer"]
 
@@ -85,10 +85,7 @@ class StepTrainer(SimpleTrainer):
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
-        if self.seed >= 0:
-            torch.manual_seed(self.seed * 1_000_003 + self.iter * 101 + comm.get_rank())
-        self.optim.iteration = self.iter
-        losses = self.step(self.model, data, self.optim)
+        losses = run_train_step(self.step, self.model, data, self.optim, self.seed, self.iter)
         for name, loss_dict in losses.items():
             prefix = "" if name == "main" else f"{name}/"
             named = {f"{prefix}{k}": v.detach() for k, v in loss_dict.items()}
@@ -153,6 +150,7 @@ class Trainer(DefaultTrainer):
                 "engine (its AMPTrainer has one optimizer); use vps_d2's engine"
             )
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        cfg = resolve_clip_config(cfg)  # INPUT.CLIP.* against the model's clip contract
         model = self.build_model(cfg)
         optimizers, self.schedulers = build_optimizers(cfg, model)
         data_loader = self.build_train_loader(cfg)
@@ -160,20 +158,14 @@ class Trainer(DefaultTrainer):
         if not torch.cuda.is_available():
             ddp["device_ids"] = None  # CPU processes (gloo)
         wrapped = create_ddp_model(model, **ddp)
-        optim = OptimizerSet(
-            PlainBackend(), wrapped, optimizers,
-            {n: solver_section(cfg, n)[0].CLIP_GRADIENTS for n in optimizers},
-            check_finite=cfg.SOLVER.CHECK_FINITE_LOSS,
-        )  # fmt: skip
+        optim = make_optimizer_set(cfg, PlainBackend(), wrapped, optimizers)
         optim.after_backward = lambda name: self.after_backward()
         self._trainer = StepTrainer(wrapped, data_loader, optim, build_train_step(cfg, model),
                                     cfg.SEED)  # fmt: skip
         self.optimizers = optimizers
         self.scheduler = self.schedulers["main"]
-        checkpointables = optimizer_checkpointables(optimizers, self.schedulers)
-        self.checkpointer = _AtomicCheckpointer(wrapped, cfg.OUTPUT_DIR,
-                                                trainer=weakref.proxy(self),
-                                                **checkpointables)  # fmt: skip
+        self.checkpointer = make_checkpointer(_AtomicCheckpointer, wrapped, cfg, self, optimizers,
+                                              self.schedulers)  # fmt: skip
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -253,16 +245,5 @@ class Trainer(DefaultTrainer):
         """Detectron2's ``inference_on_dataset`` on every DATASETS.TEST split; the results
         (``{task: {metric: value}}``, one task per evaluator and split) are printed and
         written to OUTPUT_DIR/results.json as vps_d2's engine does."""
-        results: OrderedDict = OrderedDict()
-        for idx, name in enumerate(cfg.DATASETS.TEST):
-            loader = cls.build_test_loader(cfg, name)
-            evaluator = (evaluators[idx] if evaluators is not None
-                         else cls.build_evaluator(cfg, name, cfg.OUTPUT_DIR))  # fmt: skip
-            results.update(inference_on_dataset(model, loader, evaluator))
-        if comm.is_main_process() and results:
-            print_csv_format(results)
-            logger.info("Evaluation results:\n%s", format_vps_results(results))
-            if cfg.OUTPUT_DIR:
-                os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-                dump_json_atomic(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
-        return results
+        return test_splits(cfg, model, evaluators, cls.build_test_loader, cls.build_evaluator,
+                           inference_on_dataset, print_csv=print_csv_format)  # fmt: skip

@@ -331,8 +331,8 @@ def build_test_loader(
     Args:
         cfg: uses INPUT.FORMAT and DATALOADER.NUM_WORKERS_TEST.
         dataset_name: a registered dataset.
-        frames_per_batch: consecutive frames per batch: the model's
-            ``frames_per_batch(cfg)`` (1 for online models, the clip length for clip
+        frames_per_batch: consecutive frames per batch: the model's clip contract's
+            ``test_frames_per_batch`` (1 for online models, the clip length for clip
             models; ``vps_d2.engine.Trainer.build_test_loader`` passes it).
         rank, world_size: default: this process in :mod:`vps_d2.utils.comm`.
 

@@ -132,7 +132,9 @@ class ClipSampler:
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        return {"clip_length": cfg.INPUT.CLIP.LENGTH, "max_skip": cfg.INPUT.CLIP.MAX_SKIP}
+        # 0 = unset: the engine's setup writes the model's length (vps_d2.modeling.
+        # resolve_clip_config); a config used without it gets the frame-wise default.
+        return {"clip_length": cfg.INPUT.CLIP.LENGTH or 1, "max_skip": cfg.INPUT.CLIP.MAX_SKIP}
 
     def __call__(self, length: int, rng: np.random.Generator, ref: int | None = None) -> list[int]:
         """Indices of one clip of a ``length``-frame video (see :func:`sample_clip_indices`)."""
@@ -158,9 +160,10 @@ class WindowClipSampler(ClipSampler):
 
 
 def build_clip_sampler(cfg):
-    """The sampler named by ``INPUT.CLIP.SAMPLING``, built as ``cls(cfg)``."""
+    """The sampler named by ``INPUT.CLIP.SAMPLING``, built as ``cls(cfg)`` ("" = unset, the
+    model's sampler once the engine resolved it: "online" without that)."""
     cls = CLIP_SAMPLER_REGISTRY.get_for(
-        cfg.INPUT.CLIP.SAMPLING, "INPUT.CLIP.SAMPLING",
+        cfg.INPUT.CLIP.SAMPLING or "online", "INPUT.CLIP.SAMPLING",
         "a method's own mode is registered when its package is imported",
     )  # fmt: skip
     return cls(cfg)

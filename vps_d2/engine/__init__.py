@@ -1,5 +1,14 @@
 """Engine: Detectron2-style argument parser, set-up, Fabric launch, trainer and hooks."""
 
+from vps_d2.solver.train_step import (
+    TRAIN_STEP_REGISTRY,
+    DefaultTrainStep,
+    NonFiniteLossError,
+    OptimizerSet,
+    TrainStep,
+    build_train_step,
+)
+
 from .defaults import add_plugin_argument, default_argument_parser, default_setup, setup_cfg
 from .hooks import (
     BestCheckpointer,
@@ -13,14 +22,6 @@ from .hooks import (
 from .launch import ddp_kwargs_from_cfg, get_fabric, launch, make_fabric
 from .predictor import LatencyStats, VideoPredictor
 from .train_loop import HookBase, TrainerBase
-from .train_step import (
-    TRAIN_STEP_REGISTRY,
-    DefaultTrainStep,
-    NonFiniteLossError,
-    OptimizerSet,
-    TrainStep,
-    build_train_step,
-)
 from .trainer import Trainer
 
 __all__ = [

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -15,6 +16,7 @@ from vps_d2.config import CfgNode, add_vps_config, get_cfg
 from vps_d2.data import get_video_records
 from vps_d2.data.datasets import configure_datasets
 from vps_d2.model_zoo import resolve_config_path
+from vps_d2.modeling import resolve_clip_config
 from vps_d2.utils import comm
 from vps_d2.utils.env import collect_env_info, seed_all_rng
 from vps_d2.utils.file_io import DirectoryLock, atomic_write_bytes, remove_stale_temp_files
@@ -46,7 +48,7 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         epilog=epilog
         or (
             "Examples:\n"
-            "  python tools/train_net.py --config-file configs/sample/baseline.yaml\n"
+            "  python tools/train_net.py --config-file configs/frame_baseline_sample.yaml\n"
             "  python tools/train_net.py --config-file cfg.yaml --eval-only MODEL.WEIGHTS m.pth\n"
             "  python tools/train_net.py --config-file cfg.yaml --num-gpus 8 --num-machines 2 "
             "--machine-rank 0 --dist-url tcp://10.0.0.1:23456\n"
@@ -107,17 +109,24 @@ def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def setup_cfg(args: argparse.Namespace) -> CfgNode:
+def _vps_cfg() -> CfgNode:
+    return add_vps_config(get_cfg())
+
+
+def setup_cfg(args: argparse.Namespace, new_cfg: Callable[[], CfgNode] = _vps_cfg) -> CfgNode:
     """load plug-ins -> get_cfg -> add_vps_config -> merge --config-file -> merge opts ->
-    freeze. ``--config-file configs/<name>.yaml`` that is not a file names a shipped config
-    (:func:`vps_d2.model_zoo.get_config_file`); ``args.config_file`` is set to its path."""
+    INPUT.CLIP.LENGTH / SAMPLING resolved against the model's clip contract (unset values
+    filled in, contradictions a ConfigError naming the key) -> freeze. ``--config-file
+    configs/<name>.yaml`` that is not a file names a shipped config
+    (:func:`vps_d2.model_zoo.get_config_file`); ``args.config_file`` is set to its path.
+    ``new_cfg`` makes the empty config (:mod:`vps_d2.d2` passes Detectron2's, extended)."""
     load_plugins(getattr(args, "plugin", None) or [])
-    cfg = get_cfg()
-    add_vps_config(cfg)
+    cfg = new_cfg()
     if args.config_file:
         args.config_file = resolve_config_path(args.config_file)
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))
+    resolve_clip_config(cfg)  # INPUT.CLIP.* checked against the model's clip contract
     cfg.freeze()
     return cfg
 

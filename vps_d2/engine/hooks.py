@@ -14,11 +14,11 @@ import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvPeriodicCheckpointer
 from tqdm import tqdm
 
+from vps_d2.solver.train_step import NonFiniteLossError
 from vps_d2.utils import comm
 from vps_d2.utils.events import EventWriter, dump_json_atomic
 
 from .train_loop import HookBase
-from .train_step import NonFiniteLossError
 
 __all__ = [
     "BestCheckpointer",

@@ -19,7 +19,14 @@ import torch
 from lightning_fabric import Fabric
 from lightning_fabric.strategies import DDPStrategy
 
-__all__ = ["ddp_kwargs_from_cfg", "get_fabric", "launch", "make_fabric", "precision_from_cfg"]
+__all__ = [
+    "ddp_kwargs_from_cfg",
+    "get_fabric",
+    "launch",
+    "launch_kwargs_from_args",
+    "make_fabric",
+    "precision_from_cfg",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +78,16 @@ def ddp_kwargs_from_cfg(cfg) -> dict:
     return {
         "find_unused_parameters": bool(cfg.SOLVER.DDP.FIND_UNUSED_PARAMETERS),
         "static_graph": bool(cfg.SOLVER.DDP.STATIC_GRAPH),
+    }
+
+
+def launch_kwargs_from_args(args) -> dict:
+    """``--num-machines``, ``--machine-rank`` and ``--dist-url`` as keyword arguments of
+    :func:`launch` (and of Detectron2's, which takes the same names)."""
+    return {
+        "num_machines": args.num_machines,
+        "machine_rank": args.machine_rank,
+        "dist_url": args.dist_url,
     }
 
 

@@ -11,8 +11,7 @@ import torch
 
 from vps_d2.checkpoint import load_model_weights
 from vps_d2.config import configurable
-from vps_d2.evaluation.evaluator import stream_video
-from vps_d2.modeling import VideoMetaArch, build_model
+from vps_d2.modeling import VideoMetaArch, build_model, stream_video
 
 __all__ = ["LatencyStats", "VideoPredictor"]
 
@@ -61,7 +60,7 @@ class VideoPredictor:
 
     Calling it on an iterable of test frame dicts (``"image"`` uint8 (3, H, W) in
     ``input_format`` order, ``"height"``, ``"width"``, ...; e.g. a
-    :class:`vps_d2.data.video_io.VideoReader`) streams them through ``model.stream``:
+    :class:`vps_d2.io.VideoReader`) streams them through ``model.stream``:
     online models answer frame by frame through ``step``, clip models through their own
     bounded-window ``stream``. Frames are pulled lazily, so memory does not grow with the
     video's length. Each output is the model's dict (``"prob"`` float (H, W) in [0, 1],

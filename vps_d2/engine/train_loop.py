@@ -13,9 +13,8 @@ import weakref
 
 import torch
 
+from vps_d2.solver.train_step import NonFiniteLossError
 from vps_d2.utils.events import EventStorage, get_event_storage
-
-from .train_step import NonFiniteLossError
 
 __all__ = ["HookBase", "NonFiniteLossError", "TrainerBase"]
 

@@ -2,7 +2,7 @@
 
 Builds the model, one optimizer and LR scheduler per name of the model's
 ``optimizer_groups()`` (SOLVER for "main", ``SOLVER.<NAME>`` for the others), the training
-step object (:mod:`vps_d2.engine.train_step`), loaders, checkpointer and hooks from a
+step object (:mod:`vps_d2.solver.train_step`), loaders, checkpointer and hooks from a
 config; ``resume_or_load`` then ``train()``. Fabric owns devices, DDP and mixed precision:
 the model and every optimizer go through one ``fabric.setup``.
 
@@ -30,9 +30,11 @@ from vps_d2.evaluation import (
     format_vps_results,
     inference_on_dataset,
     print_csv_format,
+    worst_cases_folder,
 )
-from vps_d2.modeling import build_model, get_meta_arch
+from vps_d2.modeling import build_model, clip_contract, resolve_clip_config
 from vps_d2.solver import build_lr_scheduler, build_optimizer, solver_section
+from vps_d2.solver.train_step import NonFiniteLossError, OptimizerSet, build_train_step
 from vps_d2.utils import comm
 from vps_d2.utils.events import (
     CommonMetricPrinter,
@@ -41,19 +43,24 @@ from vps_d2.utils.events import (
     TensorboardWriter,
     dump_json_atomic,
 )
+from vps_d2.visualization import draw_worst_cases
 
 from . import hooks
 from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_from_cfg
 from .train_loop import TrainerBase, put_step_metrics
-from .train_step import NonFiniteLossError, OptimizerSet, build_train_step
 
 __all__ = [
     "Trainer",
     "best_checkpoint_target",
     "build_optimizers",
     "check_optimizer_groups",
+    "make_checkpointer",
+    "make_optimizer_set",
     "optimizer_checkpointables",
+    "report_test_results",
+    "run_train_step",
     "setup_optimization",
+    "test_splits",
     "train_or_evaluate",
 ]
 
@@ -107,14 +114,69 @@ def setup_optimization(cfg, model: torch.nn.Module, fabric) -> tuple:
     """
     optimizers, schedulers = build_optimizers(cfg, model)
     wrapped = fabric.setup(model, *optimizers.values())
-    optim = OptimizerSet(
-        fabric,
-        wrapped[0],
-        dict(zip(optimizers, wrapped[1:])),
-        {name: solver_section(cfg, name)[0].CLIP_GRADIENTS for name in optimizers},
-        check_finite=cfg.SOLVER.CHECK_FINITE_LOSS,
-    )
+    optim = make_optimizer_set(cfg, fabric, wrapped[0], dict(zip(optimizers, wrapped[1:])))
     return wrapped[0], optim, optimizers, schedulers
+
+
+def make_optimizer_set(cfg, backend, model: torch.nn.Module, optimizers: dict) -> OptimizerSet:
+    """The :class:`OptimizerSet` of ``optimizers`` (``{name: optimizer}``) on ``backend``
+    (Fabric, or a plain-PyTorch stand-in), with each name's CLIP_GRADIENTS section and
+    SOLVER.CHECK_FINITE_LOSS."""
+    clip = {name: solver_section(cfg, name)[0].CLIP_GRADIENTS for name in optimizers}
+    return OptimizerSet(backend, model, optimizers, clip,
+                        check_finite=cfg.SOLVER.CHECK_FINITE_LOSS)  # fmt: skip
+
+
+def make_checkpointer(checkpointer_cls, model, cfg, trainer, optimizers: dict, schedulers: dict,
+                      **kwargs):  # fmt: skip
+    """``checkpointer_cls(model, OUTPUT_DIR, trainer=<weak proxy>, **kwargs)`` saving the named
+    optimizers and schedulers too (:func:`optimizer_checkpointables`)."""
+    entries = optimizer_checkpointables(optimizers, schedulers)
+    return checkpointer_cls(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(trainer), **kwargs,
+                            **entries)  # fmt: skip
+
+
+def run_train_step(train_step, model, data, optim: OptimizerSet, seed: int, iteration: int):
+    """One training step: with ``seed`` >= 0 the torch seed of ``iteration`` (model-side
+    randomness, dropout or noise, depends only on the iteration and the rank, so a resumed
+    run reproduces an uninterrupted one), then ``train_step(model, data, optim)``; returns
+    its ``{optimizer name: {loss name: tensor}}``."""
+    if seed >= 0:
+        torch.manual_seed(seed * 1_000_003 + iteration * 101 + comm.get_rank())
+    optim.iteration = iteration
+    return train_step(model, data, optim)
+
+
+def report_test_results(cfg, results: dict, print_csv=print_csv_format) -> None:
+    """On the main process: ``results`` printed (``print_csv``) and logged, written to
+    OUTPUT_DIR/results.json, and the worst frames each evaluation kept
+    (TEST.VPS.DUMP_WORST_CASES) drawn in OUTPUT_DIR/worst_cases/<dataset>."""
+    if not comm.is_main_process() or not results:
+        return
+    print_csv(results)
+    logger.info("Evaluation results:\n%s", format_vps_results(results))
+    if not cfg.OUTPUT_DIR:
+        return
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    dump_json_atomic(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
+    if cfg.TEST.VPS.DUMP_WORST_CASES > 0:
+        for name in cfg.DATASETS.TEST:
+            draw_worst_cases(worst_cases_folder(cfg.OUTPUT_DIR, name))
+
+
+def test_splits(cfg, model, evaluators, build_test_loader, build_evaluator, inference,
+                print_csv=print_csv_format) -> OrderedDict:  # fmt: skip
+    """Every DATASETS.TEST split through ``inference(model, loader, evaluator)`` (loaders and
+    evaluators from the given builders unless ``evaluators`` lists one per split), then
+    :func:`report_test_results`. Returns ``{task: {metric: value}}``."""
+    results: OrderedDict = OrderedDict()
+    for idx, name in enumerate(cfg.DATASETS.TEST):
+        loader = build_test_loader(cfg, name)
+        evaluator = (evaluators[idx] if evaluators is not None
+                     else build_evaluator(cfg, name, cfg.OUTPUT_DIR))  # fmt: skip
+        results.update(inference(model, loader, evaluator))
+    report_test_results(cfg, results, print_csv)
+    return results
 
 
 def optimizer_checkpointables(optimizers: dict, schedulers: dict) -> dict:
@@ -141,6 +203,9 @@ class Trainer(TrainerBase):
 
     def __init__(self, cfg) -> None:
         super().__init__()
+        # INPUT.CLIP.* checked against the model's clip contract (setup_cfg already did;
+        # a config built in code gets its unset values filled in a copy here).
+        cfg = resolve_clip_config(cfg)
         self.cfg = cfg
         fabric = get_fabric()
         if fabric is None:  # used outside launch(): one process on MODEL.DEVICE
@@ -153,14 +218,9 @@ class Trainer(TrainerBase):
         self.model_raw, self.optimizers_raw = model, optimizers
         self.optim.after_backward = lambda name: self.after_backward()
         self.train_step = build_train_step(cfg, model)
-        checkpointables = optimizer_checkpointables(optimizers, self.schedulers)
-        self.checkpointer = VPSCheckpointer(
-            self.model_raw,
-            cfg.OUTPUT_DIR,
-            save_to_disk=comm.is_main_process(),
-            trainer=weakref.proxy(self),
-            **checkpointables,
-        )
+        self.checkpointer = make_checkpointer(VPSCheckpointer, self.model_raw, cfg, self,
+                                              optimizers, self.schedulers,
+                                              save_to_disk=comm.is_main_process())  # fmt: skip
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self._data_iter = None
@@ -186,12 +246,14 @@ class Trainer(TrainerBase):
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0):
-        return build_train_loader(cfg, start_iter=start_iter)
+        """Training clips of INPUT.CLIP.* as resolved against the model's clip contract."""
+        return build_train_loader(resolve_clip_config(cfg), start_iter=start_iter)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
-        """Batches of the model's ``frames_per_batch(cfg)`` consecutive frames of one video."""
-        per_batch = get_meta_arch(cfg).frames_per_batch(cfg)
+        """Batches of ``test_frames_per_batch`` consecutive frames of one video (the model's
+        clip contract)."""
+        per_batch = clip_contract(cfg).test_frames_per_batch
         return build_test_loader(cfg, dataset_name, frames_per_batch=per_batch)
 
     @classmethod
@@ -282,35 +344,23 @@ class Trainer(TrainerBase):
         t0 = time.perf_counter()
         data = next(self._data_iter)
         data_time = time.perf_counter() - t0
-        if self.cfg.SEED >= 0:
-            # Model-side randomness (dropout, noise) depends only on the iteration, so a
-            # resumed run reproduces an uninterrupted one.
-            torch.manual_seed(self.cfg.SEED * 1_000_003 + self.iter * 101 + comm.get_rank())
-        self.optim.iteration = self.iter
-        losses = self.train_step(self.model, data, self.optim)
+        losses = run_train_step(self.train_step, self.model, data, self.optim, self.cfg.SEED,
+                                self.iter)  # fmt: skip
         put_step_metrics(losses, data_time)
 
     # ------------------------------------------------------------------ test
     @classmethod
     def test(cls, cfg, model, evaluators=None) -> OrderedDict:
-        """Run every DATASETS.TEST split through ``model`` (per-video streams) and evaluate."""
-        results: OrderedDict = OrderedDict()
+        """Run every DATASETS.TEST split through ``model`` (per-video streams) and evaluate
+        (:func:`test_splits`, under Fabric's autocast when launched)."""
         fabric = get_fabric()
-        for idx, name in enumerate(cfg.DATASETS.TEST):
-            loader = cls.build_test_loader(cfg, name)
-            evaluator = (evaluators[idx] if evaluators is not None
-                         else cls.build_evaluator(cfg, name, cfg.OUTPUT_DIR))  # fmt: skip
-            ctx = fabric.autocast() if fabric is not None else nullcontext()
-            with ctx:
-                res = inference_on_dataset(model, loader, evaluator)
-            results.update(res)
-        if comm.is_main_process() and results:
-            print_csv_format(results)
-            logger.info("Evaluation results:\n%s", format_vps_results(results))
-            if cfg.OUTPUT_DIR:
-                os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-                dump_json_atomic(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
-        return results
+
+        def inference(model, loader, evaluator):
+            with fabric.autocast() if fabric is not None else nullcontext():
+                return inference_on_dataset(model, loader, evaluator)
+
+        return test_splits(cfg, model, evaluators, cls.build_test_loader, cls.build_evaluator,
+                           inference)  # fmt: skip
 
 
 def train_or_evaluate(trainer_cls, cfg, args):

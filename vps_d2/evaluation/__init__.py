@@ -7,14 +7,17 @@
 - :mod:`.vps_evaluation`: ``VPSEvaluator``, the DatasetEvaluator of the protocol.
 - :mod:`.classification`, :mod:`.detection`: class (six SUN-SEG classes, per frame and per
   case) and box (COCO AP through pycocotools, mean IoU) evaluators.
+- :mod:`.worst_cases`: the K worst frames of an evaluation (``TEST.VPS.DUMP_WORST_CASES``),
+  kept and written as data (drawn by :mod:`vps_d2.visualization`).
 - :mod:`.reference`: the slow per-threshold reference used by tests and the benchmark.
 """
 
 from __future__ import annotations
 
-import logging
+# stream_video is defined beside the meta-architecture protocol; re-exported for users.
+from vps_d2.modeling.meta_arch.streaming import stream_video
 
-from .build import EVALUATOR_REGISTRY
+from .build import EVALUATOR_REGISTRY, build_evaluator
 from .classification import ClassificationEvaluator
 from .detection import DetectionEvaluator
 from .evaluator import (
@@ -22,7 +25,6 @@ from .evaluator import (
     DatasetEvaluators,
     inference_on_dataset,
     print_csv_format,
-    stream_video,
 )
 from .metrics import (
     CURVE_KEYS,
@@ -56,7 +58,8 @@ from .protocol import (
     summarize,
     toolbox_frames,
 )
-from .vps_evaluation import VPSEvaluator, prediction_subdir
+from .vps_evaluation import VPSEvaluator, prediction_subdir, worst_cases_folder
+from .worst_cases import WORST_CASES_INDEX, WorstCaseKeeper, load_worst_cases, write_worst_cases
 
 __all__ = [
     "CURVE_KEYS",
@@ -71,6 +74,8 @@ __all__ = [
     "DatasetEvaluators",
     "DetectionEvaluator",
     "VPSEvaluator",
+    "WORST_CASES_INDEX",
+    "WorstCaseKeeper",
     "aggregate_cases",
     "average_cases",
     "build_evaluator",
@@ -84,6 +89,7 @@ __all__ = [
     "inference_on_dataset",
     "list_gt_cases",
     "load_frame",
+    "load_worst_cases",
     "mae",
     "match_prediction",
     "medical_curves",
@@ -98,22 +104,6 @@ __all__ = [
     "summarize",
     "toolbox_frames",
     "weighted_f_measure",
+    "worst_cases_folder",
+    "write_worst_cases",
 ]
-
-logger = logging.getLogger(__name__)
-
-
-def build_evaluator(cfg, dataset_name: str, output_dir: str | None = None) -> DatasetEvaluator:
-    """The evaluators of ``TEST.EVALUATORS`` for ``dataset_name``, run together.
-
-    Each is built as ``cls(cfg, dataset_name, output_dir)`` from EVALUATOR_REGISTRY (the
-    segmentation one is :class:`VPSEvaluator`, the SUN-SEG toolbox protocol; it uses
-    TEST.VPS.*; ``output_dir`` defaults to cfg.OUTPUT_DIR). Their results are merged:
-    ``{task: {metric: value}}`` with one task per evaluator and split.
-    """
-    names = list(cfg.TEST.EVALUATORS)
-    if not names:
-        raise ValueError("TEST.EVALUATORS is empty: name at least one evaluator")
-    evaluators = [EVALUATOR_REGISTRY.get_for(name, "TEST.EVALUATORS")(cfg, dataset_name, output_dir)
-                  for name in names]  # fmt: skip
-    return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterable
 
 import torch
 
@@ -27,7 +27,6 @@ __all__ = [
     "DatasetEvaluators",
     "inference_on_dataset",
     "print_csv_format",
-    "stream_video",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,25 +69,6 @@ class DatasetEvaluators(DatasetEvaluator):
                     raise KeyError(f"Two evaluators returned the task {k!r}")
                 results[k] = v
         return results
-
-
-def stream_video(model, frames: Iterable[dict]) -> Iterator[tuple[dict, dict]]:
-    """Yield ``(frame_input, output)`` pairs of one video through ``model.stream``.
-
-    Frames the model has consumed but not yet answered (clip models) wait in a queue,
-    so only the model's own look-ahead is ever held in memory.
-    """
-    pending: deque = deque()
-
-    def feed() -> Iterator[dict]:
-        for f in frames:
-            pending.append(f)
-            yield f
-
-    for out in model.stream(feed()):
-        yield pending.popleft(), out
-    if pending:
-        raise RuntimeError(f"{type(model).__name__}.stream returned fewer outputs than frames")
 
 
 def inference_on_dataset(model, data_loader: Iterable, evaluator: DatasetEvaluator | None):

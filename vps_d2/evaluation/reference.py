@@ -17,6 +17,9 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
+# The thresholds are a definition of the protocol, not an implementation choice: one copy.
+from .metrics import MEDICAL_THRESHOLDS
+
 __all__ = [
     "e_measure",
     "f_measure",
@@ -30,7 +33,6 @@ __all__ = [
 ]
 
 EPS = np.spacing(1)
-MEDICAL_THRESHOLDS = np.linspace(1, 0, 256)  # float64, scheme (b)
 
 
 def normalize(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

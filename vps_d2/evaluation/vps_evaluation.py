@@ -34,7 +34,6 @@ from vps_d2.data import DatasetCatalog
 from vps_d2.data.frame_order import case_sort_key
 from vps_d2.utils import comm
 from vps_d2.utils.file_io import atomic_write_bytes
-from vps_d2.visualization import WorstCaseKeeper, save_worst_cases
 
 from .build import EVALUATOR_REGISTRY
 from .evaluator import DatasetEvaluator
@@ -50,8 +49,9 @@ from .protocol import (
     write_results_csv,
     write_results_json,
 )
+from .worst_cases import WorstCaseKeeper, write_worst_cases
 
-__all__ = ["VPSEvaluator", "prediction_subdir"]
+__all__ = ["VPSEvaluator", "prediction_subdir", "worst_cases_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,12 @@ def prediction_subdir(split: str, dataset_name: str) -> str:
     ``tools/evaluate.py --splits <split>`` finds them; anything else uses the dataset name.
     """
     return split if split and _SUN_SPLIT_RE.match(split) else dataset_name
+
+
+def worst_cases_folder(output_dir: str, dataset_name: str) -> str:
+    """Where ``TEST.VPS.DUMP_WORST_CASES`` keeps a dataset's worst frames (maps + index,
+    :mod:`vps_d2.evaluation.worst_cases`); the engine draws them there."""
+    return os.path.join(output_dir, "worst_cases", dataset_name)
 
 
 def _norm(path: str) -> str:
@@ -208,10 +214,10 @@ class VPSEvaluator(DatasetEvaluator):
         else:
             all_states = [states]
         if worst and self.output_dir:
-            folder = os.path.join(self.output_dir, "worst_cases", self.dataset_name)
-            save_worst_cases(worst, folder, k=self.dump_worst_cases, metric="Dice@0.5")
+            folder = worst_cases_folder(self.output_dir, self.dataset_name)
+            write_worst_cases(worst, folder, k=self.dump_worst_cases, metric="Dice@0.5")
             n = min(len(worst), self.dump_worst_cases)
-            logger.info("VPSEvaluator(%s): %d worst frames drawn in %s",
+            logger.info("VPSEvaluator(%s): the %d worst frames kept in %s",
                         self.dataset_name, n, folder)  # fmt: skip
         cases: dict[str, CaseAccumulator] = {}
         for part in all_states:

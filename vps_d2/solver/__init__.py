@@ -1,4 +1,4 @@
-"""Optimizers, LR schedules (fvcore ParamSchedulers) and their builders."""
+"""Optimizers, LR schedules (fvcore ParamSchedulers), their builders and the training step."""
 
 from .build import (
     OPTIMIZER_KEYS,
@@ -9,15 +9,29 @@ from .build import (
     solver_section,
 )
 from .lr_scheduler import LRMultiplier, PolyLRWithConstantEnding, WarmupParamScheduler
+from .train_step import (
+    TRAIN_STEP_REGISTRY,
+    DefaultTrainStep,
+    NonFiniteLossError,
+    OptimizerSet,
+    TrainStep,
+    build_train_step,
+)
 
 __all__ = [
     "OPTIMIZER_KEYS",
+    "TRAIN_STEP_REGISTRY",
+    "DefaultTrainStep",
     "LRMultiplier",
+    "NonFiniteLossError",
+    "OptimizerSet",
     "PolyLRWithConstantEnding",
+    "TrainStep",
     "WarmupParamScheduler",
     "add_optimizer_config",
     "build_lr_scheduler",
     "build_optimizer",
+    "build_train_step",
     "get_param_groups",
     "solver_section",
 ]

@@ -8,8 +8,6 @@ specular highlights.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import os
@@ -21,7 +19,10 @@ import torch
 
 from vps_d2.data import CLASS_NAMES
 from vps_d2.data.io import read_image
-from vps_d2.data.video_io import read_gt_mask, write_image
+
+# WorstCaseKeeper is re-exported here for the old import path (it belongs to the evaluation).
+from vps_d2.evaluation.worst_cases import WorstCaseKeeper, load_worst_cases
+from vps_d2.io import read_gt_mask, write_image
 
 __all__ = [
     "BOX_COLOR",
@@ -34,6 +35,7 @@ __all__ = [
     "WorstCaseKeeper",
     "draw_box",
     "draw_contours",
+    "draw_worst_cases",
     "draw_text",
     "overlay_heatmap",
     "overlay_mask",
@@ -393,63 +395,8 @@ class ContactSheet:
 
 
 # ---------------------------------------------------------------------------- #
-# Worst cases (qualitative dumps during evaluation)
+# Worst cases (drawn from what the evaluation kept: vps_d2.evaluation.worst_cases)
 # ---------------------------------------------------------------------------- #
-class WorstCaseKeeper:
-    """Keep the ``k`` frames with the lowest score seen so far, in bounded memory.
-
-    ``add(score, file_name=..., gt_file_name=..., prob=...)`` per evaluated frame; the
-    probability map is stored as uint8 with its longer side at most ``max_side``, and
-    only when the frame enters the current worst ``k``. :meth:`cases` returns the dicts
-    :func:`save_worst_cases` takes, worst first.
-    """
-
-    def __init__(self, k: int = 8, *, max_side: int = 512) -> None:
-        if k <= 0:
-            raise ValueError(f"WorstCaseKeeper: k must be positive, got {k}")
-        self.k, self.max_side = k, max_side
-        self._heap: list[tuple[float, int, dict]] = []  # (-score, counter, case): max-heap
-        self._counter = itertools.count()
-
-    def add(
-        self,
-        score: float,
-        *,
-        file_name: str,
-        gt_file_name: str | None,
-        prob,
-        name: str | None = None,
-    ) -> None:
-        """Offer one frame: ``prob`` float (H, W) in [0, 1]; lower ``score`` = worse."""
-        score = float(score)
-        if math.isnan(score):
-            return
-        if len(self._heap) >= self.k and score >= -self._heap[0][0]:
-            return
-        p = _to_numpy(prob).astype(np.float32)
-        h, w = p.shape
-        s = min(1.0, self.max_side / max(h, w))
-        if s < 1.0:
-            p = cv2.resize(p, (max(1, round(w * s)), max(1, round(h * s))),
-                           interpolation=cv2.INTER_AREA)  # fmt: skip
-        case = {
-            "score": score,
-            "file_name": file_name,
-            "gt_file_name": gt_file_name,
-            "prob": np.round(np.clip(p, 0, 1) * 255).astype(np.uint8),  # h, w
-            "name": name or os.path.splitext(os.path.basename(file_name))[0],
-        }
-        item = (-score, next(self._counter), case)
-        if len(self._heap) < self.k:
-            heapq.heappush(self._heap, item)
-        else:
-            heapq.heapreplace(self._heap, item)
-
-    def cases(self) -> list[dict]:
-        """The kept frames, worst (lowest score) first."""
-        return [c for _, _, c in sorted(self._heap, key=lambda t: (-t[0], t[1]))]
-
-
 def _prob_at(prob, height: int, width: int) -> np.ndarray:
     p = _to_numpy(prob)
     p = p.astype(np.float32) / 255.0 if p.dtype == np.uint8 else p.astype(np.float32)
@@ -528,3 +475,14 @@ def save_worst_cases(
         paths.append(sheet.save(os.path.join(output_dir, "worst_cases.png")))
     logger.info("Saved the %d worst cases (%s) to %s", len(ordered), metric, output_dir)
     return paths
+
+
+def draw_worst_cases(folder: str, *, threshold: float = 0.5) -> list[str]:
+    """Draw the worst cases an evaluation kept in ``folder``
+    (:func:`vps_d2.evaluation.write_worst_cases`, e.g. ``OUTPUT_DIR/worst_cases/<dataset>``)
+    with :func:`save_worst_cases`, into the same folder. Returns the paths written ([]
+    when the folder holds no index)."""
+    cases, metric = load_worst_cases(folder)
+    if not cases:
+        return []
+    return save_worst_cases(cases, folder, threshold=threshold, metric=metric or "Dice")

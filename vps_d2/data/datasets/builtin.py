@@ -41,7 +41,8 @@ __all__ = ["BUILTIN_DATASETS", "configure_datasets", "get_datasets_root"]
 
 logger = logging.getLogger(__name__)
 
-# Settings applied by configure_datasets (initialised from the default config).
+# Settings applied by configure_datasets; until its first call, the config defaults, taken
+# when a dataset is first loaded (no config is built at import).
 _STATE: dict = {}
 
 # name -> (dataset folder under the root, split) of every built-in dataset.
@@ -54,7 +55,7 @@ _CVC_KEYS = {
 }
 
 
-def _apply(cfg) -> None:
+def _apply(cfg, set_root: bool = True) -> None:
     d = cfg.DATASETS
     holdout = float(d.SUN_SEG.HOLDOUT_VAL)
     if not 0.0 <= holdout < 1.0:
@@ -68,7 +69,8 @@ def _apply(cfg) -> None:
         "test": list(d.CVC612.TEST_SEQUENCES),
     }
     validate_cvc612_splits({_CVC_KEYS[k]: v for k, v in cvc.items()})
-    set_datasets_root(str(d.ROOT))
+    if set_root:
+        set_datasets_root(str(d.ROOT))
     _STATE.update(holdout_val=holdout, holdout_seed=seed, cvc612=cvc)
 
 
@@ -82,6 +84,14 @@ def configure_datasets(cfg) -> None:
     _apply(cfg)
     for name in BUILTIN_DATASETS:
         _refresh_metadata(name)
+
+
+def _settings() -> dict:
+    """The settings of the last :func:`configure_datasets`, or the config defaults (the
+    datasets root is left to the environment variables then)."""
+    if not _STATE:
+        _apply(get_cfg(), set_root=False)
+    return _STATE
 
 
 def _refresh_metadata(name: str) -> str:
@@ -109,7 +119,8 @@ def _sun_seg_loader(name: str, folder: str, split_dir: str, holdout: str | None)
 
     def load() -> list[dict]:
         root = _refresh_metadata(name)
-        frac, seed = _STATE["holdout_val"], _STATE["holdout_seed"]
+        settings = _settings()
+        frac, seed = settings["holdout_val"], settings["holdout_seed"]
         if holdout == "val" and frac == 0.0:
             raise ValueError(
                 f"Dataset '{name}' is empty: it holds out videos of TrainDataset only when "
@@ -139,7 +150,7 @@ def _sun_seg_loader(name: str, folder: str, split_dir: str, holdout: str | None)
 def _cvc612_loader(name: str, split: str):
     def load() -> list[dict]:
         root = _refresh_metadata(name)
-        seqs = _STATE["cvc612"][split]
+        seqs = _settings()["cvc612"][split]
         if not seqs:
             raise ValueError(f"Dataset '{name}' is empty: {_CVC_KEYS[split]} lists no sequence")
         return load_cvc612(root, seqs, name, split)
@@ -162,9 +173,4 @@ def _register_all() -> None:
         _register(name, "CVC-612", split, _cvc612_loader(name, split))
 
 
-def _init_state() -> None:
-    _apply(get_cfg())
-
-
-_init_state()
 _register_all()

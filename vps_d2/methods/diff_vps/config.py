@@ -13,8 +13,8 @@ def add_diff_vps_config(cfg: CN) -> None:
         return
     d = cfg.MODEL.DIFF_VPS = CN()
     # Previous frames seen by the temporal encoder (delta in the paper: 4). Training clips
-    # must have DELTA + 1 frames (INPUT.CLIP.SAMPLING "online", LENGTH DELTA + 1): the last
-    # is the target frame. At test time the DELTA frames before each frame are used (the
+    # have DELTA + 1 frames, the last is the target frame (the clip contract: INPUT.CLIP.
+    # SAMPLING "online", LENGTH DELTA + 1, filled in when unset; without USE_TRM any length). At test time the DELTA frames before each frame are used (the
     # first frames of a video repeat frame 0, as the training clips clamped at the start).
     d.DELTA = 4
     # Backbone levels of both encoders, finest first (4 levels, strides 4..32: S_j, R_j).

@@ -12,7 +12,8 @@ Per target frame I_t with its previous frames I_{t-delta}..I_{t-1} (delta = 4):
 5. TRM: a reconstruction decoder on R_j predicts the (normalised) target frame, judged by a
    discriminator (Inception-v3) trained adversarially with its own optimizer.
 
-Training: clips of delta + 1 frames (INPUT.CLIP.SAMPLING "online"), the last is the target.
+Training: clips of delta + 1 frames (the clip contract: "online" clips of DELTA + 1), the last
+is the target.
 The step (:class:`~.train_step.DiffVPSTrainStep`) calls ``forward`` with a mode:
 ``"generator"`` -> {"losses", "real", "fake"}; ``"discriminator"`` -> {"loss_d"};
 ``"adversarial"`` -> the generator's losses + "loss_adv".
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 
 from vps_d2.config import configurable
 from vps_d2.modeling.backbone import build_backbone
-from vps_d2.modeling.meta_arch import META_ARCH_REGISTRY, VideoMetaArch
+from vps_d2.modeling.meta_arch import META_ARCH_REGISTRY, ClipContract, VideoMetaArch
 
 from .criterion import AdversarialCriterion, DiffVPSCriterion, build_weight_dict, split_weight_dict
 from .diffusion import (
@@ -132,6 +133,21 @@ class DiffVPS(VideoMetaArch):
         self.reset()
 
     @classmethod
+    def clip_contract(cls, cfg) -> ClipContract:
+        """Training clips of MODEL.DIFF_VPS.DELTA previous frames then the target ("online");
+        without USE_TRM (only the target is used) any length, DELTA + 1 by default. Online."""
+        delta = int(cfg.MODEL.DIFF_VPS.DELTA)
+        if delta < 1:
+            raise ValueError(f"MODEL.DIFF_VPS.DELTA must be >= 1, got {delta}")
+        if not cfg.MODEL.DIFF_VPS.USE_TRM:
+            return ClipContract(train_length=delta + 1, train_length_multiple=1)
+        return ClipContract(
+            train_length=delta + 1, train_sampler="online",
+            reason=f"trains on the {delta} previous frames then the target "
+                   f"(MODEL.DIFF_VPS.DELTA {delta})",
+        )  # fmt: skip
+
+    @classmethod
     def from_config(cls, cfg) -> dict:
         d = cfg.MODEL.DIFF_VPS
         in_features = list(d.IN_FEATURES)
@@ -140,13 +156,6 @@ class DiffVPS(VideoMetaArch):
         if d.USE_ADVERSARIAL and not d.USE_TRM:
             raise ValueError("MODEL.DIFF_VPS.USE_ADVERSARIAL needs USE_TRM (the discriminator "
                              "judges the reconstruction)")  # fmt: skip
-        clip = cfg.INPUT.CLIP
-        if d.USE_TRM and (clip.SAMPLING != "online" or clip.LENGTH != d.DELTA + 1):
-            raise ValueError(
-                f"Diff-VPS trains on clips of the {d.DELTA} previous frames then the target "
-                f"(MODEL.DIFF_VPS.DELTA {d.DELTA}): set INPUT.CLIP.SAMPLING 'online' and "
-                f"INPUT.CLIP.LENGTH {d.DELTA + 1} (got {clip.SAMPLING!r}, {clip.LENGTH})"
-            )
         image = build_backbone(cfg, out_features=in_features)
         temporal = build_backbone(cfg, out_features=in_features) if d.USE_TRM else None
         encoder = DualEncoder(image, temporal, in_features)
@@ -242,8 +251,9 @@ class DiffVPS(VideoMetaArch):
         if self.use_trm and t != self.delta + 1:
             raise ValueError(
                 f"Diff-VPS trains on clips of MODEL.DIFF_VPS.DELTA + 1 = {self.delta + 1} frames "
-                f"(the previous {self.delta}, then the target), got {t}: set INPUT.CLIP.SAMPLING "
-                f"'online' and INPUT.CLIP.LENGTH {self.delta + 1}"
+                f"(the previous {self.delta}, then the target), got {t}: its clip contract declares "
+                f"INPUT.CLIP.SAMPLING 'online' and INPUT.CLIP.LENGTH {self.delta + 1} (resolve the "
+                f"config with vps_d2.modeling.resolve_clip_config, as the engine's setup does)"
             )
         b = images.shape[0]
         masks = torch.stack([x["sem_seg"] for x in batched_inputs]).to(self.device)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from vps_d2.engine.train_step import TRAIN_STEP_REGISTRY, TrainStep
+from vps_d2.solver.train_step import TRAIN_STEP_REGISTRY, TrainStep
 
 __all__ = ["DiffVPSTrainStep"]
 

@@ -18,8 +18,9 @@ def add_pgn_aen_config(cfg: CN) -> None:
     # Backbone levels F_1..F_4, finest first (strides 4, 8, 16, 32 for res2..res5).
     cfg.MODEL.PGN_AEN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
     # L, frames of one clip (sub-clip) of the model (paper: 3). Training clips hold K
-    # consecutive sub-clips: INPUT.CLIP.LENGTH must be a multiple K * L of this (K >= 1);
-    # the K sub-clips run in order through the clip memory inside one training step.
+    # consecutive sub-clips (the clip contract): INPUT.CLIP.LENGTH must be a multiple K * L of
+    # this (unset: K = 3, as the paper configs); the K sub-clips run in order through the clip
+    # memory inside one training step.
     cfg.MODEL.PGN_AEN.CLIP_LENGTH = 3
     # Streaming at test time: "clip" (consecutive non-overlapping clips of L frames, output
     # latency <= L - 1 frames; the paper) or "sliding" (one new frame per step, the clip is
@@ -141,5 +142,6 @@ def add_pgn_aen_config(cfg: CN) -> None:
     # Auxiliary loss on the PGN's own per-frame prediction (a 1-channel classifier on its
     # fused features, CFFM's per-frame loss), off by default (not in the paper).
     cfg.MODEL.PGN_AEN.LOSS.PGN_AUX = False
-    # Its weight relative to the main loss (CFFM: 0.5): PGN_AUX_WEIGHT x (alpha BCE + beta Dice).
+    # Its weight relative to the main loss (CFFM: 0.5): PGN_AUX_WEIGHT x (alpha BCE + beta Dice),
+    # logged as loss_pgn_aux_bce and loss_pgn_aux_dice.
     cfg.MODEL.PGN_AEN.LOSS.PGN_AUX_WEIGHT = 0.5

@@ -1,5 +1,9 @@
 """Loss of PGN+AEN (Eq. 10): (1/L) sum over frames of alpha * BCE + beta * Dice, plus the
-optional auxiliary loss on the PGN's own per-frame prediction (CFFM's per-frame loss)."""
+optional auxiliary loss on the PGN's own per-frame prediction (CFFM's per-frame loss).
+
+Names and weights (MODEL.PGN_AEN.LOSS): ``loss_bce`` BCE_WEIGHT, ``loss_dice`` DICE_WEIGHT,
+``loss_pgn_aux_bce`` / ``loss_pgn_aux_dice`` PGN_AUX_WEIGHT x BCE_WEIGHT / DICE_WEIGHT (0
+unless PGN_AUX)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ __all__ = ["PGNAENCriterion"]
 
 class PGNAENCriterion(Criterion):
     """Unweighted losses of one window; weights from ``weight_dict`` (``loss_bce``,
-    ``loss_dice``, ``loss_aux_bce``, ``loss_aux_dice``).
+    ``loss_dice``, ``loss_pgn_aux_bce``, ``loss_pgn_aux_dice``).
 
     forward(logits (N, 1, H, W), masks (N, H, W), aux_logits (N, 1, H, W) or None) ->
     {name: scalar}. N = frames of the window(s), all of the same size: the BCE is the mean
@@ -35,14 +39,14 @@ class PGNAENCriterion(Criterion):
         return {"weight_dict": {
             "loss_bce": loss.BCE_WEIGHT,
             "loss_dice": loss.DICE_WEIGHT,
-            "loss_aux_bce": aux * loss.BCE_WEIGHT,
-            "loss_aux_dice": aux * loss.DICE_WEIGHT,
+            "loss_pgn_aux_bce": aux * loss.BCE_WEIGHT,
+            "loss_pgn_aux_dice": aux * loss.DICE_WEIGHT,
         }}  # fmt: skip
 
     def forward(self, logits: torch.Tensor, masks: torch.Tensor,
                 aux_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
         out = {}
-        for prefix, x in (("loss_", logits), ("loss_aux_", aux_logits)):
+        for prefix, x in (("loss_", logits), ("loss_pgn_aux_", aux_logits)):
             names = (prefix + "bce", prefix + "dice")
             if not any(self.is_active(n) for n in names):
                 continue

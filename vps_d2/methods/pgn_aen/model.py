@@ -15,10 +15,10 @@ MEMORY_LENGTH windows (:class:`~vps_d2.modeling.meta_arch.WindowMemory`), so it 
 whatever the video's length. Streaming (clip or sliding windows, per-video reset, resizing to
 each frame's size) is :class:`~vps_d2.modeling.meta_arch.ClipVideoMetaArch`'s.
 
-Training (``losses``): each training clip holds K * L consecutive frames
-(INPUT.CLIP.LENGTH = K * L); its K sub-clips run in order through a fresh clip memory, as a
-video is processed at test time, so the memory read, the carried queries and the mining of
-past frames are trained. The loss is Eq. 10 on every frame of every sub-clip, averaged over
+Training (``losses``): each training clip holds K * L consecutive frames (the clip contract:
+INPUT.CLIP.LENGTH a multiple K * L, by default K = 3, "window" sampling); its K sub-clips run
+in order through a fresh clip memory, as a video is processed at test time, so the memory
+read, the carried queries and the mining of past frames are trained. The loss is Eq. 10 on every frame of every sub-clip, averaged over
 the K sub-clips. ``MODEL.PGN_AEN.USE_AEN False`` is the PGN alone (its single output map
 is the prediction).
 """
@@ -37,6 +37,7 @@ from vps_d2.modeling.backbone import Backbone, build_backbone
 from vps_d2.modeling.meta_arch import (
     META_ARCH_REGISTRY,
     STREAM_MODES,
+    ClipContract,
     ClipVideoMetaArch,
     WindowMemory,
 )
@@ -48,6 +49,10 @@ from .pgn import build_pgn
 __all__ = ["PGNAEN", "past_frames"]
 
 logger = logging.getLogger(__name__)
+
+#: Sub-clips per training clip when INPUT.CLIP.LENGTH is unset (the paper configs' 9 = 3 x 3:
+#: the third sub-clip reads two past ones, so the clip memory's softmax is trained).
+DEFAULT_TRAIN_SUBCLIPS = 3
 
 
 def past_frames(entries: Sequence[Mapping], length: int, num_new: int) -> list[tuple[int, dict]]:
@@ -111,16 +116,29 @@ class PGNAEN(ClipVideoMetaArch):
         self.aen = aen
         self.criterion = criterion
         self.in_features = list(in_features)
+        self._warned_k = False
 
     @classmethod
-    def clip_settings(cls, cfg) -> tuple[int, str]:
+    def clip_contract(cls, cfg) -> ClipContract:
+        """K consecutive sub-clips of L = MODEL.PGN_AEN.CLIP_LENGTH per training clip ("window"
+        sampling, K = 3 by default); test calls and latency from L and STREAM_MODE."""
         p = cfg.MODEL.PGN_AEN
-        return int(p.CLIP_LENGTH), p.STREAM_MODE
+        length = int(p.CLIP_LENGTH)
+        if length < 1:
+            raise ValueError(f"MODEL.PGN_AEN.CLIP_LENGTH must be >= 1, got {length}")
+        if p.STREAM_MODE not in STREAM_MODES:
+            raise ValueError(f"MODEL.PGN_AEN.STREAM_MODE must be one of {STREAM_MODES}, got "
+                             f"{p.STREAM_MODE!r}")  # fmt: skip
+        return cls.stream_contract(
+            length, p.STREAM_MODE, train_length=DEFAULT_TRAIN_SUBCLIPS * length,
+            train_length_multiple=length, train_sampler="window",
+            reason=f"trains on K consecutive sub-clips of MODEL.PGN_AEN.CLIP_LENGTH {length}",
+        )  # fmt: skip
 
     @classmethod
     def from_config(cls, cfg) -> dict:
         p = cfg.MODEL.PGN_AEN
-        length, mode = cls.clip_settings(cfg)
+        length, mode = int(p.CLIP_LENGTH), p.STREAM_MODE
         if length < 1:
             raise ValueError(f"MODEL.PGN_AEN.CLIP_LENGTH must be >= 1, got {length}")
         if mode not in STREAM_MODES:
@@ -128,18 +146,6 @@ class PGNAEN(ClipVideoMetaArch):
                              f"{mode!r}")  # fmt: skip
         if p.MEMORY_LENGTH < 0:
             raise ValueError(f"MODEL.PGN_AEN.MEMORY_LENGTH must be >= 0, got {p.MEMORY_LENGTH}")
-        train_len = int(cfg.INPUT.CLIP.LENGTH)
-        if train_len % length:
-            raise ValueError(f"INPUT.CLIP.LENGTH ({train_len}) must be a multiple K * L of "
-                             f"MODEL.PGN_AEN.CLIP_LENGTH (L = {length}): training clips hold K "
-                             "consecutive sub-clips")  # fmt: skip
-        if p.USE_AEN and p.USE_CSA and p.CSA.CLIP_WISE and train_len // length < 3:
-            logger.warning(
-                "INPUT.CLIP.LENGTH %d = %d sub-clip(s) of %d: the clip memory's softmax over "
-                "entries is only trained when a sub-clip reads >= 2 past ones (K >= 3); with "
-                "K = 1 its parameters get no gradient (DDP then needs "
-                "SOLVER.DDP.FIND_UNUSED_PARAMETERS True)", train_len, train_len // length, length,
-            )  # fmt: skip
         backbone = build_backbone(cfg, list(p.IN_FEATURES))
         shapes = backbone.output_shape()
         num_tokens = p.CRL.NUM_REGIONS * len(p.IN_FEATURES)
@@ -201,17 +207,26 @@ class PGNAEN(ClipVideoMetaArch):
     # ------------------------------------------------------------------ training
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         """Training clips ("image" uint8 (K*L, 3, H, W), "sem_seg" (K*L, H, W)) -> weighted
-        {"loss_bce", "loss_dice"[, "loss_aux_bce", "loss_aux_dice"]}, averaged over the K
+        {"loss_bce", "loss_dice"[, "loss_pgn_aux_bce", "loss_pgn_aux_dice"]}, averaged over the K
         sub-clips, which run in order through a fresh clip memory."""
         images = torch.stack([b["image"] for b in batched_inputs])  # B, K*L, 3, H, W
         masks = torch.stack([b["sem_seg"] for b in batched_inputs]).to(self.device)  # B, K*L, H, W
         length = self.clip_length
         if images.dim() != 5 or images.shape[1] % length:
-            raise ValueError(f"PGN+AEN trains on clips of K * {length} frames (INPUT.CLIP.LENGTH "
-                             f"a multiple of MODEL.PGN_AEN.CLIP_LENGTH); got 'image' of shape "
-                             f"{tuple(images.shape[1:])}")  # fmt: skip
+            raise ValueError(f"PGN+AEN trains on clips of K * {length} frames (its clip contract: "
+                             f"INPUT.CLIP.LENGTH a multiple of MODEL.PGN_AEN.CLIP_LENGTH); got "
+                             f"'image' of shape {tuple(images.shape[1:])}")  # fmt: skip
         x = self.normalize(images)
         k = images.shape[1] // length
+        csa = self.aen.csa if self.aen is not None else None
+        if k < 3 and csa is not None and getattr(csa, "clip_wise", True) and not self._warned_k:
+            self._warned_k = True
+            logger.warning(
+                "training clips of %d frames = %d sub-clip(s) of %d: the clip memory's softmax "
+                "over entries is only trained when a sub-clip reads >= 2 past ones (K >= 3); "
+                "with K = 1 its parameters get no gradient (DDP then needs "
+                "SOLVER.DDP.FIND_UNUSED_PARAMETERS True)", images.shape[1], k, length,
+            )  # fmt: skip
         memory = WindowMemory(self.memory.maxlen)
         totals: dict[str, torch.Tensor] = {}
         for i in range(k):

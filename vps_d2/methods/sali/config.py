@@ -1,7 +1,15 @@
 """Config section of SALI (MODEL.SALI). Defaults follow the paper (README.md, "SALI")."""
 
 from vps_d2.config import CfgNode as CN
-from vps_d2.config import register_config_section
+from vps_d2.config import register_config_section, register_renamed_key
+
+# The former list of the four deep-supervision weights: one key per loss now.
+register_renamed_key(
+    "MODEL.SALI.LOSS_WEIGHTS",
+    "MODEL.SALI.LOSS.{GLOBAL,COARSE,MIDDLE,FINE}_WEIGHT",
+    "one weight per output: LOSS_WEIGHTS [a, b, c, d] is MODEL.SALI.LOSS.GLOBAL_WEIGHT a, "
+    "COARSE_WEIGHT b, MIDDLE_WEIGHT c, FINE_WEIGHT d",
+)
 
 
 @register_config_section
@@ -22,14 +30,12 @@ def add_sali_config(cfg: CN) -> None:
     cfg.MODEL.SALI.USE_ALIGNMENT = True
     # False: "w/o MA" (memory values are stored without mask weighting).
     cfg.MODEL.SALI.USE_MASKED_ATTENTION = True
-    # Per-loss weights of the deeply supervised outputs (S_g, S5, S4, S3).
-    cfg.MODEL.SALI.LOSS_WEIGHTS = [1.0, 1.0, 1.0, 1.0]
     # Min-max normalise each output frame's probabilities to [0, 1] (what SALI's public
     # test script does before saving); False keeps plain sigmoid probabilities.
     cfg.MODEL.SALI.TEST_MINMAX_NORM = False
 
-    # Training triplets [memory, neighbour, current] (INPUT.CLIP.SAMPLING "triplet",
-    # INPUT.CLIP.LENGTH 3; vps_d2/methods/sali/sampling.py).
+    # Training triplets [memory, neighbour, current] (SALI's clip contract: INPUT.CLIP.SAMPLING
+    # "triplet", INPUT.CLIP.LENGTH 3, filled in when unset; vps_d2/methods/sali/sampling.py).
     cfg.MODEL.SALI.TRIPLET = CN()
     # The memory frame is drawn from the MEMORY_RANGE frames before the neighbour/current pair.
     cfg.MODEL.SALI.TRIPLET.MEMORY_RANGE = 5
@@ -75,6 +81,16 @@ def add_sali_config(cfg: CN) -> None:
     cfg.MODEL.SALI.MEMORY.EVICTION = "relevance"
     # Query positions per chunk of a memory read (bounds the affinity matrix; 0 = all).
     cfg.MODEL.SALI.MEMORY.QUERY_CHUNK = 1024
+
+    # Weights of the structure losses of the deeply supervised outputs (SALICriterion,
+    # logged as loss_global, loss_coarse, loss_middle, loss_fine): the global map S_g and
+    # the reverse-attention stages coarse to fine (S5, S4, S3 with IN_FEATURES res3-res5;
+    # the finest is the output).
+    cfg.MODEL.SALI.LOSS = CN()
+    cfg.MODEL.SALI.LOSS.GLOBAL_WEIGHT = 1.0
+    cfg.MODEL.SALI.LOSS.COARSE_WEIGHT = 1.0
+    cfg.MODEL.SALI.LOSS.MIDDLE_WEIGHT = 1.0
+    cfg.MODEL.SALI.LOSS.FINE_WEIGHT = 1.0
 
     cfg.MODEL.SALI.DECODER = CN()
     # Groups of the three group-reversal-attention units of every reverse stage.

@@ -13,12 +13,12 @@ Per frame t (each level processed separately until the decoder, C = 32 channels)
 4. decoder: partial decoder -> global map S_g, reverse-attention stages -> S5, S4, S3
    (logits); the output is S3.
 
-Training (``losses``): each clip is a triplet [memory, neighbour, current] (INPUT.CLIP.SAMPLING
-"triplet", LENGTH 3, MODEL.SALI.TRIPLET). The memory frame's short-term feature is computed
-with itself as its neighbour and written with its ground-truth mask; the loss is the
-structure loss of every output on the current frame (loss_sg, loss_s5, loss_s4, loss_s3 for
-IN_FEATURES res3-res5;
-the level outputs are named after their levels).
+Training (``losses``): each clip is a triplet [memory, neighbour, current] (the clip
+contract: "triplet" clips of 3, MODEL.SALI.TRIPLET). The memory frame's short-term feature is
+computed with itself as its neighbour and written with its ground-truth mask; the loss
+(:class:`SALICriterion`) is the structure loss of every output on the current frame:
+loss_global (S_g), loss_coarse, loss_middle, loss_fine (the reverse stages coarse to fine:
+S5, S4, S3 for IN_FEATURES res3-res5), weighted by MODEL.SALI.LOSS.<NAME>_WEIGHT.
 
 Streaming (``reset``/``step``): the neighbour is the previous frame (the frame itself at
 t = 0); read before write; every MEMORY.WRITE_EVERY frames the frame is written with its own
@@ -37,18 +37,51 @@ import torch.nn.functional as F
 
 from vps_d2.config import configurable
 from vps_d2.modeling.backbone import Backbone, build_backbone
+from vps_d2.modeling.criterion import Criterion
 from vps_d2.modeling.losses import structure_loss
 from vps_d2.modeling.memory import EVICTION_POLICIES, MemoryBank
-from vps_d2.modeling.meta_arch import META_ARCH_REGISTRY, VideoMetaArch
+from vps_d2.modeling.meta_arch import META_ARCH_REGISTRY, ClipContract, VideoMetaArch
 
 from .alignment import ShortTermAlignment
 from .decoder import SALIDecoder
 from .lim import MASK_WEIGHTINGS, LongTermInteraction
 from .rfb import RFB
 
-__all__ = ["SALI"]
+__all__ = ["LOSS_NAMES", "SALI", "SALICriterion"]
 
 logger = logging.getLogger(__name__)
+
+#: SALI's losses in output order: the global map, then the reverse stages coarse to fine.
+LOSS_NAMES = ("loss_global", "loss_coarse", "loss_middle", "loss_fine")
+
+
+class SALICriterion(Criterion):
+    """Deep supervision: the structure loss of each output (upsampled to the mask size)
+    against the current frame's mask, unweighted; weights from MODEL.SALI.LOSS.
+
+    forward(maps: the decoder's outputs in order (global map, stages coarse to fine), each
+    (B, 1, h, w); target (B, H, W)) -> {"loss_global", "loss_coarse", "loss_middle",
+    "loss_fine"} (zero-weight ones skipped).
+    """
+
+    @classmethod
+    def from_config(cls, cfg) -> SALICriterion:
+        loss = cfg.MODEL.SALI.LOSS
+        weights = (loss.GLOBAL_WEIGHT, loss.COARSE_WEIGHT, loss.MIDDLE_WEIGHT, loss.FINE_WEIGHT)
+        return cls(dict(zip(LOSS_NAMES, weights)))
+
+    def forward(self, maps: dict[str, torch.Tensor], target: torch.Tensor
+                ) -> dict[str, torch.Tensor]:  # fmt: skip
+        if len(maps) != len(LOSS_NAMES):
+            raise ValueError(f"SALICriterion: {len(LOSS_NAMES)} outputs expected (global map, "
+                             f"3 stages), got {list(maps)}")  # fmt: skip
+        size = target.shape[-2:]
+        out = {}
+        for name, logits in zip(LOSS_NAMES, maps.values()):
+            if self.is_active(name):
+                up = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+                out[name] = structure_loss(up, target)
+        return out
 
 
 @META_ARCH_REGISTRY.register()
@@ -79,7 +112,7 @@ class SALI(VideoMetaArch):
         eviction: str = "relevance",
         query_chunk: int = 1024,
         gra_groups: Sequence[int] = (1, 4, 32),
-        loss_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        criterion: Criterion | None = None,
         test_minmax_norm: bool = False,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
@@ -114,9 +147,6 @@ class SALI(VideoMetaArch):
         if mask_weighting not in MASK_WEIGHTINGS:
             raise ValueError(f"MODEL.SALI.LIM.MASK_WEIGHTING must be one of {MASK_WEIGHTINGS}, "
                              f"got {mask_weighting!r}")  # fmt: skip
-        if len(loss_weights) != 4:
-            raise ValueError(f"MODEL.SALI.LOSS_WEIGHTS needs 4 values (S_g, S5, S4, S3), got "
-                             f"{list(loss_weights)}")  # fmt: skip
         self.backbone = backbone
         self.in_features = in_features
         self.rfb = nn.ModuleList([RFB(shapes[f].channels, channels) for f in in_features])
@@ -147,7 +177,7 @@ class SALI(VideoMetaArch):
                        for f in in_features]  # fmt: skip
         self.decoder = SALIDecoder(channels=channels, level_names=level_names,
                                    gra_groups=gra_groups)  # fmt: skip
-        self.loss_weights = dict(zip(self.decoder.output_names, map(float, loss_weights)))
+        self.criterion = criterion or SALICriterion(dict.fromkeys(LOSS_NAMES, 1.0))
         self.empty_read = empty_read
         self.test_minmax_norm = test_minmax_norm
         self.reset()
@@ -176,10 +206,16 @@ class SALI(VideoMetaArch):
             "eviction": s.MEMORY.EVICTION,
             "query_chunk": s.MEMORY.QUERY_CHUNK,
             "gra_groups": list(s.DECODER.GRA_GROUPS),
-            "loss_weights": list(s.LOSS_WEIGHTS),
+            "criterion": SALICriterion.from_config(cfg),
             "test_minmax_norm": s.TEST_MINMAX_NORM,
             **cls.base_config(cfg),
         }
+
+    @classmethod
+    def clip_contract(cls, cfg) -> ClipContract:
+        """Triplets [memory, neighbour, current] (MODEL.SALI.TRIPLET); online, frame by frame."""
+        return ClipContract(train_length=3, train_sampler="triplet",
+                            reason="trains on triplets [memory, neighbour, current]")  # fmt: skip
 
     # ------------------------------------------------------------------ building blocks
     @property
@@ -217,16 +253,17 @@ class SALI(VideoMetaArch):
     # ------------------------------------------------------------------ training
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         """Triplets ("image" uint8 (3, 3, H, W) = [memory, neighbour, current], "sem_seg"
-        (3, H, W)) -> {"loss_sg", "loss_s5", "loss_s4", "loss_s3"} (for res3-res5; named after
-        the levels of IN_FEATURES): structure losses of the
-        outputs, upsampled to (H, W), against the current frame's mask."""
+        (3, H, W)) -> weighted {"loss_global", "loss_coarse", "loss_middle", "loss_fine"}:
+        structure losses of the outputs, upsampled to (H, W), against the current frame's
+        mask (:class:`SALICriterion`)."""
         images = torch.stack([b["image"] for b in batched_inputs])  # B, T, 3, H, W
         masks = torch.stack([b["sem_seg"] for b in batched_inputs]).to(self.device)  # B, T, H, W
         if images.dim() != 5 or images.shape[1] != 3:
             raise ValueError(
                 f"SALI trains on triplets [memory, neighbour, current]: each 'image' must be "
-                f"(3, 3, H, W), got {tuple(images.shape[1:])}; set INPUT.CLIP.SAMPLING 'triplet' "
-                "and INPUT.CLIP.LENGTH 3"
+                f"(3, 3, H, W), got {tuple(images.shape[1:])}; SALI's clip contract declares "
+                "INPUT.CLIP.SAMPLING 'triplet' and INPUT.CLIP.LENGTH 3 (resolve the config with "
+                "vps_d2.modeling.resolve_clip_config, as the engine's setup does)"
             )
         b = images.shape[0]
         needed = [2] + ([1] if self.sam is not None else []) + ([0] if self.lim is not None else [])
@@ -246,13 +283,7 @@ class SALI(VideoMetaArch):
         else:
             feats_out = fs
         maps = self.decode(feats_out)
-        target = masks[:, 2]  # B, H, W
-        size = target.shape[-2:]
-        out = {}
-        for name, logits in maps.items():
-            up = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            out[f"loss_{name}"] = self.loss_weights[name] * structure_loss(up, target)
-        return out
+        return self.criterion.apply_weights(self.criterion(maps, masks[:, 2]))
 
     # ------------------------------------------------------------------ streaming
     def reset(self) -> None:

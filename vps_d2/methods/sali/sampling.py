@@ -1,5 +1,7 @@
 """SALI's training clips: triplets ``[memory, neighbour, current]`` (INPUT.CLIP.SAMPLING
-"triplet", keys in MODEL.SALI.TRIPLET).
+"triplet", keys in MODEL.SALI.TRIPLET). SALI's clip contract (``SALI.clip_contract``) declares
+them, so INPUT.CLIP.LENGTH 3 and SAMPLING "triplet" are checked and filled in once, by the
+engine's setup; the sampler itself always draws 3 frames.
 
 ``current`` is the reference frame ``t``, ``neighbour = clamp(t + NEIGHBOUR_OFFSET)`` and
 ``memory`` is drawn uniformly from the ``MEMORY_RANGE`` frames before ``min(t, neighbour)``
@@ -44,7 +46,7 @@ def sample_triplet_indices(
 
 @CLIP_SAMPLER_REGISTRY.register_as("triplet")
 class TripletClipSampler(ClipSampler):
-    """``"triplet"``: SALI's [memory, neighbour, current] (INPUT.CLIP.LENGTH must be 3)."""
+    """``"triplet"``: SALI's [memory, neighbour, current] (3 frames; SALI's clip contract)."""
 
     mode = "triplet"
 
@@ -54,10 +56,6 @@ class TripletClipSampler(ClipSampler):
         neighbour_offset: int = -1,
     ) -> None:  # fmt: skip
         super().__init__(clip_length=clip_length, max_skip=max_skip)
-        if self.clip_length != 3:
-            raise ValueError(
-                f"INPUT.CLIP.LENGTH must be 3 with INPUT.CLIP.SAMPLING 'triplet', got {clip_length}"
-            )
         if isinstance(memory_range, bool) or int(memory_range) < 1:
             raise ValueError(f"MODEL.SALI.TRIPLET.MEMORY_RANGE must be >= 1, got {memory_range}")
         self.memory_range = int(memory_range)

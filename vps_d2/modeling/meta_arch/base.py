@@ -9,7 +9,8 @@ Every model registered in META_ARCH_REGISTRY subclasses :class:`VideoMetaArch`:
       named, weighted scalar losses (the default training step sums them).
     - inference: the dicts are CONSECUTIVE test frames of ONE video (``"image"`` uint8
       (3, H, W) at any size, ``"height"``, ``"width"``, ``"video_id"``, ``"frame_index"``,
-      ...; the test loader batches :meth:`frames_per_batch` of them). Returns one dict per
+      ...; the test loader batches ``clip_contract(cfg).test_frames_per_batch`` of them).
+      Returns one dict per
       input frame, aligned with the inputs: ``{"prob": float (height, width) in [0, 1]}``
       plus optional ``"class_scores"`` (C,) softmax probabilities, ``"box"`` (4,)
       normalised (cx, cy, w, h) and ``"box_score"`` (). The model keeps its streaming
@@ -27,6 +28,12 @@ Every model registered in META_ARCH_REGISTRY subclasses :class:`VideoMetaArch`:
       order, ``frames_per_call`` frames at a time; memory stays bounded whatever the
       video's length. :attr:`online` is True when frame t's output is available as soon
       as frame t was given (latency 0).
+* Clips: ``clip_contract(cfg) -> ClipContract`` (classmethod, before the model exists)
+  declares once what the model needs: the training clip length (exact, any, or a multiple
+  of a sub-clip length) and sampler, the test frames per forward call and the output
+  latency. :func:`vps_d2.modeling.resolve_clip_config` checks ``INPUT.CLIP.LENGTH`` /
+  ``INPUT.CLIP.SAMPLING`` against it and fills them in when unset (the engine's setup does,
+  before any process starts); methods never read ``INPUT.CLIP`` themselves.
 * Training, beyond the default step: ``optimizer_groups()`` names the parameter groups of
   the optimizers (default ``{"main": trainable parameters}``), and :attr:`train_step` names
   the step object in ``vps_d2.engine.train_step.TRAIN_STEP_REGISTRY`` that runs one iteration.
@@ -35,12 +42,88 @@ Every model registered in META_ARCH_REGISTRY subclasses :class:`VideoMetaArch`:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["VideoMetaArch"]
+from vps_d2.config import ConfigError
+
+__all__ = ["ClipContract", "VideoMetaArch"]
+
+
+@dataclass(frozen=True)
+class ClipContract:
+    """What a meta-architecture needs from the clips (declared once, by ``clip_contract``).
+
+    Attributes:
+        train_length: frames per training clip; 0: any length (1 when INPUT.CLIP.LENGTH is
+            unset). With ``train_length_multiple`` 0 it is the only length accepted.
+        train_length_multiple: > 0: any multiple of this is accepted and ``train_length``
+            (itself such a multiple) is only the default (PGN+AEN's K * L clips).
+        train_sampler: name in CLIP_SAMPLER_REGISTRY the model trains on; "" any ("online"
+            when INPUT.CLIP.SAMPLING is unset).
+        test_frames_per_batch: consecutive test frames per forward call (the test loader's
+            batch).
+        latency: frames an output waits for after its own frame (0: online).
+        reason: what the model trains on, for the messages ("trains on triplets ...").
+    """
+
+    train_length: int = 0
+    train_length_multiple: int = 0
+    train_sampler: str = ""
+    test_frames_per_batch: int = 1
+    latency: int = 0
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("train_length", "train_length_multiple", "latency"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"ClipContract.{name} must be >= 0, got {getattr(self, name)}")
+        if int(self.test_frames_per_batch) < 1:
+            raise ValueError(f"ClipContract.test_frames_per_batch must be >= 1, got "
+                             f"{self.test_frames_per_batch}")  # fmt: skip
+        m = self.train_length_multiple
+        if m and (not self.train_length or self.train_length % m):
+            raise ValueError(f"ClipContract.train_length ({self.train_length}) must be a "
+                             f"multiple of train_length_multiple ({m})")  # fmt: skip
+
+    @property
+    def online(self) -> bool:
+        """True when frame t's output is given with frame t (latency 0)."""
+        return self.latency == 0
+
+    def resolve(self, length: int, sampling: str, method: str = "the model") -> tuple[int, str]:
+        """(INPUT.CLIP.LENGTH, INPUT.CLIP.SAMPLING) -> the values to train with.
+
+        0 / "" (unset) become the declared values (1 / "online" where any is accepted).
+        Raises :class:`~vps_d2.config.ConfigError` (one line naming the key, its value and
+        what ``method`` needs) when a set value contradicts the contract.
+        """
+        why = f"{method} {self.reason}" if self.reason else f"{method} needs it"
+        length = int(length)
+        if length < 0:
+            raise ConfigError(f"INPUT.CLIP.LENGTH = {length}: must be >= 1, or 0 (unset) for "
+                              f"what {method} declares")  # fmt: skip
+        if length == 0:
+            length = self.train_length or 1
+        elif self.train_length_multiple:
+            m = self.train_length_multiple
+            if length % m:
+                raise ConfigError(f"INPUT.CLIP.LENGTH = {length} but {why}: set "
+                                  f"INPUT.CLIP.LENGTH a multiple of {m} (or leave it unset: "
+                                  f"{self.train_length})")  # fmt: skip
+        elif self.train_length and length != self.train_length:
+            raise ConfigError(f"INPUT.CLIP.LENGTH = {length} but {why}: set INPUT.CLIP.LENGTH "
+                              f"{self.train_length} (or leave it unset)")  # fmt: skip
+        sampling = str(sampling)
+        if not sampling:
+            sampling = self.train_sampler or "online"
+        elif self.train_sampler and sampling != self.train_sampler:
+            raise ConfigError(f"INPUT.CLIP.SAMPLING = {sampling!r} but {why}: set INPUT.CLIP."
+                              f"SAMPLING {self.train_sampler!r} (or leave it unset)")  # fmt: skip
+        return length, sampling
 
 
 class VideoMetaArch(nn.Module):
@@ -74,9 +157,10 @@ class VideoMetaArch(nn.Module):
         }
 
     @classmethod
-    def frames_per_batch(cls, cfg) -> int:
-        """Consecutive test frames per forward call (the test loader's batch): 1 here."""
-        return 1
+    def clip_contract(cls, cfg) -> ClipContract:
+        """What the model needs from the clips (here: any training clip, 1 test frame per
+        call, online). Read from the model's own keys only, never from INPUT.CLIP."""
+        return ClipContract()
 
     @property
     def frames_per_call(self) -> int:

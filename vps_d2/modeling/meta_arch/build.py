@@ -8,7 +8,14 @@ import torch
 
 from vps_d2.utils.registry import Registry
 
-__all__ = ["META_ARCH_REGISTRY", "build_model", "get_meta_arch", "resolve_device"]
+__all__ = [
+    "META_ARCH_REGISTRY",
+    "build_model",
+    "clip_contract",
+    "get_meta_arch",
+    "resolve_clip_config",
+    "resolve_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,35 @@ def get_meta_arch(cfg) -> type:
         cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE",
         "a method outside vps_d2 is registered by importing it: --plugin MODULE",
     )  # fmt: skip
+
+
+def clip_contract(cfg):
+    """The :class:`~.base.ClipContract` of ``cfg.MODEL.META_ARCHITECTURE`` for ``cfg``."""
+    return get_meta_arch(cfg).clip_contract(cfg)
+
+
+def resolve_clip_config(cfg):
+    """Check INPUT.CLIP.LENGTH / SAMPLING against the model's clip contract; fill them in.
+
+    Unset values (0 / "") become what the model declares (length 1 and "online" where it
+    accepts any); a set value that contradicts the contract raises
+    :class:`~vps_d2.config.ConfigError` naming the key, its value and what the model needs.
+    Returns ``cfg`` itself, written in place, or, when ``cfg`` is frozen and a value has to
+    be filled in, a frozen resolved copy. Idempotent.
+    """
+    arch = get_meta_arch(cfg)
+    clip = cfg.INPUT.CLIP
+    length, sampling = arch.clip_contract(cfg).resolve(clip.LENGTH, clip.SAMPLING, arch.__name__)
+    if (length, sampling) == (clip.LENGTH, clip.SAMPLING):
+        return cfg
+    frozen = cfg.is_frozen()
+    if frozen:
+        cfg = cfg.clone()
+        cfg.defrost()
+    cfg.INPUT.CLIP.LENGTH, cfg.INPUT.CLIP.SAMPLING = length, sampling
+    if frozen:
+        cfg.freeze()
+    return cfg
 
 
 def build_model(cfg) -> torch.nn.Module:

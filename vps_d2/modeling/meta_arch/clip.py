@@ -6,7 +6,8 @@ does the rest of the streaming protocol of :mod:`.base`:
 
 * ``stream_mode="clip"``: a video is cut into consecutive, non-overlapping clips of L
   frames (the last one may be shorter). The test loader gives the model one clip per call
-  (``frames_per_batch`` = L), so the output of a frame waits for at most L - 1 later frames
+  (its clip contract's ``test_frames_per_batch`` = L), so the output of a frame waits for at
+  most L - 1 later frames
   (latency <= L - 1; :attr:`online` is False).
 * ``stream_mode="sliding"``: one new frame per call; the window is the last L frames (at
   the start of a video the first frame is repeated to fill it), and only the new frame's
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import VideoMetaArch
+from .base import ClipContract, VideoMetaArch
 
 __all__ = ["STREAM_MODES", "ClipVideoMetaArch", "WindowMemory"]
 
@@ -77,8 +78,9 @@ class WindowMemory:
 class ClipVideoMetaArch(VideoMetaArch):
     """Base class of models that see windows of ``clip_length`` frames (see module doc).
 
-    Subclasses implement :meth:`forward_clip` and :meth:`clip_settings`, and pass
-    ``clip_length``, ``stream_mode`` and ``memory_length`` to ``__init__``.
+    Subclasses implement :meth:`forward_clip` and ``clip_contract(cfg)`` (returning
+    :meth:`stream_contract` of their clip length and stream mode, plus their training needs),
+    and pass ``clip_length``, ``stream_mode`` and ``memory_length`` to ``__init__``.
     """
 
     online = False
@@ -106,9 +108,22 @@ class ClipVideoMetaArch(VideoMetaArch):
 
     # ------------------------------------------------------------------ to implement
     @classmethod
-    def clip_settings(cls, cfg) -> tuple[int, str]:
-        """``(clip_length, stream_mode)`` from the config (before the model exists)."""
-        raise NotImplementedError
+    def clip_contract(cls, cfg) -> ClipContract:
+        """``cls.stream_contract(clip_length, stream_mode, ...)`` from the model's own keys."""
+        raise NotImplementedError(f"{cls.__name__} must implement clip_contract(cfg)")
+
+    @staticmethod
+    def stream_contract(clip_length: int, stream_mode: str, **training) -> ClipContract:
+        """The contract of a model streaming windows of ``clip_length`` frames in
+        ``stream_mode``: "clip" takes L test frames per call (latency L - 1), "sliding" one
+        (latency 0). ``training``: the training fields of :class:`ClipContract`."""
+        if stream_mode not in STREAM_MODES:
+            raise ValueError(f"stream mode must be one of {STREAM_MODES}, got {stream_mode!r}")
+        length = int(clip_length)
+        if length < 1:
+            raise ValueError(f"clip length must be >= 1, got {clip_length}")
+        per_call = length if stream_mode == "clip" else 1
+        return ClipContract(test_frames_per_batch=per_call, latency=per_call - 1, **training)
 
     def forward_clip(self, images: torch.Tensor, memory: WindowMemory, num_new: int) -> dict:
         """One window -> outputs for all its frames.
@@ -126,11 +141,6 @@ class ClipVideoMetaArch(VideoMetaArch):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ streaming
-    @classmethod
-    def frames_per_batch(cls, cfg) -> int:
-        length, mode = cls.clip_settings(cfg)
-        return int(length) if mode == "clip" else 1
-
     @property
     def frames_per_call(self) -> int:
         return self.clip_length if self.stream_mode == "clip" else 1

@@ -12,8 +12,7 @@ import torchvision
 from lightning_fabric import Fabric
 
 import vps_d2.methods.diff_vps  # noqa: F401  (registers MODEL.DIFF_VPS)
-from vps_d2.config import add_vps_config, get_cfg
-from vps_d2.engine.train_step import OptimizerSet, build_train_step
+from vps_d2.config import ConfigError, add_vps_config, get_cfg
 from vps_d2.methods.diff_vps.criterion import DiffVPSCriterion, build_weight_dict
 from vps_d2.methods.diff_vps.diffusion import (
     DDIMSampler,
@@ -33,8 +32,9 @@ from vps_d2.methods.diff_vps.heads import (
 )
 from vps_d2.methods.diff_vps.model import frame_seed
 from vps_d2.methods.diff_vps.reconstruction import ReconstructionDecoder
-from vps_d2.modeling import build_model
+from vps_d2.modeling import build_model, resolve_clip_config
 from vps_d2.solver import build_optimizer
+from vps_d2.solver.train_step import OptimizerSet, build_train_step
 
 H, W = 64, 80
 
@@ -465,12 +465,18 @@ def test_ablation_switches_build_only_their_parts():
 
 
 def test_training_clip_length_is_checked():
-    with pytest.raises(ValueError, match="INPUT.CLIP.LENGTH 5"):
-        small_model("INPUT.CLIP.LENGTH", "3")
-    with pytest.raises(ValueError, match="INPUT.CLIP.SAMPLING 'online'"):
-        small_model("INPUT.CLIP.SAMPLING", "window")
+    # INPUT.CLIP is checked once, against the clip contract (before any model is built)
+    with pytest.raises(ConfigError, match="INPUT.CLIP.LENGTH = 3 .*INPUT.CLIP.LENGTH 5"):
+        resolve_clip_config(small_cfg("INPUT.CLIP.LENGTH", "3"))
+    with pytest.raises(ConfigError, match="INPUT.CLIP.SAMPLING = 'window' .*'online'"):
+        resolve_clip_config(small_cfg("INPUT.CLIP.SAMPLING", "window"))
+    # without the temporal module only the target frame is used: any length
+    no_trm = ("MODEL.DIFF_VPS.USE_TRM", "False", "MODEL.DIFF_VPS.USE_ADVERSARIAL", "False")
+    assert resolve_clip_config(small_cfg(*no_trm, "INPUT.CLIP.LENGTH", "1")).INPUT.CLIP.LENGTH == 1
+    unset = resolve_clip_config(small_cfg("INPUT.CLIP.LENGTH", "0", "INPUT.CLIP.SAMPLING", ""))
+    assert (unset.INPUT.CLIP.LENGTH, unset.INPUT.CLIP.SAMPLING) == (5, "online")
     model = small_model().train()
-    with pytest.raises(ValueError, match="INPUT.CLIP.LENGTH 5"):
+    with pytest.raises(ValueError, match="clip contract.*INPUT.CLIP.LENGTH 5"):
         model(clips(2, t=3))
     with pytest.raises(ValueError, match="unknown mode"):
         model(clips(2), mode="gan")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import vps_d2.methods.pgn_aen  # noqa: F401  (registers MODEL.PGN_AEN and the meta-architecture)
-from vps_d2.config import add_vps_config, get_cfg
+from vps_d2.config import ConfigError, add_vps_config, get_cfg
 from vps_d2.methods.pgn_aen.cffm import (
     CFMBlock,
     CrossFrameMining,
@@ -28,7 +28,7 @@ from vps_d2.methods.pgn_aen.csa import ClipMemoryRead, CrossWiseScaleAlignment, 
 from vps_d2.methods.pgn_aen.interaction import semantic_interaction
 from vps_d2.methods.pgn_aen.model import PGNAEN, past_frames
 from vps_d2.methods.pgn_aen.pgn import CFFM, FuseHead
-from vps_d2.modeling import build_model
+from vps_d2.modeling import build_model, resolve_clip_config
 from vps_d2.modeling.backbone import ShapeSpec, build_backbone
 from vps_d2.modeling.meta_arch import META_ARCH_REGISTRY
 
@@ -401,8 +401,12 @@ def test_interaction_equals_an_independent_einsum():
 def test_both_names_build_the_same_class():
     assert META_ARCH_REGISTRY.get("EUVPS") is META_ARCH_REGISTRY.get("PGNAEN") is PGNAEN
     m = _model(**{"MODEL.META_ARCHITECTURE": "EUVPS"})
-    assert isinstance(m, PGNAEN) and PGNAEN.frames_per_batch(_cfg()) == 3
-    assert PGNAEN.frames_per_batch(_cfg(**{"MODEL.PGN_AEN.STREAM_MODE": "sliding"})) == 1
+    clip = PGNAEN.clip_contract(_cfg())
+    assert isinstance(m, PGNAEN) and (clip.test_frames_per_batch, clip.latency) == (3, 2)
+    sliding = PGNAEN.clip_contract(_cfg(**{"MODEL.PGN_AEN.STREAM_MODE": "sliding"}))
+    assert (sliding.test_frames_per_batch, sliding.latency) == (1, 0)
+    # training clips: K sub-clips of L = 3, K = 3 when INPUT.CLIP.LENGTH is unset
+    assert (clip.train_length, clip.train_length_multiple, clip.train_sampler) == (9, 3, "window")
 
 
 @pytest.mark.parametrize("size", [(64, 80), (48, 96)])
@@ -520,7 +524,7 @@ def test_ablation_builds_and_trains_a_step(name):
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in m.parameters()]
     losses = m(_clips(t=_cfg(**ABLATIONS[name]).INPUT.CLIP.LENGTH))
-    expected = {"loss_bce", "loss_dice"} | ({"loss_aux_bce", "loss_aux_dice"}
+    expected = {"loss_bce", "loss_dice"} | ({"loss_pgn_aux_bce", "loss_pgn_aux_dice"}
                                             if name == "aux_loss" else set())  # fmt: skip
     assert set(losses) == expected and all(torch.isfinite(v) for v in losses.values())
     opt.zero_grad()
@@ -538,8 +542,8 @@ def test_ablation_builds_and_trains_a_step(name):
 
 # ---------------------------------------------------------------------------- config errors
 def test_config_errors():
-    with pytest.raises(ValueError, match="INPUT.CLIP.LENGTH"):
-        _model(**{"INPUT.CLIP.LENGTH": 4})
+    with pytest.raises(ConfigError, match="INPUT.CLIP.LENGTH = 4 .*a multiple of 3"):
+        resolve_clip_config(_cfg(**{"INPUT.CLIP.LENGTH": 4}))
     with pytest.raises(ValueError, match="STREAM_MODE"):
         _model(**{"MODEL.PGN_AEN.STREAM_MODE": "online"})
     with pytest.raises(KeyError, match="PGN.NAME"):
@@ -577,8 +581,8 @@ def test_configs_load_with_the_paper_settings(name):
     p = cfg.MODEL.PGN_AEN
     assert cfg.MODEL.META_ARCHITECTURE == "PGNAEN" and p.CLIP_LENGTH == 3
     assert cfg.INPUT.CLIP.LENGTH % 3 == 0 and cfg.SOLVER.IMS_PER_BATCH % 2 == 0
-    assert p.USE_AEN == (not name.startswith("cffm"))
-    if name.startswith("sample"):
+    assert p.USE_AEN == ("cffm_only" not in name)
+    if name.endswith("_sample.yaml"):
         return
     assert cfg.INPUT.SIZE_TRAIN == cfg.INPUT.SIZE_TEST == (320, 448)
     s = cfg.SOLVER
@@ -597,8 +601,8 @@ def test_configs_load_with_the_paper_settings(name):
 
 
 @pytest.mark.parametrize("name,widths,params", [
-    ("aen_cffm_res2net50.yaml", [256, 512, 1024, 2048], 23.669),
-    ("aen_cffm_hrnet.yaml", [48, 96, 192, 384], 65.325)])  # fmt: skip
+    ("pgn_aen_res2net50.yaml", [256, 512, 1024, 2048], 23.669),
+    ("pgn_aen_hrnet.yaml", [48, 96, 192, 384], 65.325)])  # fmt: skip
 def test_backbones_as_the_public_code_runs_them(name, widths, params):
     """methods.md: res2net50d 23.669 M as features_only; hrnet_w48 with feature_location=''
     65.3 M, widths 48/96/192/384 (timm, random init, CPU)."""
@@ -616,7 +620,7 @@ def test_backbones_as_the_public_code_runs_them(name, widths, params):
 
 def test_cffm_alone_matches_table4_parameters():
     """Table 4's CFFM row: 26.49 M (Res2Net-50 + CFFM); within 5% (measured: +0.05%)."""
-    cfg = _file_cfg("cffm_res2net50.yaml")
+    cfg = _file_cfg("pgn_aen_cffm_only_res2net50.yaml")
     cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = False, ""
     cfg.MODEL.DEVICE = "cpu"
     m = build_model(cfg)

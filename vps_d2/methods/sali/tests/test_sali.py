@@ -22,7 +22,7 @@ from vps_d2.methods.sali.alignment import (
 from vps_d2.methods.sali.decoder import GroupReversalAttention, SALIDecoder
 from vps_d2.methods.sali.lim import LongTermInteraction, mask_weights
 from vps_d2.methods.sali.rfb import RFB
-from vps_d2.modeling import build_model
+from vps_d2.modeling import build_model, resolve_clip_config
 
 from vps_d2.model_zoo import get_config_file
 
@@ -190,12 +190,12 @@ def test_lim_masked_attention_switch():
 def test_model_losses_and_bad_input():
     model = _model().train()
     losses = model(_triplets())
-    assert sorted(losses) == ["loss_s3", "loss_s4", "loss_s5", "loss_sg"]
+    assert list(losses) == ["loss_global", "loss_coarse", "loss_middle", "loss_fine"]
     assert all(v.dim() == 0 and torch.isfinite(v) and v > 0 for v in losses.values())
     bad = [
         {"image": torch.zeros(2, 3, 64, 64, dtype=torch.uint8), "sem_seg": torch.zeros(2, 64, 64)}
     ]
-    with pytest.raises(ValueError, match="INPUT.CLIP.SAMPLING"):
+    with pytest.raises(ValueError, match="clip contract.*INPUT.CLIP.SAMPLING"):
         model(bad)
 
 
@@ -207,7 +207,6 @@ def test_model_losses_and_bad_input():
      ({"LIM.VALUE_CHANNELS": 4}, "VALUE_CHANNELS"),
      ({"MEMORY.EVICTION": "lru"}, "EVICTION"),
      ({"LIM.EMPTY_READ": "none"}, "EMPTY_READ"),
-     ({"LOSS_WEIGHTS": [1.0]}, "LOSS_WEIGHTS"),
      ({"SAM.DEFORMABLE_GROUPS": 5}, "DEFORMABLE_GROUPS"),
      ({"MEMORY.CAPACITY": 0}, "MEMORY.CAPACITY")],
 )  # fmt: skip
@@ -372,7 +371,7 @@ def _load(path: str):
     cfg = get_cfg()
     add_vps_config(cfg)
     cfg.merge_from_file(get_config_file(path))
-    return cfg
+    return resolve_clip_config(cfg)  # INPUT.CLIP.* from SALI's clip contract
 
 
 def test_configs_load_and_build():
@@ -380,9 +379,8 @@ def test_configs_load_and_build():
     assert sample.INPUT.CLIP.SAMPLING == "triplet" and sample.INPUT.CLIP.LENGTH == 3
     model = build_model(sample).train()
     losses = model(_triplets(1, *sample.INPUT.SIZE_TRAIN))
-    # outputs are named after their levels: res2..res4 -> loss_s2..loss_s4
-    levels = [f[len("res") :] for f in sample.MODEL.SALI.IN_FEATURES]
-    assert sorted(losses) == sorted(["loss_sg"] + [f"loss_s{n}" for n in levels])
+    # one loss per output, named by position whatever the levels (res2..res4 here)
+    assert list(losses) == ["loss_global", "loss_coarse", "loss_middle", "loss_fine"]
     for name, timm_name in [("sali_pvtv2_b2", "pvt_v2_b2"), ("sali_pvtv2_b5", "pvt_v2_b5")]:
         cfg = _load(f"{name}.yaml")
         assert cfg.MODEL.BACKBONE.TIMM_NAME == timm_name
