@@ -28,7 +28,13 @@ def tiny_sample_root(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("datasets")
     make_sample_dataset(
-        str(root / "vps-sample"), seed=3, train_clips=4, test_clips=1, frames_min=8,
-        frames_max=10, height=64, width=80,
-    )  # fmt: skip
+        str(root / "vps-sample"),
+        seed=3,
+        train_clips=4,
+        test_clips=1,
+        frames_min=8,
+        frames_max=10,
+        height=64,
+        width=80,
+    )
     return str(root)

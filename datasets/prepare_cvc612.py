@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.append((gts[n], os.path.join(args.out, "GT", seq, f"{n:03d}.png"), True))
     n_gt = sum(1 for j in jobs if j[2])
     print(
-        f"{len(CVC612_SEQUENCES)} sequences, {len(jobs) - n_gt} frames, {n_gt} masks "
-        f"-> {args.out}"
+        f"{len(CVC612_SEQUENCES)} sequences, {len(jobs) - n_gt} frames, {n_gt} masks -> {args.out}"
     )
     if args.dry_run:
         for src, dst, _ in jobs[:4]:

@@ -19,8 +19,19 @@ import os
 import pytest
 from train_net_runner import ROOT
 
-CORE = ("config", "data", "modeling", "solver", "engine", "evaluation", "checkpoint", "utils",
-        "visualization", "io", "synthetic")  # fmt: skip
+CORE = (
+    "config",
+    "data",
+    "modeling",
+    "solver",
+    "engine",
+    "evaluation",
+    "checkpoint",
+    "utils",
+    "visualization",
+    "io",
+    "synthetic",
+)
 # Packages below the evaluation: they import none of the packages above them.
 LOWER = ("config", "utils", "data", "io", "synthetic", "modeling", "solver", "checkpoint")
 UPPER = ("evaluation", "engine", "d2", "methods", "visualization")
@@ -52,8 +63,9 @@ def _imports(path: str, *, in_functions: bool = False, root: str = ROOT):
     _, package = _module_parts(path, root)
     nodes = ast.walk(tree)
     if in_functions:
-        funcs = [n for n in ast.walk(tree)
-                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]  # fmt: skip
+        funcs = [
+            n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
         nodes = (n for fn in funcs for n in ast.walk(fn))
     for node in nodes:
         if isinstance(node, ast.Import):
@@ -119,9 +131,11 @@ def test_no_vps_d2_import_inside_a_function():
     for path in glob.glob(os.path.join(ROOT, "vps_d2", "**", "*.py"), recursive=True):
         if f"{os.sep}tests{os.sep}" in os.path.relpath(path, ROOT):
             continue
-        offenders += [f"{os.path.relpath(path, ROOT)}: {name}"
-                      for name in _imports(path, in_functions=True)
-                      if name.split(".")[0] == "vps_d2"]  # fmt: skip
+        offenders += [
+            f"{os.path.relpath(path, ROOT)}: {name}"
+            for name in _imports(path, in_functions=True)
+            if name.split(".")[0] == "vps_d2"
+        ]
     assert not offenders, offenders
 
 
@@ -160,8 +174,9 @@ def test_the_checks_can_fail(tmp_path, source, package, forbidden):
 def test_the_function_check_sees_a_hidden_import(tmp_path):
     pkg_dir = tmp_path / "vps_d2" / "data"
     pkg_dir.mkdir(parents=True)
-    (pkg_dir / "x.py").write_text("import os\n\n\ndef f():\n    from ..modeling import m\n",
-                                  encoding="utf-8")  # fmt: skip
+    (pkg_dir / "x.py").write_text(
+        "import os\n\n\ndef f():\n    from ..modeling import m\n", encoding="utf-8"
+    )
     names = list(_imports(str(pkg_dir / "x.py"), in_functions=True, root=str(tmp_path)))
     assert names == ["vps_d2.modeling", "vps_d2.modeling.m"], names
 
@@ -172,8 +187,12 @@ def _input_clip_reads(source: str, path: str = "<string>") -> list[int]:
     strings and docstrings, e.g. error messages naming the key, does not count)."""
     lines = []
     for node in ast.walk(ast.parse(source, path)):
-        if (isinstance(node, ast.Attribute) and node.attr == "CLIP"
-                and isinstance(node.value, ast.Attribute) and node.value.attr == "INPUT"):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "CLIP"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "INPUT"
+        ):
             lines.append(node.lineno)
     return lines
 

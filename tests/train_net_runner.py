@@ -19,13 +19,15 @@ def train_net_env(root: str) -> dict:
     return env
 
 
-def run_train_net(root: str, config: str, *opts: str, flags=(), check: bool = True,
-                  timeout: float = 300) -> subprocess.CompletedProcess:  # fmt: skip
+def run_train_net(
+    root: str, config: str, *opts: str, flags=(), check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """``tools/train_net.py --config-file config [flags] [KEY VALUE opts]``; with ``check``, a
     non-zero exit raises with the tail of its output."""
     cmd = [sys.executable, TRAIN_NET, "--config-file", config, *flags, *opts]
-    p = subprocess.run(cmd, env=train_net_env(root), capture_output=True, text=True,
-                       timeout=timeout)  # fmt: skip
+    p = subprocess.run(
+        cmd, env=train_net_env(root), capture_output=True, text=True, timeout=timeout
+    )
     if check and p.returncode != 0:
         raise AssertionError(
             f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"

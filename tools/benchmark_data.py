@@ -3,7 +3,8 @@
 
   python tools/benchmark_data.py                      # datasets/vps-sample, else synthetic
   python tools/benchmark_data.py --dataset-root datasets/vps-sample --workers 0 2 4
-  python tools/benchmark_data.py --config-file configs/frame_baseline_sample.yaml INPUT.CLIP.LENGTH 5
+  python tools/benchmark_data.py --config-file configs/frame_baseline_sample.yaml \
+      INPUT.CLIP.LENGTH 5
 
 The data are the TrainDataset split of ``--dataset-root`` (a SUN-SEG-layout folder, by
 default the sample dataset at datasets/vps-sample, made with
@@ -44,8 +45,12 @@ def get_parser() -> argparse.ArgumentParser:
         default="configs/frame_baseline_sample.yaml",
         help="config of the loader (INPUT.*, SOLVER.*) and of the model timed for it/s",
     )
-    p.add_argument("--model-steps", type=int, default=10,
-                   help="timed training iterations of the model (0: skip)")  # fmt: skip
+    p.add_argument(
+        "--model-steps",
+        type=int,
+        default=10,
+        help="timed training iterations of the model (0: skip)",
+    )
     p.add_argument(
         "--dataset-root",
         default=os.path.join("datasets", "vps-sample"),
@@ -119,8 +124,11 @@ def model_iterations_per_second(cfg, steps: int = 10, warmup: int = 2) -> float 
     configure_cpu_threads(cfg, num_workers=0)  # as tools/train_net.py does on the CPU
     cfg.MODEL.DEVICE = "cpu"
     cfg.DATALOADER.NUM_WORKERS = 0
-    batches = list(itertools.islice(iter(build_train_loader(cfg, dataset_names=[_DATASET_NAME])),
-                                    warmup + steps))  # fmt: skip
+    batches = list(
+        itertools.islice(
+            iter(build_train_loader(cfg, dataset_names=[_DATASET_NAME])), warmup + steps
+        )
+    )
     model = build_model(cfg)
     model.train()
     optimizer = build_optimizer(cfg, model)

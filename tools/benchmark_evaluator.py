@@ -51,8 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=3, help="frames per map kind")
     p.add_argument("--height", type=int, default=1008)
     p.add_argument("--width", type=int, default=1158)
-    p.add_argument("--maps", nargs="+", default=["realistic", "random"],
-                   choices=["realistic", "random"])  # fmt: skip
+    p.add_argument(
+        "--maps", nargs="+", default=["realistic", "random"], choices=["realistic", "random"]
+    )
     p.add_argument("--repeat", type=int, default=3, help="timed passes of the project code")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-pysod", action="store_true", help="skip pysodmetrics")
@@ -84,8 +85,12 @@ def pysod_metrics(pred: np.ndarray, gt: np.ndarray) -> dict:
     import py_sod_metrics as psm
 
     em, fm, wfm, mae, sm = (
-        psm.Emeasure(), psm.Fmeasure(), psm.WeightedFmeasure(), psm.MAE(), psm.Smeasure()
-    )  # fmt: skip
+        psm.Emeasure(),
+        psm.Fmeasure(),
+        psm.WeightedFmeasure(),
+        psm.MAE(),
+        psm.Smeasure(),
+    )
     handlers = {
         "Dice": psm.DICEHandler(with_dynamic=True, with_adaptive=False),
         "IoU": psm.IOUHandler(with_dynamic=True, with_adaptive=False),
@@ -97,10 +102,14 @@ def pysod_metrics(pred: np.ndarray, gt: np.ndarray) -> dict:
         obj.step(pred, gt)
     e, f, d = em.get_results()["em"], fm.get_results()["fm"], v2.get_results()
     out = {
-        "Smeasure": sm.get_results()["sm"], "wFmeasure": wfm.get_results()["wfm"],
-        "MAE": mae.get_results()["mae"], "adpEm": e["adp"], "adpFm": f["adp"],
-        "Em": e["curve"], "Fm": f["curve"],
-    }  # fmt: skip
+        "Smeasure": sm.get_results()["sm"],
+        "wFmeasure": wfm.get_results()["wfm"],
+        "MAE": mae.get_results()["mae"],
+        "adpEm": e["adp"],
+        "adpFm": f["adp"],
+        "Em": e["curve"],
+        "Fm": f["curve"],
+    }
     out.update({k: np.asarray(d[k]["dynamic"]) for k in handlers})
     return out
 

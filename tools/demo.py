@@ -147,8 +147,7 @@ def _plan_outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str
     if args.output:
         out = os.path.abspath(os.path.expanduser(args.output))
         ext = os.path.splitext(out)[1].lower()
-        is_folder = (os.path.isdir(out) or args.output.endswith(("/", os.sep))
-                     or ext == "")  # fmt: skip
+        is_folder = os.path.isdir(out) or args.output.endswith(("/", os.sep)) or ext == ""
         supported = " ".join(VIDEO_EXTENSIONS)
         if _is_video_path(out) and not os.path.isdir(out):
             video = out
@@ -174,8 +173,9 @@ def _plan_outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str
         if os.path.splitext(sheet)[1].lower() not in (".png", ".jpg", ".jpeg"):
             raise ValueError(f"--contact-sheet {args.contact_sheet!r} must end in .png or .jpg")
     if video is None and frames_dir is None and sheet is None:
-        raise ValueError("Nothing to write: give --output (a video file or a folder) "
-                         "and/or --contact-sheet")  # fmt: skip
+        raise ValueError(
+            "Nothing to write: give --output (a video file or a folder) and/or --contact-sheet"
+        )
     return video, frames_dir, sheet
 
 
@@ -193,14 +193,17 @@ def _refuse_overwriting_inputs(args: argparse.Namespace, video, frames_dir, shee
         root = os.path.splitext(video)[0]
         # the codec fallback may write <root>.avi instead of the requested name
         for path in dict.fromkeys([video] + [root + ext for _, ext in codec_candidates(video)]):
-            check_not_overwriting_input(path, is_dir=False, files=files, folders=folders,
-                                        what="output video")  # fmt: skip
+            check_not_overwriting_input(
+                path, is_dir=False, files=files, folders=folders, what="output video"
+            )
     if frames_dir is not None:
-        check_not_overwriting_input(frames_dir, is_dir=True, files=files, folders=folders,
-                                    what="output frame folder")  # fmt: skip
+        check_not_overwriting_input(
+            frames_dir, is_dir=True, files=files, folders=folders, what="output frame folder"
+        )
     if sheet is not None:
-        check_not_overwriting_input(sheet, is_dir=False, files=files, folders=folders,
-                                    what="contact sheet")  # fmt: skip
+        check_not_overwriting_input(
+            sheet, is_dir=False, files=files, folders=folders, what="contact sheet"
+        )
 
 
 def _outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
@@ -230,24 +233,34 @@ def run(args: argparse.Namespace) -> dict:
     if args.video_input and not os.path.isfile(args.video_input):
         raise FileNotFoundError(f"--video-input not found: {args.video_input!r}")
     video_path, frames_dir, sheet_path = _outputs(args)  # before reading anything
-    cfg = setup_cfg(argparse.Namespace(config_file=args.config_file, opts=args.opts,
-                                       plugin=args.plugin))  # fmt: skip
+    cfg = setup_cfg(
+        argparse.Namespace(config_file=args.config_file, opts=args.opts, plugin=args.plugin)
+    )
     configure_cpu_threads(cfg, num_workers=0)  # frames are read in this process
     source = args.video_input if args.video_input else (0 if args.webcam else args.input)
-    reader = VideoReader(source, format=cfg.INPUT.FORMAT, gt_dir=args.gt,
-                         max_frames=args.max_frames, fps=args.fps)  # fmt: skip
+    reader = VideoReader(
+        source, format=cfg.INPUT.FORMAT, gt_dir=args.gt, max_frames=args.max_frames, fps=args.fps
+    )
     try:
         predictor = VideoPredictor(cfg)
         with_gt = args.gt is not None
         vis = Visualizer(overlay=args.overlay, threshold=args.confidence_threshold)
         size = (reader.width * (2 if with_gt else 1), reader.height)
         logger.info(
-            "Input %s: %s frames, %dx%d, %.3g fps%s", reader.source,
+            "Input %s: %s frames, %dx%d, %.3g fps%s",
+            reader.source,
             reader.num_frames if reader.num_frames is not None else "unknown",
-            reader.width, reader.height, reader.fps, " (+ GT side by side)" if with_gt else "",
-        )  # fmt: skip
-        sheet = ContactSheet(num_tiles=SHEET_TILES, cols=4, total=reader.num_frames,
-                             tile_width=SHEET_TILE_WIDTH * (2 if with_gt else 1))  # fmt: skip
+            reader.width,
+            reader.height,
+            reader.fps,
+            " (+ GT side by side)" if with_gt else "",
+        )
+        sheet = ContactSheet(
+            num_tiles=SHEET_TILES,
+            cols=4,
+            total=reader.num_frames,
+            tile_width=SHEET_TILE_WIDTH * (2 if with_gt else 1),
+        )
         writer = VideoWriter(video_path, fps=reader.fps, frame_size=size) if video_path else None
         t0 = time.perf_counter()
         try:
@@ -290,15 +303,24 @@ def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) ->
             for frame, out in predictor.run(reader):
                 image = frame_to_bgr(frame["image"], predictor.input_format)
                 gt = read_gt_mask(frame["gt_file_name"], *image.shape[:2]) if with_gt else None
-                drawn = vis.draw_frame(image, out, frame_index=frame["frame_index"],
-                                       latency_ms=out["latency_ms"], gt_mask=gt,
-                                       with_gt=with_gt)  # fmt: skip
+                drawn = vis.draw_frame(
+                    image,
+                    out,
+                    frame_index=frame["frame_index"],
+                    latency_ms=out["latency_ms"],
+                    gt_mask=gt,
+                    with_gt=with_gt,
+                )
                 if writer is not None:
                     if (drawn.shape[1], drawn.shape[0]) != size:
                         if not warned:
-                            logger.warning("Frame %s is %dx%d, the video %dx%d: resizing",
-                                           frame["file_name"], drawn.shape[1], drawn.shape[0],
-                                           *size)  # fmt: skip
+                            logger.warning(
+                                "Frame %s is %dx%d, the video %dx%d: resizing",
+                                frame["file_name"],
+                                drawn.shape[1],
+                                drawn.shape[0],
+                                *size,
+                            )
                             warned = True
                         drawn = cv2.resize(drawn, size, interpolation=cv2.INTER_AREA)
                     writer.write(drawn)
@@ -323,8 +345,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted: no partial output video was kept.", file=sys.stderr)
         return 130
-    except (ConfigError, PluginError, FileNotFoundError, OSError, ValueError, RuntimeError,
-            KeyError) as e:  # fmt: skip
+    except (
+        ConfigError,
+        PluginError,
+        FileNotFoundError,
+        OSError,
+        ValueError,
+        RuntimeError,
+        KeyError,
+    ) as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -75,23 +75,27 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred-root", required=True, help="<pred-root>/<model>/<split>/<case>/")
     p.add_argument("--model", required=True, help="model folder name under --pred-root")
     p.add_argument(
-        "--splits", nargs="+", default=None,
+        "--splits",
+        nargs="+",
+        default=None,
         help=f"splits under --gt-root (default: those of {', '.join(SUN_SEG_TEST_SPLITS)} "
         "that exist)",
-    )  # fmt: skip
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--json", default=None, help="write {split: {metric: value}} here")
     p.add_argument("--csv", default=None, help="write the per-case values here")
     p.add_argument("--plot", default=None, help="PNG of Dice/IoU/F-measure vs threshold")
     p.add_argument(
-        "--skip-missing", action="store_true",
+        "--skip-missing",
+        action="store_true",
         help="skip frames without a prediction (warning) instead of stopping",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--literal-gt", action="store_true",
+        "--literal-gt",
+        action="store_true",
         help="read GT exactly as the SUN-SEG toolbox (gray > 128): masks saved as 0/1 count as "
         "empty (default: a mask whose maximum is 1 is read as 0/1, with a warning)",
-    )  # fmt: skip
+    )
     p.add_argument("--digits", type=int, default=3, help="decimals in the printed table")
     return p
 
@@ -177,8 +181,11 @@ def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str,
             if len(gt_paths) < 3:
                 logger.warning(
                     "%s/%s has %d GT frame(s): none left after dropping the first and the "
-                    "last; skipped", split, case, len(gt_paths),
-                )  # fmt: skip
+                    "last; skipped",
+                    split,
+                    case,
+                    len(gt_paths),
+                )
             elif frames:
                 tasks.append((split, case, frames))
     if missing:

@@ -32,11 +32,34 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # --short: a small dataset and a short training at a small input size.
-SHORT_DATA_ARGS = ["--train-clips", "4", "--test-clips", "1", "--frames-min", "12",
-                   "--frames-max", "16", "--height", "96", "--width", "128"]  # fmt: skip
-SHORT_OPTS = ["INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)",
-              "SOLVER.MAX_ITER", "200", "SOLVER.CHECKPOINT_PERIOD", "1000",
-              "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0"]  # fmt: skip
+SHORT_DATA_ARGS = [
+    "--train-clips",
+    "4",
+    "--test-clips",
+    "1",
+    "--frames-min",
+    "12",
+    "--frames-max",
+    "16",
+    "--height",
+    "96",
+    "--width",
+    "128",
+]
+SHORT_OPTS = [
+    "INPUT.SIZE_TRAIN",
+    "(64, 80)",
+    "INPUT.SIZE_TEST",
+    "(64, 80)",
+    "SOLVER.MAX_ITER",
+    "200",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1000",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "DATALOADER.NUM_WORKERS_TEST",
+    "0",
+]
 
 
 def run(cmd: list[str]) -> None:
@@ -112,16 +135,41 @@ def main() -> int:
     # instead of being refused by an OUTPUT_DIR that already holds a run.
     run([py, "tools/train_net.py", *common, "--resume", "OUTPUT_DIR", output_dir, *opts])
     weights = os.path.join(output_dir, "model_final.pth")
-    run([py, "tools/train_net.py", *common, "--eval-only", "MODEL.WEIGHTS", weights,
-         "OUTPUT_DIR", os.path.join(output_dir, "eval"), *opts])  # fmt: skip
+    run(
+        [
+            py,
+            "tools/train_net.py",
+            *common,
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            weights,
+            "OUTPUT_DIR",
+            os.path.join(output_dir, "eval"),
+            *opts,
+        ]
+    )
     print_results(os.path.join(ROOT, output_dir, "eval", "results.json"))
     if not args.skip_demo:
         case_root = os.path.join(ROOT, data, "TestEasyDataset", "Unseen", "Frame")
         case = sorted(os.listdir(case_root))[0]
         video = os.path.join(output_dir, "demo", f"{case}.mp4")
-        run([py, "tools/demo.py", *common, "--input", os.path.join(case_root, case),
-             "--output", video, "--gt", os.path.join(os.path.dirname(case_root), "GT", case),
-             "--opts", "MODEL.WEIGHTS", weights, *opts])  # fmt: skip
+        run(
+            [
+                py,
+                "tools/demo.py",
+                *common,
+                "--input",
+                os.path.join(case_root, case),
+                "--output",
+                video,
+                "--gt",
+                os.path.join(os.path.dirname(case_root), "GT", case),
+                "--opts",
+                "MODEL.WEIGHTS",
+                weights,
+                *opts,
+            ]
+        )
         demo_dir = os.path.join(ROOT, os.path.dirname(video))
         written = sorted(n for n in os.listdir(demo_dir) if not n.startswith("."))
         if not written:

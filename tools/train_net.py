@@ -102,8 +102,9 @@ def cli(argv=None) -> int:
     acc = accelerator_from_cfg(cfg)
     lock = None
     try:
-        lock = preflight(cfg, args, args.num_gpus * args.num_machines,
-                         main_machine=args.machine_rank == 0)  # fmt: skip
+        lock = preflight(
+            cfg, args, args.num_gpus * args.num_machines, main_machine=args.machine_rank == 0
+        )
         if args.engine == "detectron2":
             d2_engine.launch_main(args)
             return 0
@@ -118,8 +119,11 @@ def cli(argv=None) -> int:
         )
     except KeyboardInterrupt:
         last = _last_checkpoint(cfg.OUTPUT_DIR)
-        where = (f"the last checkpoint is {last}; continue with the same command and --resume"
-                 if last else "no checkpoint was saved yet")  # fmt: skip
+        where = (
+            f"the last checkpoint is {last}; continue with the same command and --resume"
+            if last
+            else "no checkpoint was saved yet"
+        )
         print(f"Interrupted: {where}", file=sys.stderr)
         return 130
     except DiskFullError as e:

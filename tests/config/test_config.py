@@ -3,10 +3,9 @@
 import os
 
 import pytest
-
-from vps_d2.config import CfgNode, ConfigError, add_vps_config, configurable, get_cfg
 from train_net_runner import ROOT
 
+from vps_d2.config import CfgNode, ConfigError, add_vps_config, configurable, get_cfg
 
 
 def _cfg():
@@ -18,14 +17,33 @@ def _cfg():
 def test_detectron2_keys_present():
     cfg = get_cfg()
     for key in [
-        "MODEL.META_ARCHITECTURE", "MODEL.WEIGHTS", "MODEL.DEVICE", "MODEL.PIXEL_MEAN",
-        "MODEL.PIXEL_STD", "SOLVER.OPTIMIZER", "SOLVER.LR_SCHEDULER_NAME", "SOLVER.POLY_LR_POWER",
-        "SOLVER.POLY_LR_CONSTANT_ENDING", "SOLVER.WARMUP_ITERS", "SOLVER.WARMUP_FACTOR",
-        "SOLVER.WARMUP_METHOD", "SOLVER.BACKBONE_MULTIPLIER", "SOLVER.WEIGHT_DECAY_NORM",
-        "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "SOLVER.AMP.ENABLED", "SOLVER.CHECKPOINT_PERIOD",
-        "SOLVER.IMS_PER_BATCH", "SOLVER.MAX_ITER", "TEST.EVAL_PERIOD", "OUTPUT_DIR", "SEED",
-        "VERSION", "DATASETS.TRAIN", "DATASETS.TEST", "DATALOADER.NUM_WORKERS",
-    ]:  # fmt: skip
+        "MODEL.META_ARCHITECTURE",
+        "MODEL.WEIGHTS",
+        "MODEL.DEVICE",
+        "MODEL.PIXEL_MEAN",
+        "MODEL.PIXEL_STD",
+        "SOLVER.OPTIMIZER",
+        "SOLVER.LR_SCHEDULER_NAME",
+        "SOLVER.POLY_LR_POWER",
+        "SOLVER.POLY_LR_CONSTANT_ENDING",
+        "SOLVER.WARMUP_ITERS",
+        "SOLVER.WARMUP_FACTOR",
+        "SOLVER.WARMUP_METHOD",
+        "SOLVER.BACKBONE_MULTIPLIER",
+        "SOLVER.WEIGHT_DECAY_NORM",
+        "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
+        "SOLVER.AMP.ENABLED",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "SOLVER.IMS_PER_BATCH",
+        "SOLVER.MAX_ITER",
+        "TEST.EVAL_PERIOD",
+        "OUTPUT_DIR",
+        "SEED",
+        "VERSION",
+        "DATASETS.TRAIN",
+        "DATASETS.TEST",
+        "DATALOADER.NUM_WORKERS",
+    ]:
         node = cfg
         for part in key.split("."):
             assert part in node, key

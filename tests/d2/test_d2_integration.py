@@ -18,20 +18,40 @@ import warnings
 
 import pytest
 import torch
-from vps_d2.model_zoo import get_config_file
 from train_net_runner import ROOT, TRAIN_NET, run_train_net, train_net_env
+
+from vps_d2.model_zoo import get_config_file
 
 HAS_D2 = importlib.util.find_spec("detectron2") is not None
 needs_d2 = pytest.mark.skipif(not HAS_D2, reason="Detectron2 not installed (not on PyPI)")
 
-SAMPLE_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "vps_d2", "methods", "*", "configs", "*_sample.yaml")))
-ALL_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
-                     + glob.glob(os.path.join(ROOT, "vps_d2", "methods", "*", "configs", "*.yaml")))
+SAMPLE_CONFIGS = sorted(
+    glob.glob(os.path.join(ROOT, "vps_d2", "methods", "*", "configs", "*_sample.yaml"))
+)
+ALL_CONFIGS = sorted(
+    glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
+    + glob.glob(os.path.join(ROOT, "vps_d2", "methods", "*", "configs", "*.yaml"))
+)
 TINY = [
-    "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST",
-    "0", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.WARMUP_ITERS", "0",
-    "TEST.EVAL_PERIOD", "0", "SEED", "1", "MODEL.DEVICE", "cpu",
-]  # fmt: skip
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "DATALOADER.NUM_WORKERS_TEST",
+    "0",
+    "SOLVER.MAX_ITER",
+    "4",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "2",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "SEED",
+    "1",
+    "MODEL.DEVICE",
+    "cpu",
+]
 
 
 @pytest.mark.skipif(HAS_D2, reason="Detectron2 is installed")
@@ -39,10 +59,12 @@ def test_clear_error_without_detectron2(tmp_path):
     with pytest.raises(ImportError, match="not on PyPI"):
         import vps_d2.d2  # noqa: F401
     p = subprocess.run(
-        [sys.executable, TRAIN_NET, "--engine", "detectron2", "--config-file",
-         SAMPLE_CONFIGS[0]],
-        env=train_net_env(str(tmp_path)), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, TRAIN_NET, "--engine", "detectron2", "--config-file", SAMPLE_CONFIGS[0]],
+        env=train_net_env(str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "not on PyPI" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -106,7 +128,8 @@ def test_register_all_names_backbones_metadata(tmp_path):
     assert isinstance(bb, Backbone)
     out = bb(torch.zeros(1, 3, 64, 64))
     assert {k: v.shape[1] for k, v in out.items()} == {
-        k: s.channels for k, s in bb.output_shape().items()}  # fmt: skip
+        k: s.channels for k, s in bb.output_shape().items()
+    }
     md = D2Meta.get("vps_sample_train")
     assert md.evaluator_type == "vps" and len(md.thing_classes) == 6
     # DATASETS.ROOT applies (a root without the data: the loader says where it looked)
@@ -125,8 +148,9 @@ def _stopped_after_iteration_1(full_out, out):
 
 
 def _final_weights(out):
-    return torch.load(os.path.join(out, "model_final.pth"), map_location="cpu",
-                      weights_only=False)["model"]  # fmt: skip
+    return torch.load(os.path.join(out, "model_final.pth"), map_location="cpu", weights_only=False)[
+        "model"
+    ]
 
 
 def _assert_same_weights(a, b):
@@ -190,8 +214,9 @@ def test_defaulttrainer_trains_resumes_and_evaluates_like_vps_d2(
     model = d2._trainer.model.eval()
     name = cfg_d2.DATASETS.TEST[0]
     ours = VPSTrainer.test(cfg_vps, vps.model_raw)
-    theirs = inference_on_dataset(model, D2Trainer.build_test_loader(cfg_d2, name),
-                                  D2Trainer.build_evaluator(cfg_d2, name))  # fmt: skip
+    theirs = inference_on_dataset(
+        model, D2Trainer.build_test_loader(cfg_d2, name), D2Trainer.build_evaluator(cfg_d2, name)
+    )
     assert theirs[name].keys() == ours[name].keys()
     for k, v in ours[name].items():
         assert abs(theirs[name][k] - v) <= 1e-9, (name, k)
@@ -237,12 +262,27 @@ def test_engine_switch_same_artifacts_and_numbers(tiny_sample_root, tmp_path):
     outs = {}
     for engine in ("vps_d2", "detectron2"):
         out = str(tmp_path / engine)
-        run_train_net(tiny_sample_root, config, *TINY, "OUTPUT_DIR", out,
-                      flags=["--engine", engine], timeout=600)  # fmt: skip
+        run_train_net(
+            tiny_sample_root,
+            config,
+            *TINY,
+            "OUTPUT_DIR",
+            out,
+            flags=["--engine", engine],
+            timeout=600,
+        )
         outs[engine] = out
-        for f in ("log.txt", "config.yaml", "metrics.json", "model_0000001.pth",
-                  "model_final.pth", "last_checkpoint", "model_best.pth", "model_best.json",
-                  "results.json"):  # fmt: skip
+        for f in (
+            "log.txt",
+            "config.yaml",
+            "metrics.json",
+            "model_0000001.pth",
+            "model_final.pth",
+            "last_checkpoint",
+            "model_best.pth",
+            "model_best.json",
+            "results.json",
+        ):
             assert os.path.isfile(os.path.join(out, f)), (engine, f)
         assert glob.glob(os.path.join(out, "events.out.tfevents.*")), engine
     _assert_same_weights(_final_weights(outs["vps_d2"]), _final_weights(outs["detectron2"]))
@@ -253,9 +293,17 @@ def test_engine_switch_same_artifacts_and_numbers(tiny_sample_root, tmp_path):
             assert (v != v and b[task][k] != b[task][k]) or abs(b[task][k] - v) <= 1e-9
     # --eval-only through Detectron2 gives the same numbers too
     ev = str(tmp_path / "eval")
-    run_train_net(tiny_sample_root, config, *TINY, "MODEL.WEIGHTS",
-                  os.path.join(outs["vps_d2"], "model_final.pth"), "OUTPUT_DIR", ev,
-                  flags=["--engine", "detectron2", "--eval-only"], timeout=600)  # fmt: skip
+    run_train_net(
+        tiny_sample_root,
+        config,
+        *TINY,
+        "MODEL.WEIGHTS",
+        os.path.join(outs["vps_d2"], "model_final.pth"),
+        "OUTPUT_DIR",
+        ev,
+        flags=["--engine", "detectron2", "--eval-only"],
+        timeout=600,
+    )
     c = json.load(open(os.path.join(ev, "results.json")))
     for task in a:
         for k, v in a[task].items():

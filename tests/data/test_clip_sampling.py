@@ -84,8 +84,10 @@ def test_window_short_video_clamps():
 def test_triplet_memory_neighbour_current(offset):
     memories = set()
     rng = np.random.default_rng(123)
-    draws = [sample_triplet_indices(40, rng, ref=20, memory_range=5, neighbour_offset=offset)
-             for _ in range(300)]  # fmt: skip
+    draws = [
+        sample_triplet_indices(40, rng, ref=20, memory_range=5, neighbour_offset=offset)
+        for _ in range(300)
+    ]
     for idx in draws:
         memory, neighbour, current = idx
         assert current == 20

@@ -10,6 +10,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from train_net_runner import ROOT as REPO
 
 import vps_d2.data.datasets as D
 import vps_d2.data.datasets.folder as folder_mod
@@ -17,11 +18,18 @@ from vps_d2.config import get_cfg
 from vps_d2.data import CLASS_NAMES, DatasetCatalog, MetadataCatalog
 from vps_d2.data.io import ImageReadError, read_image, read_mask
 
-from train_net_runner import ROOT as REPO
 RECORD_KEYS = {
-    "dataset_name", "split", "video_id", "length", "file_names", "gt_file_names",
-    "frame_names", "class_id", "class_name", "boxes",
-}  # fmt: skip
+    "dataset_name",
+    "split",
+    "video_id",
+    "length",
+    "file_names",
+    "gt_file_names",
+    "frame_names",
+    "class_id",
+    "class_name",
+    "boxes",
+}
 H, W = 16, 20
 
 
@@ -116,8 +124,13 @@ def test_sun_seg_records_and_order(tmp_path):
     _configure(tmp_path)
     recs = DatasetCatalog.get("sun_seg_train")
     assert [r["video_id"] for r in recs] == [
-        "case1_1", "case1_2", "case2_1", "case3", "case4_1", "case10_1"
-    ]  # fmt: skip
+        "case1_1",
+        "case1_2",
+        "case2_1",
+        "case3",
+        "case4_1",
+        "case10_1",
+    ]
     for r in recs:
         assert set(r) == RECORD_KEYS
         assert r["dataset_name"] == "sun_seg_train" and r["split"] == "TrainDataset"
@@ -365,11 +378,36 @@ def test_holdout_split(tmp_path):
 
 # CVC-612 sequence ranges as listed in shared/reference/datasets.md (1-based, inclusive).
 CVC_RANGES = [
-    (1, 25), (26, 50), (51, 67), (68, 78), (79, 103), (104, 126), (127, 151), (152, 177),
-    (178, 199), (200, 205), (206, 227), (228, 252), (253, 277), (278, 297), (298, 317),
-    (318, 342), (343, 363), (364, 383), (384, 408), (409, 428), (429, 447), (448, 466),
-    (467, 478), (479, 503), (504, 528), (529, 546), (547, 571), (572, 591), (592, 612),
-]  # fmt: skip
+    (1, 25),
+    (26, 50),
+    (51, 67),
+    (68, 78),
+    (79, 103),
+    (104, 126),
+    (127, 151),
+    (152, 177),
+    (178, 199),
+    (200, 205),
+    (206, 227),
+    (228, 252),
+    (253, 277),
+    (278, 297),
+    (298, 317),
+    (318, 342),
+    (343, 363),
+    (364, 383),
+    (384, 408),
+    (409, 428),
+    (429, 447),
+    (448, 466),
+    (467, 478),
+    (479, 503),
+    (504, 528),
+    (529, 546),
+    (547, 571),
+    (572, 591),
+    (592, 612),
+]
 
 
 @pytest.fixture(scope="module")
@@ -518,10 +556,13 @@ def test_prepare_cvc612(cvc_raw, tmp_path):
 # ---- case-level class tables ---------------------------------------------------------------
 # Facts of datasets.md (independent of the table): clips and frames per class, 285 / 49,136.
 SUN_SEG_CLASS_CLIPS = {
-    "low_grade_adenoma": (229, 39834), "high_grade_adenoma": (26, 4111),
-    "hyperplastic_polyp": (10, 1644), "traditional_serrated_adenoma": (9, 1627),
-    "sessile_serrated_lesion": (8, 1288), "invasive_cancer": (3, 632),
-}  # fmt: skip
+    "low_grade_adenoma": (229, 39834),
+    "high_grade_adenoma": (26, 4111),
+    "hyperplastic_polyp": (10, 1644),
+    "traditional_serrated_adenoma": (9, 1627),
+    "sessile_serrated_lesion": (8, 1288),
+    "invasive_cancer": (3, 632),
+}
 
 
 def test_packaged_sun_seg_case_table():
@@ -544,28 +585,33 @@ def test_packaged_sun_seg_case_table():
 
 
 def test_sun_seg_test_splits_use_the_packaged_table(tmp_path, caplog):
-    make_sun_seg(tmp_path, {
-        "TrainDataset": ["case2_1"],
-        "TestEasyDataset/Unseen": ["case63_2", "case32_4", "case58", "case300"],
-        "TestHardDataset/Seen": ["case1_5", "case18_1"],
-    })  # fmt: skip
+    make_sun_seg(
+        tmp_path,
+        {
+            "TrainDataset": ["case2_1"],
+            "TestEasyDataset/Unseen": ["case63_2", "case32_4", "case58", "case300"],
+            "TestHardDataset/Seen": ["case1_5", "case18_1"],
+        },
+    )
     _configure(tmp_path)
     with caplog.at_level(logging.WARNING):
         recs = DatasetCatalog.get("sun_seg_easy_unseen")
     assert {r["video_id"]: r["class_name"] for r in recs} == {
-        "case32_4": "traditional_serrated_adenoma", "case58": "sessile_serrated_lesion",
-        "case63_2": "invasive_cancer", "case300": "",
-    }  # fmt: skip
+        "case32_4": "traditional_serrated_adenoma",
+        "case58": "sessile_serrated_lesion",
+        "case63_2": "invasive_cancer",
+        "case300": "",
+    }
     assert [r["class_id"] for r in recs if r["video_id"] == "case300"] == [-1]
-    assert any("case300" in r.getMessage() and "no class" in r.getMessage()
-               for r in caplog.records)  # fmt: skip
+    assert any("case300" in r.getMessage() and "no class" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         hard = {r["video_id"]: r["class_name"] for r in DatasetCatalog.get("sun_seg_hard_seen")}
     # case1_5 is not in the table; every clip of video 1 (1_1 .. 1_3) is low-grade adenoma
     assert hard == {"case1_5": "low_grade_adenoma", "case18_1": "hyperplastic_polyp"}
-    assert any("source video" in r.getMessage() and "case1_5" in r.getMessage()
-               for r in caplog.records)  # fmt: skip
+    assert any(
+        "source video" in r.getMessage() and "case1_5" in r.getMessage() for r in caplog.records
+    )
     # the training split keeps classification.txt: no table fallback
     assert DatasetCatalog.get("sun_seg_train")[0]["class_id"] == -1
 
@@ -575,18 +621,32 @@ def test_case_table_priorities(tmp_path):
     split = os.path.join(root, "TestEasyDataset", "Seen")
     _configure(tmp_path)
     table = {r["video_id"]: r["class_name"] for r in DatasetCatalog.get("sun_seg_easy_seen")}
-    assert table == {"case2_3": "high_grade_adenoma", "case10_2": "low_grade_adenoma",
-                     "case20_1": "low_grade_adenoma"}  # fmt: skip
+    assert table == {
+        "case2_3": "high_grade_adenoma",
+        "case10_2": "low_grade_adenoma",
+        "case20_1": "low_grade_adenoma",
+    }
     # the split's own cases.csv overrides the packaged table (names matched by number)
-    _write_classes(os.path.join(split, "Classification", "cases.csv"),
-                   ["# a comment", "Case,Class_Name,notes", "case_10_2,Hyperplastic polyp,x",
-                    "20_1,Invasive cancer (T1b),"])  # fmt: skip
+    _write_classes(
+        os.path.join(split, "Classification", "cases.csv"),
+        [
+            "# a comment",
+            "Case,Class_Name,notes",
+            "case_10_2,Hyperplastic polyp,x",
+            "20_1,Invasive cancer (T1b),",
+        ],
+    )
     # ... and classification.txt overrides both
-    _write_classes(os.path.join(split, "Classification", "classification.txt"),
-                   [f"case20_1/{s}.jpg\tsessile_serrated_lesion" for s in SUN_ORDER])  # fmt: skip
+    _write_classes(
+        os.path.join(split, "Classification", "classification.txt"),
+        [f"case20_1/{s}.jpg\tsessile_serrated_lesion" for s in SUN_ORDER],
+    )
     got = {r["video_id"]: r["class_name"] for r in DatasetCatalog.get("sun_seg_easy_seen")}
-    assert got == {"case2_3": "high_grade_adenoma", "case10_2": "hyperplastic_polyp",
-                   "case20_1": "sessile_serrated_lesion"}  # fmt: skip
+    assert got == {
+        "case2_3": "high_grade_adenoma",
+        "case10_2": "hyperplastic_polyp",
+        "case20_1": "sessile_serrated_lesion",
+    }
     # the vps-sample names never use the SUN-SEG table (its case names mean other clips)
     make_sun_seg(tmp_path / "s", {"TestEasyDataset/Seen": ["case2_3"]})
     os.rename(tmp_path / "s" / "SUN-SEG", tmp_path / "vps-sample")
@@ -599,11 +659,13 @@ def test_case_table_priorities(tmp_path):
         (["case,notes", "case1,x"], r"cases\.csv:1: the header must name"),
         (["case,class_name", "case1,adenoma_of_doom"], r"cases\.csv:2: unknown class"),
         (["case,class_name", "case1,low_grade_adenoma,x"], r"cases\.csv:2: expected 2 cells"),
-        (["case,class_name", "case1,hyperplastic_polyp", "case1,hyperplastic_polyp"],
-         r"cases\.csv:3: case 'case1' is listed twice"),
+        (
+            ["case,class_name", "case1,hyperplastic_polyp", "case1,hyperplastic_polyp"],
+            r"cases\.csv:3: case 'case1' is listed twice",
+        ),
         (["# only a comment"], r"cases\.csv: empty case table"),
     ],
-)  # fmt: skip
+)
 def test_case_table_errors_name_file_and_line(tmp_path, lines, match):
     p = str(tmp_path / "cases.csv")
     _write_classes(p, lines)

@@ -12,19 +12,33 @@ import time
 
 import pytest
 import torch
-from vps_d2.model_zoo import get_config_file
-from train_net_runner import ROOT, TRAIN_NET, run_train_net, train_net_env
+from train_net_runner import TRAIN_NET, run_train_net, train_net_env
 
 from vps_d2.checkpoint import VPSCheckpointer
 from vps_d2.config import add_vps_config, get_cfg
+from vps_d2.model_zoo import get_config_file
 
 CONFIG = get_config_file("frame_baseline_sample.yaml")
 FAST = [
-    "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "2",
-    "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0", "SOLVER.WARMUP_ITERS",
-    "0", "MODEL.BACKBONE.SMALL_CNN_CHANNELS", "[8, 8, 16, 16]", "MODEL.FRAME_BASELINE.DECODER_CHANNELS",
-    "8", "SEED", "1",
-]  # fmt: skip
+    "INPUT.SIZE_TRAIN",
+    "(64, 80)",
+    "INPUT.SIZE_TEST",
+    "(64, 80)",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "DATALOADER.NUM_WORKERS_TEST",
+    "0",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "MODEL.BACKBONE.SMALL_CNN_CHANNELS",
+    "[8, 8, 16, 16]",
+    "MODEL.FRAME_BASELINE.DECODER_CHANNELS",
+    "8",
+    "SEED",
+    "1",
+]
 
 
 def train_net(root, *opts, flags=(), check=True, timeout=300):
@@ -64,7 +78,10 @@ def test_resume_equals_uninterrupted(train_net_inproc, tmp_path):
     opts = [*FAST, "SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "4", "DATASETS.TEST", "()"]
     assert train_net_inproc(*opts, "OUTPUT_DIR", full)[0] == 0
     assert sorted(os.path.basename(p) for p in glob.glob(f"{full}/*.pth")) == [
-        "model_0000003.pth", "model_0000007.pth", "model_final.pth"]  # fmt: skip
+        "model_0000003.pth",
+        "model_0000007.pth",
+        "model_final.pth",
+    ]
     # A run stopped right after its first checkpoint (iteration 3), then resumed.
     os.makedirs(half)
     shutil.copy(f"{full}/model_0000003.pth", half)
@@ -89,10 +106,28 @@ def test_resume_equals_uninterrupted(train_net_inproc, tmp_path):
 
 def test_killed_run_resumes_without_corrupt_checkpoint(tiny_sample_root, tmp_path):
     out = str(tmp_path / "killed")
-    cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *FAST, "SOLVER.MAX_ITER", "100000",
-           "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()", "OUTPUT_DIR", out]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=train_net_env(tiny_sample_root), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        TRAIN_NET,
+        "--config-file",
+        CONFIG,
+        *FAST,
+        "SOLVER.MAX_ITER",
+        "100000",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        out,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env=train_net_env(tiny_sample_root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 180
         while time.time() < deadline and len(glob.glob(f"{out}/model_*.pth")) < 3:
@@ -107,30 +142,58 @@ def test_killed_run_resumes_without_corrupt_checkpoint(tiny_sample_root, tmp_pat
     last = open(f"{out}/last_checkpoint").read().strip()
     it = torch.load(f"{out}/{last}", map_location="cpu", weights_only=False)["iteration"]
     opts = [*FAST, "SOLVER.MAX_ITER", str(it + 3), "DATASETS.TEST", "()"]
-    p = train_net(tiny_sample_root, *opts, "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out,
-                  flags=["--resume"])  # fmt: skip
+    p = train_net(
+        tiny_sample_root,
+        *opts,
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "OUTPUT_DIR",
+        out,
+        flags=["--resume"],
+    )
     assert f"at iteration {it + 1}" in p.stdout
     assert os.path.isfile(f"{out}/model_final.pth")
 
 
 def test_two_process_cpu_ddp(tiny_sample_root, tmp_path):
     out = str(tmp_path / "ddp")
-    p = train_net(tiny_sample_root, *FAST, "SOLVER.MAX_ITER", "3", "DATASETS.TEST", "()",
-                  "OUTPUT_DIR", out, flags=["--num-gpus", "2"])  # fmt: skip
+    p = train_net(
+        tiny_sample_root,
+        *FAST,
+        "SOLVER.MAX_ITER",
+        "3",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        out,
+        flags=["--num-gpus", "2"],
+    )
     assert "World size: 2" in p.stdout
     assert os.path.isfile(f"{out}/model_final.pth")
     assert os.path.isfile(f"{out}/log.txt.rank1")
 
 
 def test_eval_only_errors(train_net_inproc, tmp_path):
-    code, err = train_net_inproc(*FAST, "MODEL.WEIGHTS", str(tmp_path / "missing.pth"),
-                                 "OUTPUT_DIR", str(tmp_path), flags=["--eval-only"])  # fmt: skip
+    code, err = train_net_inproc(
+        *FAST,
+        "MODEL.WEIGHTS",
+        str(tmp_path / "missing.pth"),
+        "OUTPUT_DIR",
+        str(tmp_path),
+        flags=["--eval-only"],
+    )
     assert code == 1 and "missing.pth" in err and "not found" in err
     # weights of another architecture: a clear mismatch error
     other = torch.nn.Linear(2, 2)
     VPSCheckpointer(other, str(tmp_path)).save("other")
-    code, err = train_net_inproc(*FAST, "MODEL.WEIGHTS", str(tmp_path / "other.pth"),
-                                 "OUTPUT_DIR", str(tmp_path), flags=["--eval-only"])  # fmt: skip
+    code, err = train_net_inproc(
+        *FAST,
+        "MODEL.WEIGHTS",
+        str(tmp_path / "other.pth"),
+        "OUTPUT_DIR",
+        str(tmp_path),
+        flags=["--eval-only"],
+    )
     assert code == 1 and "does not match the model" in err
     code, err = train_net_inproc("SOLVER.NOT_A_KEY", "1")
     assert code == 2 and "SOLVER.NOT_A_KEY" in err
@@ -139,17 +202,43 @@ def test_eval_only_errors(train_net_inproc, tmp_path):
 def test_train_then_eval_only_learns(train_net_inproc, tmp_path):
     """Training lowers the loss on the sample data, and --eval-only scores the result."""
     out = str(tmp_path / "learn")
-    assert train_net_inproc(*FAST, "SOLVER.MAX_ITER", "60", "SOLVER.BASE_LR", "0.01",
-                            "DATASETS.TEST", "()", "OUTPUT_DIR", out)[0] == 0  # fmt: skip
+    assert (
+        train_net_inproc(
+            *FAST,
+            "SOLVER.MAX_ITER",
+            "60",
+            "SOLVER.BASE_LR",
+            "0.01",
+            "DATASETS.TEST",
+            "()",
+            "OUTPUT_DIR",
+            out,
+        )[0]
+        == 0
+    )
     lines = [json.loads(x) for x in open(f"{out}/metrics.json")]
     assert lines[-1]["total_loss"] < 0.8 * lines[0]["total_loss"], lines
     ev = str(tmp_path / "eval")
-    assert train_net_inproc(*FAST, "MODEL.WEIGHTS", f"{out}/model_final.pth",
-                            "TEST.VPS.DUMP_WORST_CASES", "2", "OUTPUT_DIR", ev,
-                            flags=["--eval-only"])[0] == 0  # fmt: skip
+    assert (
+        train_net_inproc(
+            *FAST,
+            "MODEL.WEIGHTS",
+            f"{out}/model_final.pth",
+            "TEST.VPS.DUMP_WORST_CASES",
+            "2",
+            "OUTPUT_DIR",
+            ev,
+            flags=["--eval-only"],
+        )[0]
+        == 0
+    )
     results = json.load(open(f"{ev}/results.json"))
-    assert set(results) == {"vps_sample_easy_seen", "vps_sample_easy_unseen",
-                            "vps_sample_hard_seen", "vps_sample_hard_unseen"}  # fmt: skip
+    assert set(results) == {
+        "vps_sample_easy_seen",
+        "vps_sample_easy_unseen",
+        "vps_sample_hard_seen",
+        "vps_sample_hard_unseen",
+    }
     for metrics in results.values():
         assert 0.0 <= metrics["maxDice"] <= 1.0
     # qualitative dump: the 2 worst frames of each split, plus a grid of them
@@ -178,8 +267,9 @@ def test_nan_loss_stops_clearly(tiny_sample_root, tmp_path, monkeypatch):
     cfg = get_cfg()
     add_vps_config(cfg)
     cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list([*FAST, "SOLVER.MAX_ITER", "10", "DATASETS.TEST", "()",
-                         "OUTPUT_DIR", str(tmp_path)])  # fmt: skip
+    cfg.merge_from_list(
+        [*FAST, "SOLVER.MAX_ITER", "10", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path)]
+    )
     from vps_d2.data.datasets import configure_datasets
 
     configure_datasets(cfg)
@@ -200,7 +290,16 @@ def test_mixed_precision_through_fabric(train_net_inproc, tmp_path, monkeypatch)
         real(self)
 
     monkeypatch.setattr(Trainer, "run_step", run_step)
-    code, _ = train_net_inproc(*FAST, "SOLVER.MAX_ITER", "2", "SOLVER.AMP.ENABLED", "True",
-                               "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path))  # fmt: skip
+    code, _ = train_net_inproc(
+        *FAST,
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.AMP.ENABLED",
+        "True",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        str(tmp_path),
+    )
     assert code == 0 and os.path.isfile(tmp_path / "model_final.pth")
     assert seen["precision"] == "MixedPrecision"

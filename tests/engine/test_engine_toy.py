@@ -57,9 +57,12 @@ def test_optimizer_set_never_leaks_gradients():
     model.a, model.b = a, b
     opt_a, opt_b = torch.optim.SGD([a], lr=1.0), torch.optim.SGD([b], lr=1.0)
     model, opt_a, opt_b = fabric.setup(model, opt_a, opt_b)
-    optim = OptimizerSet(fabric, model, {"main": opt_a, "other": opt_b},
-                         {"main": _cfg().SOLVER.CLIP_GRADIENTS,
-                          "other": _cfg().SOLVER.CLIP_GRADIENTS})  # fmt: skip
+    optim = OptimizerSet(
+        fabric,
+        model,
+        {"main": opt_a, "other": opt_b},
+        {"main": _cfg().SOLVER.CLIP_GRADIENTS, "other": _cfg().SOLVER.CLIP_GRADIENTS},
+    )
     optim.minimize("main", {"l": (a * b) ** 2})  # d/da = 2ab^2 = 8, leaves d/db = 2a^2 b = 4
     assert a.item() == pytest.approx(1.0 - 8.0) and b.grad.item() == pytest.approx(4.0)
     optim.minimize("other", {"l": 3.0 * b})  # only d/db = 3 of this loss may count
@@ -78,34 +81,48 @@ def test_two_optimizers_alternate_each_on_its_own_group(tmp_path):
     disc0 = [p.detach().clone() for p in trainer.model_raw.discriminator.parameters()]
     # Each optimizer holds exactly its group, and has its own learning rate.
     assert {id(p) for g in trainer.optimizers_raw["main"].param_groups for p in g["params"]} == {
-        id(p) for p in trainer.model_raw.segmenter.parameters()}  # fmt: skip
+        id(p) for p in trainer.model_raw.segmenter.parameters()
+    }
     assert trainer.optimizers_raw["discriminator"].param_groups[0]["lr"] == pytest.approx(0.002)
     trainer.resume_or_load(resume=False)
     trainer.train()
-    assert all(not torch.equal(a, b) for a, b in
-               zip(seg0, trainer.model_raw.segmenter.parameters()))  # fmt: skip
-    assert any(not torch.equal(a, b) for a, b in
-               zip(disc0, trainer.model_raw.discriminator.parameters()))  # fmt: skip
+    assert all(
+        not torch.equal(a, b) for a, b in zip(seg0, trainer.model_raw.segmenter.parameters())
+    )
+    assert any(
+        not torch.equal(a, b) for a, b in zip(disc0, trainer.model_raw.discriminator.parameters())
+    )
     lines = [json.loads(x) for x in open(tmp_path / "metrics.json")]
     last = lines[-1]
-    assert {"total_loss", "loss_bce", "loss_dice", "loss_adv", "discriminator/total_loss",
-            "discriminator/loss_d", "lr", "discriminator/lr"} <= set(last)  # fmt: skip
+    assert {
+        "total_loss",
+        "loss_bce",
+        "loss_dice",
+        "loss_adv",
+        "discriminator/total_loss",
+        "discriminator/loss_d",
+        "lr",
+        "discriminator/lr",
+    } <= set(last)
     assert last["discriminator/lr"] == pytest.approx(0.002)  # WarmupConstantLR
 
 
 def test_discriminator_lr_zero_leaves_it_untouched_although_the_generator_backprops(tmp_path):
     """The generator's loss flows through the discriminator (its parameters get gradients),
     but only the discriminator's own optimizer may move them: with its lr at 0 they stay."""
-    cfg = _cfg("OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "2",
-               "SOLVER.DISCRIMINATOR.BASE_LR", "0.0")  # fmt: skip
+    cfg = _cfg(
+        "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "2", "SOLVER.DISCRIMINATOR.BASE_LR", "0.0"
+    )
     trainer = Trainer(cfg)
     disc0 = [p.detach().clone() for p in trainer.model_raw.discriminator.parameters()]
     seen = {}
 
     def record(name):
         if name == "main":
-            seen["disc_grad"] = any(p.grad is not None and p.grad.abs().sum() > 0
-                                    for p in trainer.model_raw.discriminator.parameters())
+            seen["disc_grad"] = any(
+                p.grad is not None and p.grad.abs().sum() > 0
+                for p in trainer.model_raw.discriminator.parameters()
+            )
 
     trainer.optim.after_backward = record
     trainer.train()
@@ -118,8 +135,15 @@ def test_two_optimizer_resume_equals_uninterrupted(cli, tmp_path):
     full, half = str(tmp_path / "full"), str(tmp_path / "half")
     assert cli("OUTPUT_DIR", full)[0] == 0
     ck = _ckpt(f"{full}/model_0000002.pth")
-    assert {"model", "optimizer", "scheduler", "optimizer_discriminator",
-            "scheduler_discriminator", "trainer", "iteration"} <= set(ck)  # fmt: skip
+    assert {
+        "model",
+        "optimizer",
+        "scheduler",
+        "optimizer_discriminator",
+        "scheduler_discriminator",
+        "trainer",
+        "iteration",
+    } <= set(ck)
     os.makedirs(half)
     shutil.copy(f"{full}/model_0000002.pth", half)
     with open(f"{half}/last_checkpoint", "w") as f:
@@ -144,8 +168,15 @@ def test_default_step_and_old_single_optimizer_checkpoints(cli, tmp_path):
     # A checkpoint of the earlier single-optimizer layout (no trainer state) still resumes.
     del ck["trainer"]
     torch.save(ck, f"{out}/model_0000002.pth")
-    code, err = cli("MODEL.TOY.ADVERSARIAL", "False", "SOLVER.MAX_ITER", "5", "OUTPUT_DIR", out,
-                    flags=["--resume"])  # fmt: skip
+    code, err = cli(
+        "MODEL.TOY.ADVERSARIAL",
+        "False",
+        "SOLVER.MAX_ITER",
+        "5",
+        "OUTPUT_DIR",
+        out,
+        flags=["--resume"],
+    )
     assert code == 0, err
     assert _ckpt(f"{out}/model_final.pth")["iteration"] == 4
     assert "Resumed from" in open(f"{out}/log.txt").read()
@@ -153,8 +184,15 @@ def test_default_step_and_old_single_optimizer_checkpoints(cli, tmp_path):
 
 def test_two_process_cpu_ddp_trains_both_optimizers(tmp_path):
     out = str(tmp_path / "ddp")
-    p = run_train_net(str(tmp_path), CONFIG, "SOLVER.MAX_ITER", "3", "OUTPUT_DIR", out,
-                      flags=["--plugin", PLUGIN, "--num-gpus", "2"])  # fmt: skip
+    p = run_train_net(
+        str(tmp_path),
+        CONFIG,
+        "SOLVER.MAX_ITER",
+        "3",
+        "OUTPUT_DIR",
+        out,
+        flags=["--plugin", PLUGIN, "--num-gpus", "2"],
+    )
     assert "World size: 2" in p.stdout and "CPU" in p.stdout
     last = [json.loads(x) for x in open(f"{out}/metrics.json")][-1]
     assert "discriminator/loss_d" in last and "loss_adv" in last
@@ -183,11 +221,22 @@ def test_storage_names_losses_per_optimizer():
     from vps_d2.engine.train_loop import put_step_metrics
 
     with EventStorage() as s:
-        put_step_metrics({"main": {"loss_a": torch.tensor(1.0), "loss_b": torch.tensor(2.0)},
-                          "critic": {"loss_c": torch.tensor(4.0)}}, 0.1)  # fmt: skip
+        put_step_metrics(
+            {
+                "main": {"loss_a": torch.tensor(1.0), "loss_b": torch.tensor(2.0)},
+                "critic": {"loss_c": torch.tensor(4.0)},
+            },
+            0.1,
+        )
         latest = {k: v for k, (v, _) in s.latest().items()}
-    assert latest == {"data_time": pytest.approx(0.1), "total_loss": 3.0, "loss_a": 1.0,
-                      "loss_b": 2.0, "critic/total_loss": 4.0, "critic/loss_c": 4.0}  # fmt: skip
+    assert latest == {
+        "data_time": pytest.approx(0.1),
+        "total_loss": 3.0,
+        "loss_a": 1.0,
+        "loss_b": 2.0,
+        "critic/total_loss": 4.0,
+        "critic/loss_c": 4.0,
+    }
 
 
 def test_out_of_tree_method_streams_through_the_demo(cli, tmp_path):
@@ -203,14 +252,28 @@ def test_out_of_tree_method_streams_through_the_demo(cli, tmp_path):
         img = np.full((40, 48, 3), 30, np.uint8)
         cv2.circle(img, (20 + i, 20), 8, (200, 200, 200), -1)
         cv2.imwrite(str(frames / f"{i:03d}.png"), img)
-    spec = importlib.util.spec_from_file_location("vps_demo", os.path.join(ROOT, "tools",
-                                                                           "demo.py"))  # fmt: skip
+    spec = importlib.util.spec_from_file_location(
+        "vps_demo", os.path.join(ROOT, "tools", "demo.py")
+    )
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     video = str(tmp_path / "toy.mp4")
     weights = f"{out}/model_final.pth"
-    code = demo.main(["--plugin", PLUGIN, "--config-file", CONFIG, "--input", str(frames),
-                      "--output", video, "--opts", "MODEL.WEIGHTS", weights])  # fmt: skip
+    code = demo.main(
+        [
+            "--plugin",
+            PLUGIN,
+            "--config-file",
+            CONFIG,
+            "--input",
+            str(frames),
+            "--output",
+            video,
+            "--opts",
+            "MODEL.WEIGHTS",
+            weights,
+        ]
+    )
     assert code == 0 and os.path.getsize(video) > 0
     cap = cv2.VideoCapture(video)
     n = 0

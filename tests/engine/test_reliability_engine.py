@@ -35,8 +35,14 @@ def cli(tiny_sample_root, monkeypatch, capsys):
 
 def _popen(root, out, *opts):
     cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *FAST, *opts, "OUTPUT_DIR", out]
-    return subprocess.Popen(cmd, env=train_net_env(root), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        cmd,
+        env=train_net_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait_for(pattern, timeout=180):
@@ -52,8 +58,16 @@ def test_best_checkpoint_survives_resume_and_is_labelled_like_model_final(cli, t
     """Items 3 and 20: --resume used to forget the best value ("New best ... (previous
     None)") and replace model_best by a worse model; model_best was labelled max_iter."""
     out = str(tmp_path / "best")
-    opts = ["SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "2", "SOLVER.CHECKPOINT_PERIOD", "2",
-            "OUTPUT_DIR", out]  # fmt: skip
+    opts = [
+        "SOLVER.MAX_ITER",
+        "4",
+        "TEST.EVAL_PERIOD",
+        "2",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "OUTPUT_DIR",
+        out,
+    ]
     assert cli(*opts)[0] == 0
     best = json.load(open(f"{out}/model_best.json"))
     assert best["iteration"] in (1, 3)  # an evaluated iteration, never 4 (= MAX_ITER)
@@ -65,7 +79,7 @@ def test_best_checkpoint_survives_resume_and_is_labelled_like_model_final(cli, t
     assert code == 0
     log = open(f"{out}/log.txt").read()
     assert "Best checkpoint so far" in log
-    resumed = log[log.rindex("Resumed from"):]
+    resumed = log[log.rindex("Resumed from") :]
     assert "(previous None)" not in resumed
     new_best = json.load(open(f"{out}/model_best.json"))
     assert new_best["value"] >= best["value"]
@@ -79,17 +93,37 @@ def test_second_run_into_a_busy_output_dir_is_refused_and_a_dead_lock_is_not(
     first = _popen(tiny_sample_root, out, "SOLVER.MAX_ITER", "100000", "DATASETS.TEST", "()")
     try:
         _wait_for(f"{out}/log.txt")
-        p = run_train_net(tiny_sample_root, CONFIG, *FAST, "SOLVER.MAX_ITER", "2",
-                          "DATASETS.TEST", "()", "OUTPUT_DIR", out, flags=["--resume"],
-                          check=False)  # fmt: skip
+        p = run_train_net(
+            tiny_sample_root,
+            CONFIG,
+            *FAST,
+            "SOLVER.MAX_ITER",
+            "2",
+            "DATASETS.TEST",
+            "()",
+            "OUTPUT_DIR",
+            out,
+            flags=["--resume"],
+            check=False,
+        )
         assert p.returncode == 1 and "in use by another run (pid" in p.stderr
         assert "Traceback" not in p.stderr
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     # the holder died (kill -9): its lock does not block the next run
-    p = run_train_net(tiny_sample_root, CONFIG, *FAST, "SOLVER.MAX_ITER", "2", "DATASETS.TEST",
-                      "()", "OUTPUT_DIR", out, flags=["--overwrite"])  # fmt: skip
+    p = run_train_net(
+        tiny_sample_root,
+        CONFIG,
+        *FAST,
+        "SOLVER.MAX_ITER",
+        "2",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        out,
+        flags=["--overwrite"],
+    )
     assert os.path.isfile(f"{out}/model_final.pth")
 
 
@@ -146,8 +180,14 @@ def test_nan_names_the_checkpoint_that_is_really_good(tiny_sample_root, tmp_path
     """Item 7: the NaN stop pointed at last_checkpoint even when it held exploded weights,
     or when no checkpoint existed."""
     # weights explode after the step of iteration 3 (periodic checkpoints at 1 and 3)
-    trainer = _trainer(tiny_sample_root, str(tmp_path / "w"), "SOLVER.MAX_ITER", "10",
-                       "SOLVER.CHECKPOINT_PERIOD", "2")  # fmt: skip
+    trainer = _trainer(
+        tiny_sample_root,
+        str(tmp_path / "w"),
+        "SOLVER.MAX_ITER",
+        "10",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+    )
     step = trainer.optim.step
 
     def exploding_step(name):
@@ -167,8 +207,9 @@ def test_nan_names_the_checkpoint_that_is_really_good(tiny_sample_root, tmp_path
     # a NaN loss before any checkpoint: there is none to resume from
     trainer = _trainer(tiny_sample_root, str(tmp_path / "n"), "SOLVER.MAX_ITER", "10")
     real = trainer.model_raw.losses
-    monkeypatch.setattr(trainer.model_raw, "losses",
-                        lambda b: {k: v * float("nan") for k, v in real(b).items()})  # fmt: skip
+    monkeypatch.setattr(
+        trainer.model_raw, "losses", lambda b: {k: v * float("nan") for k, v in real(b).items()}
+    )
     with pytest.raises(NonFiniteLossError, match="No checkpoint was saved before"):
         trainer.train()
 
@@ -182,8 +223,9 @@ def test_bad_setups_fail_before_any_process_starts(cli, tmp_path):
     code, err = cli("OUTPUT_DIR", str(blocker / "out"))
     assert code == 1 and "OUTPUT_DIR" in err and f"{blocker} is a file, not a folder" in err
     assert "Traceback" not in err
-    code, err = cli("SOLVER.IMS_PER_BATCH", "3", "OUTPUT_DIR", str(tmp_path / "b"),
-                    flags=["--num-gpus", "2"])  # fmt: skip
+    code, err = cli(
+        "SOLVER.IMS_PER_BATCH", "3", "OUTPUT_DIR", str(tmp_path / "b"), flags=["--num-gpus", "2"]
+    )
     assert code == 1 and "SOLVER.IMS_PER_BATCH (3)" in err
     assert not os.path.exists(tmp_path / "b" / "log.txt")  # nothing was started
     code, err = cli("DATASETS.TEST", '("sun_seg_easy_seen",)', "OUTPUT_DIR", str(tmp_path / "t"))
@@ -213,8 +255,16 @@ def test_disk_full_is_named_and_the_last_checkpoint_kept(cli, tmp_path, monkeypa
 
     monkeypatch.setattr(torch, "save", save)
     out = str(tmp_path / "full")
-    code, err = cli("SOLVER.MAX_ITER", "10", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST",
-                    "()", "OUTPUT_DIR", out)  # fmt: skip
+    code, err = cli(
+        "SOLVER.MAX_ITER",
+        "10",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        out,
+    )
     assert code == 1 and f"no space left on {out}" in err
     assert f"the last complete checkpoint is {out}/model_0000001.pth" in err
     assert torch.load(f"{out}/model_0000001.pth", weights_only=False)["iteration"] == 1
@@ -225,8 +275,9 @@ def test_stale_temporary_files_of_dead_processes_are_removed(cli, tmp_path):
     """Item 14: hidden temp files of kill -9 were never cleaned."""
     out = tmp_path / "stale"
     out.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = out / f".model_0000003.pth.{dead}.k2j3.tmp"
     stale.write_bytes(b"\0" * 1000)
     assert cli("SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()", "OUTPUT_DIR", str(out))[0] == 0
@@ -239,8 +290,16 @@ def test_stale_temporary_files_of_dead_processes_are_removed(cli, tmp_path):
 def test_ctrl_c_prints_where_to_resume(tiny_sample_root, tmp_path):
     """Item 17: Ctrl-C in training printed a traceback."""
     out = str(tmp_path / "int")
-    p = _popen(tiny_sample_root, out, "SOLVER.MAX_ITER", "100000", "SOLVER.CHECKPOINT_PERIOD",
-               "2", "DATASETS.TEST", "()")  # fmt: skip
+    p = _popen(
+        tiny_sample_root,
+        out,
+        "SOLVER.MAX_ITER",
+        "100000",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "DATASETS.TEST",
+        "()",
+    )
     try:
         _wait_for(f"{out}/model_0000001.pth")
         os.killpg(p.pid, signal.SIGINT)

@@ -186,8 +186,10 @@ def test_two_process_merge_equals_one_process(monkeypatch):
     b = ClassificationEvaluator(dataset_name="ds")
     for i, (vid, gt, s) in enumerate(frames):
         ev = a if i % 2 == 0 else b
-        ev.process([{"video_id": vid, "frame_index": i, "class_id": gt}],
-                   [{"class_scores": torch.as_tensor(s)}])  # fmt: skip
+        ev.process(
+            [{"video_id": vid, "frame_index": i, "class_id": gt}],
+            [{"class_scores": torch.as_tensor(s)}],
+        )
     comm = cls_mod.comm
     monkeypatch.setattr(comm, "get_world_size", lambda: 2)
     monkeypatch.setattr(comm, "all_gather", lambda obj: [obj, b.state()])

@@ -33,8 +33,14 @@ def norm(box, w=W, h=H):
 
 
 def frame(i, gt_box=None, gt_file=None, vid="case1", w=W, h=H):
-    return {"video_id": vid, "frame_index": i, "height": h, "width": w, "gt_box": gt_box,
-            "gt_file_name": gt_file}  # fmt: skip
+    return {
+        "video_id": vid,
+        "frame_index": i,
+        "height": h,
+        "width": w,
+        "gt_box": gt_box,
+        "gt_file_name": gt_file,
+    }
 
 
 def run(pairs, ev=None):
@@ -159,8 +165,12 @@ def _random_case(seed, n=30):
         if rng.random() < 0.8:
             base = gt or [w / 4, h / 4, w / 3, h / 3]
             jit = rng.normal(0, 0.15, 4) * np.array([base[2], base[3], base[2], base[3]])
-            pred = [base[0] + jit[0], base[1] + jit[1], max(1.0, base[2] + jit[2]),
-                    max(1.0, base[3] + jit[3])]  # fmt: skip
+            pred = [
+                base[0] + jit[0],
+                base[1] + jit[1],
+                max(1.0, base[2] + jit[2]),
+                max(1.0, base[3] + jit[3]),
+            ]
             out = {"box": norm(pred, w, h), "box_score": float(rng.random())}
         vid = f"case{1 + i // 10}"
         inp = frame(i % 10, gt, None, vid, w, h)
@@ -184,14 +194,25 @@ def test_random_case_against_pycocotools_and_numpy(tmp_path):
     for k, ((_, _, w, h, gt), (pred, score)) in enumerate(zip(gts, preds), 1):
         images.append({"id": k, "width": w, "height": h})
         if gt is not None:
-            anns.append({"id": len(anns) + 1, "image_id": k, "category_id": 1, "bbox": gt,
-                         "area": gt[2] * gt[3], "iscrowd": 0})  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": k,
+                    "category_id": 1,
+                    "bbox": gt,
+                    "area": gt[2] * gt[3],
+                    "iscrowd": 0,
+                }
+            )
         if pred is not None:
             dets.append({"image_id": k, "category_id": 1, "bbox": pred, "score": score})
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
-        coco.dataset = {"images": images, "annotations": anns,
-                        "categories": [{"id": 1, "name": "polyp"}]}  # fmt: skip
+        coco.dataset = {
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": 1, "name": "polyp"}],
+        }
         coco.createIndex()
         ev = COCOeval(coco, coco.loadRes(dets), "bbox")
         ev.evaluate()
@@ -201,8 +222,11 @@ def test_random_case_against_pycocotools_and_numpy(tmp_path):
     assert res["AP"] == pytest.approx(ev.stats[0], abs=1e-9)
     assert res["AP50"] == pytest.approx(ev.stats[1], abs=1e-9)
     assert res["AP75"] == pytest.approx(ev.stats[2], abs=1e-9)
-    ious = [np_iou(p, g) if p is not None else 0.0 for (*_, g), (p, _) in zip(gts, preds)
-            if g is not None]  # fmt: skip
+    ious = [
+        np_iou(p, g) if p is not None else 0.0
+        for (*_, g), (p, _) in zip(gts, preds)
+        if g is not None
+    ]
     assert res["mean_iou"] == pytest.approx(np.mean(ious), abs=1e-9)
     assert res["num_gt_boxes"] == len(ious)
 
@@ -222,8 +246,9 @@ def test_bad_outputs_are_errors():
     with pytest.raises(ValueError, match="box_score"):
         ev.process([frame(0, GT[0])], [{"box": norm(GT[0]), "box_score": float("inf")}])
     with pytest.raises(KeyError, match="'height' and 'width'"):
-        ev.process([{"video_id": "case1", "frame_index": 0, "gt_box": GT[0]}],
-                   [{"box": norm(GT[0])}])  # fmt: skip
+        ev.process(
+            [{"video_id": "case1", "frame_index": 0, "gt_box": GT[0]}], [{"box": norm(GT[0])}]
+        )
 
 
 def test_built_from_config_and_registry(tmp_path):
@@ -263,8 +288,10 @@ def test_sample_dataset_oracle_outputs(tiny_sample_root):
         assert rec["class_id"] >= 0
         for f in VideoTestFrames(rec):
             assert f["gt_box"] is not None  # test clips always show the polyp
-            out = {"box": norm(f["gt_box"], f["width"], f["height"]),
-                   "class_scores": torch.nn.functional.one_hot(torch.tensor(f["class_id"]), 6)}
+            out = {
+                "box": norm(f["gt_box"], f["width"], f["height"]),
+                "class_scores": torch.nn.functional.one_hot(torch.tensor(f["class_id"]), 6),
+            }
             det.process([f], [out])
             cls.process([f], [out])
             n += 1

@@ -35,12 +35,23 @@ def _gt8(mask: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------- toolbox cross-check
 CROSS_CHECK = {
-    "Smeasure": 0.4199179081, "wFmeasure": 0.1934383878, "meanEm": 0.3747137000,
-    "maxEm": 0.8148543455, "adpEm": 0.2774956773, "adpFm": 0.0147169811,
-    "meanFm": 0.2248449942, "maxFm": 0.4597701149, "meanDice": 0.2922200996,
-    "maxDice": 0.5669737775, "meanIoU": 0.1779810747, "maxIoU": 0.3956478734,
-    "meanSen": 0.8086848958, "maxSen": 1.0, "meanSpe": 0.4996479725, "maxSpe": 0.9960714286,
-}  # fmt: skip
+    "Smeasure": 0.4199179081,
+    "wFmeasure": 0.1934383878,
+    "meanEm": 0.3747137000,
+    "maxEm": 0.8148543455,
+    "adpEm": 0.2774956773,
+    "adpFm": 0.0147169811,
+    "meanFm": 0.2248449942,
+    "maxFm": 0.4597701149,
+    "meanDice": 0.2922200996,
+    "maxDice": 0.5669737775,
+    "meanIoU": 0.1779810747,
+    "maxIoU": 0.3956478734,
+    "meanSen": 0.8086848958,
+    "maxSen": 1.0,
+    "meanSpe": 0.4996479725,
+    "maxSpe": 0.9960714286,
+}
 
 
 def _cross_check_frame():
@@ -175,11 +186,14 @@ def test_matches_pysodmetrics():
         for obj in (em, fm, wfm, mae, sm):
             obj.step(pred, gt)
         their = {
-            "adpEm": em.get_results()["em"]["adp"], "Em": em.get_results()["em"]["curve"],
-            "adpFm": fm.get_results()["fm"]["adp"], "Fm": fm.get_results()["fm"]["curve"],
-            "wFmeasure": wfm.get_results()["wfm"], "MAE": mae.get_results()["mae"],
+            "adpEm": em.get_results()["em"]["adp"],
+            "Em": em.get_results()["em"]["curve"],
+            "adpFm": fm.get_results()["fm"]["adp"],
+            "Fm": fm.get_results()["fm"]["curve"],
+            "wFmeasure": wfm.get_results()["wfm"],
+            "MAE": mae.get_results()["mae"],
             "Smeasure": sm.get_results()["sm"],
-        }  # fmt: skip
+        }
         for k, v in their.items():
             assert np.max(np.abs(np.asarray(ours[k]) - v)) <= 1e-9, (it, k)
 
@@ -220,9 +234,14 @@ def test_edge_cases_against_reference():
     corner[0, 0:2] = True  # centroid -> first row/col: a block of one pixel
     one_bg = ~one
     for name, gt in [
-        ("empty", empty), ("full", full), ("one", one), ("last_row", last_row),
-        ("last_col", last_col), ("corner", corner), ("one_bg", one_bg),
-    ]:  # fmt: skip
+        ("empty", empty),
+        ("full", full),
+        ("one", one),
+        ("last_row", last_row),
+        ("last_col", last_col),
+        ("corner", corner),
+        ("one_bg", one_bg),
+    ]:
         for pname, pred in [("rand", rand), ("const", const), ("zeros", zeros)]:
             _check(pred, _gt8(gt), tag=f"{name}/{pname}")
     # values the toolbox rules give directly

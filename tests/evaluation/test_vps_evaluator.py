@@ -40,12 +40,22 @@ def dataset(tmp_path):
         stems = [
             os.path.splitext(os.path.basename(g))[0] if g else "case1_1_nogt" for g in gt_names
         ]
-        records.append({
-            "dataset_name": NAME, "split": SPLIT, "video_id": case, "length": len(gt_names),
-            "file_names": [os.path.join(gt_root, SPLIT, "Frame", case, s + ".jpg") for s in stems],
-            "gt_file_names": gt_names, "frame_names": stems, "class_id": -1, "class_name": "",
-            "boxes": [None] * len(gt_names),
-        })  # fmt: skip
+        records.append(
+            {
+                "dataset_name": NAME,
+                "split": SPLIT,
+                "video_id": case,
+                "length": len(gt_names),
+                "file_names": [
+                    os.path.join(gt_root, SPLIT, "Frame", case, s + ".jpg") for s in stems
+                ],
+                "gt_file_names": gt_names,
+                "frame_names": stems,
+                "class_id": -1,
+                "class_name": "",
+                "boxes": [None] * len(gt_names),
+            }
+        )
     DatasetCatalog.register(NAME, lambda: records)
     try:
         yield gt_root, tree, records
@@ -63,10 +73,15 @@ def frames_and_outputs(records, seed=0):
             shape = (20, 26) if len(out) % 3 == 0 else GT_SHAPE
             prob = rng.random(shape).astype(np.float32) ** 3
             frame = {
-                "height": GT_SHAPE[0], "width": GT_SHAPE[1], "video_id": rec["video_id"],
-                "frame_index": i, "video_length": rec["length"], "file_name": rec["file_names"][i],
-                "gt_file_name": g, "frame_name": stem,
-            }  # fmt: skip
+                "height": GT_SHAPE[0],
+                "width": GT_SHAPE[1],
+                "video_id": rec["video_id"],
+                "frame_index": i,
+                "video_length": rec["length"],
+                "file_name": rec["file_names"][i],
+                "gt_file_name": g,
+                "frame_name": stem,
+            }
             out.append((frame, {"prob": torch.from_numpy(prob)}))
     return out
 
@@ -120,8 +135,20 @@ def test_evaluator_matches_reference_and_cli(dataset, tmp_path):
     # the CLI on the saved PNGs gives the same numbers
     j = str(tmp_path / "cli.json")
     cli = load_cli()
-    args = ["--gt-root", gt_root, "--pred-root", os.path.join(out_dir, "predictions"),
-            "--model", "m1", "--splits", SPLIT, "--workers", "1", "--json", j]  # fmt: skip
+    args = [
+        "--gt-root",
+        gt_root,
+        "--pred-root",
+        os.path.join(out_dir, "predictions"),
+        "--model",
+        "m1",
+        "--splits",
+        SPLIT,
+        "--workers",
+        "1",
+        "--json",
+        j,
+    ]
     assert cli.main(args) == 0
     assert json.load(open(j))[SPLIT] == res[NAME]
     # result files of the evaluator
@@ -206,7 +233,10 @@ def test_default_evaluators_compose_and_skip_missing_outputs(dataset, tmp_path):
     ev = build_evaluator(cfg, NAME, None)
     assert isinstance(ev, DatasetEvaluators)
     assert [type(e).__name__ for e in ev._evaluators] == [
-        "VPSEvaluator", "ClassificationEvaluator", "DetectionEvaluator"]  # fmt: skip
+        "VPSEvaluator",
+        "ClassificationEvaluator",
+        "DetectionEvaluator",
+    ]
     pairs = frames_and_outputs(records, seed=2)
     res = run(ev, pairs)
     assert list(res) == [NAME] and res[NAME] == run(VPSEvaluator(NAME), pairs)[NAME]

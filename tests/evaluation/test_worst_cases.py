@@ -38,8 +38,10 @@ def test_write_then_load_round_trip(tmp_path):
     folder = str(tmp_path / "worst")
     paths = write_worst_cases(keeper.cases(), folder, k=2, metric="Dice@0.5")
     assert [os.path.basename(p) for p in paths] == [
-        "00_frame1_prob.png", "01_frame2_prob.png", WORST_CASES_INDEX,
-    ]  # fmt: skip
+        "00_frame1_prob.png",
+        "01_frame2_prob.png",
+        WORST_CASES_INDEX,
+    ]
     index = json.load(open(paths[-1], encoding="utf-8"))
     assert index["metric"] == "Dice@0.5" and len(index["cases"]) == 2
     cases, metric = load_worst_cases(folder)

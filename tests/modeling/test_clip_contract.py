@@ -86,21 +86,48 @@ def test_unset_keys_resolve_to_the_contract(name):
 
 @pytest.mark.parametrize(
     "name,key,value,needs",
-    [("sali_sample.yaml", "INPUT.CLIP.LENGTH", "4",
-      r"INPUT.CLIP.LENGTH = 4 but SALI trains on triplets .*set INPUT.CLIP.LENGTH 3 \(or leave "
-      r"it unset\)"),
-     ("sali_sample.yaml", "INPUT.CLIP.SAMPLING", "online",
-      r"INPUT.CLIP.SAMPLING = 'online' but SALI .*set INPUT.CLIP.SAMPLING 'triplet'"),
-     ("diff_vps_sample.yaml", "INPUT.CLIP.LENGTH", "3",
-      r"INPUT.CLIP.LENGTH = 3 but DiffVPS .*MODEL.DIFF_VPS.DELTA 4.*INPUT.CLIP.LENGTH 5"),
-     ("diff_vps_sample.yaml", "INPUT.CLIP.SAMPLING", "window",
-      r"INPUT.CLIP.SAMPLING = 'window' but DiffVPS .*'online'"),
-     ("pgn_aen_sample.yaml", "INPUT.CLIP.LENGTH", "4",
-      r"INPUT.CLIP.LENGTH = 4 but PGNAEN .*a multiple of 3 \(or leave it unset: 9\)"),
-     ("pgn_aen_sample.yaml", "INPUT.CLIP.SAMPLING", "online",
-      r"INPUT.CLIP.SAMPLING = 'online' but PGNAEN .*'window'"),
-     ("frame_baseline_sample.yaml", "INPUT.CLIP.LENGTH", "-1", r"INPUT.CLIP.LENGTH = -1")],
-)  # fmt: skip
+    [
+        (
+            "sali_sample.yaml",
+            "INPUT.CLIP.LENGTH",
+            "4",
+            r"INPUT.CLIP.LENGTH = 4 but SALI trains on triplets .*set INPUT.CLIP.LENGTH 3 "
+            r"\(or leave "
+            r"it unset\)",
+        ),
+        (
+            "sali_sample.yaml",
+            "INPUT.CLIP.SAMPLING",
+            "online",
+            r"INPUT.CLIP.SAMPLING = 'online' but SALI .*set INPUT.CLIP.SAMPLING 'triplet'",
+        ),
+        (
+            "diff_vps_sample.yaml",
+            "INPUT.CLIP.LENGTH",
+            "3",
+            r"INPUT.CLIP.LENGTH = 3 but DiffVPS .*MODEL.DIFF_VPS.DELTA 4.*INPUT.CLIP.LENGTH 5",
+        ),
+        (
+            "diff_vps_sample.yaml",
+            "INPUT.CLIP.SAMPLING",
+            "window",
+            r"INPUT.CLIP.SAMPLING = 'window' but DiffVPS .*'online'",
+        ),
+        (
+            "pgn_aen_sample.yaml",
+            "INPUT.CLIP.LENGTH",
+            "4",
+            r"INPUT.CLIP.LENGTH = 4 but PGNAEN .*a multiple of 3 \(or leave it unset: 9\)",
+        ),
+        (
+            "pgn_aen_sample.yaml",
+            "INPUT.CLIP.SAMPLING",
+            "online",
+            r"INPUT.CLIP.SAMPLING = 'online' but PGNAEN .*'window'",
+        ),
+        ("frame_baseline_sample.yaml", "INPUT.CLIP.LENGTH", "-1", r"INPUT.CLIP.LENGTH = -1"),
+    ],
+)
 def test_contradicting_values_fail_in_setup_naming_the_key(name, key, value, needs):
     with pytest.raises(ConfigError, match=needs) as info:
         _setup(SAMPLES[name], key, value)
@@ -110,8 +137,13 @@ def test_contradicting_values_fail_in_setup_naming_the_key(name, key, value, nee
 def test_values_the_contract_accepts():
     # PGN+AEN: any multiple K * L; the frame-wise baseline: any length and sampler
     assert _setup(SAMPLES["pgn_aen_sample.yaml"], "INPUT.CLIP.LENGTH", "3").INPUT.CLIP.LENGTH == 3
-    cfg = _setup(SAMPLES["frame_baseline_sample.yaml"], "INPUT.CLIP.LENGTH", "4",
-                 "INPUT.CLIP.SAMPLING", "window")  # fmt: skip
+    cfg = _setup(
+        SAMPLES["frame_baseline_sample.yaml"],
+        "INPUT.CLIP.LENGTH",
+        "4",
+        "INPUT.CLIP.SAMPLING",
+        "window",
+    )
     assert (cfg.INPUT.CLIP.LENGTH, cfg.INPUT.CLIP.SAMPLING) == (4, "window")
 
 
@@ -140,11 +172,19 @@ def test_default_contract_and_its_checks():
 @pytest.fixture
 def one_video_dataset():
     name = "test_clip_contract_video"
-    DatasetCatalog.register(name, lambda: [{
-        "dataset_name": name, "split": "test", "video_id": "v0", "length": 7,
-        "file_names": [f"/nonexistent/{i}.jpg" for i in range(7)],
-        "gt_file_names": [f"/nonexistent/{i}.png" for i in range(7)],
-    }])  # fmt: skip
+    DatasetCatalog.register(
+        name,
+        lambda: [
+            {
+                "dataset_name": name,
+                "split": "test",
+                "video_id": "v0",
+                "length": 7,
+                "file_names": [f"/nonexistent/{i}.jpg" for i in range(7)],
+                "gt_file_names": [f"/nonexistent/{i}.png" for i in range(7)],
+            }
+        ],
+    )
     yield name
     DatasetCatalog.remove(name)
 

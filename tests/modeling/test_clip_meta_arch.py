@@ -10,9 +10,14 @@ class WindowRecorder(ClipVideoMetaArch):
     """Logit of a frame = its mean pixel value + 100 * (memory entries seen): records calls."""
 
     def __init__(self, clip_length=3, stream_mode="clip", memory_length=2):
-        super().__init__(clip_length=clip_length, stream_mode=stream_mode,
-                         memory_length=memory_length, pixel_mean=[0.0] * 3,
-                         pixel_std=[1.0] * 3, test_size=(4, 4))  # fmt: skip
+        super().__init__(
+            clip_length=clip_length,
+            stream_mode=stream_mode,
+            memory_length=memory_length,
+            pixel_mean=[0.0] * 3,
+            pixel_std=[1.0] * 3,
+            test_size=(4, 4),
+        )
         self.calls = []
 
     @classmethod
@@ -26,13 +31,25 @@ class WindowRecorder(ClipVideoMetaArch):
         memory.append(ids[-1])  # read before write
         logits = images.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).expand(-1, 1, 2, 2) + 100 * seen
         t = images.shape[0]
-        return {"logits": logits, "class_logits": torch.zeros(t, 6),
-                "boxes": torch.full((t, 4), 0.5), "box_scores": torch.ones(t)}  # fmt: skip
+        return {
+            "logits": logits,
+            "class_logits": torch.zeros(t, 6),
+            "boxes": torch.full((t, 4), 0.5),
+            "box_scores": torch.ones(t),
+        }
 
 
 def _frames(n, vid="v"):
-    return [{"image": torch.full((3, 4, 4), float(i), dtype=torch.uint8), "height": 8, "width": 6,
-             "video_id": vid, "frame_index": i} for i in range(n)]  # fmt: skip
+    return [
+        {
+            "image": torch.full((3, 4, 4), float(i), dtype=torch.uint8),
+            "height": 8,
+            "width": 6,
+            "video_id": vid,
+            "frame_index": i,
+        }
+        for i in range(n)
+    ]
 
 
 def test_clip_mode_consecutive_clips_latency_and_memory():

@@ -59,8 +59,10 @@ def test_unknown_and_missing_names_raise():
         crit.is_active("loss_iou")
 
 
-@pytest.mark.parametrize("bad", [{}, {"loss_a": "1"}, {"loss_a": float("nan")}, {3: 1.0},
-                                 {"loss_a": True}, [("loss_a", 1.0)]])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [{}, {"loss_a": "1"}, {"loss_a": float("nan")}, {3: 1.0}, {"loss_a": True}, [("loss_a", 1.0)]],
+)
 def test_bad_weight_dict_raises(bad):
     with pytest.raises(ValueError, match="_Seg"):
         _Seg(bad)
@@ -102,35 +104,51 @@ def _method_losses(method, cfg):
         raw = crit(logits, masks)
     elif method == "SALI":
         crit = SALICriterion.from_config(cfg)
-        maps = {n: torch.randn(2, 1, 4 * 2**i, 4 * 2**i, generator=g)
-                for i, n in enumerate(["sg", "s5", "s4", "s3"])}  # fmt: skip
+        maps = {
+            n: torch.randn(2, 1, 4 * 2**i, 4 * 2**i, generator=g)
+            for i, n in enumerate(["sg", "s5", "s4", "s3"])
+        }
         raw = crit(maps, masks)
     elif method == "PGN_AEN":
         crit = PGNAENCriterion(cfg)
         raw = crit(logits, masks, torch.randn(2, 1, 16, 16, generator=g))
     else:
         d = cfg.MODEL.DIFF_VPS
-        gen, _ = split_weight_dict(build_weight_dict(d.LOSS, use_mdm=True, use_trm=True,
-                                                     use_adversarial=True))  # fmt: skip
+        gen, _ = split_weight_dict(
+            build_weight_dict(d.LOSS, use_mdm=True, use_trm=True, use_adversarial=True)
+        )
         crit = DiffVPSCriterion(gen, seg_loss=d.LOSS.SEG, box_loss=d.LOSS.BOX)
-        raw = crit(mask_logits=logits, masks=masks, class_logits=torch.randn(2, 6, generator=g),
-                   class_ids=torch.tensor([1, 2]), boxes=torch.rand(2, 4, generator=g),
-                   box_targets=torch.rand(2, 4, generator=g), box_valid=torch.ones(2).bool(),
-                   reconstruction=torch.randn(2, 3, 8, 8, generator=g),
-                   frames=torch.randn(2, 3, 8, 8, generator=g))  # fmt: skip
+        raw = crit(
+            mask_logits=logits,
+            masks=masks,
+            class_logits=torch.randn(2, 6, generator=g),
+            class_ids=torch.tensor([1, 2]),
+            boxes=torch.rand(2, 4, generator=g),
+            box_targets=torch.rand(2, 4, generator=g),
+            box_valid=torch.ones(2).bool(),
+            reconstruction=torch.randn(2, 3, 8, 8, generator=g),
+            frames=torch.randn(2, 3, 8, 8, generator=g),
+        )
     return crit, crit.apply_weights(raw)
 
 
 # method -> (a weight key under MODEL.<METHOD>.LOSS, the losses it weights, extra opts)
 WEIGHT_KEYS = {
     "FRAME_BASELINE": [("BCE_WEIGHT", ["loss_bce"]), ("DICE_WEIGHT", ["loss_dice"])],
-    "SALI": [("GLOBAL_WEIGHT", ["loss_global"]), ("COARSE_WEIGHT", ["loss_coarse"]),
-             ("MIDDLE_WEIGHT", ["loss_middle"]), ("FINE_WEIGHT", ["loss_fine"])],
+    "SALI": [
+        ("GLOBAL_WEIGHT", ["loss_global"]),
+        ("COARSE_WEIGHT", ["loss_coarse"]),
+        ("MIDDLE_WEIGHT", ["loss_middle"]),
+        ("FINE_WEIGHT", ["loss_fine"]),
+    ],
     "PGN_AEN": [("PGN_AUX_WEIGHT", ["loss_pgn_aux_bce", "loss_pgn_aux_dice"])],
-    "DIFF_VPS": [("CLS_WEIGHT", ["loss_cls"]), ("BOX_WEIGHT", ["loss_box"]),
-                 ("RECON_WEIGHT", ["loss_recon"]),
-                 ("SEG_WEIGHT", ["loss_seg_ce", "loss_seg_mse", "loss_seg_iou"])],
-}  # fmt: skip
+    "DIFF_VPS": [
+        ("CLS_WEIGHT", ["loss_cls"]),
+        ("BOX_WEIGHT", ["loss_box"]),
+        ("RECON_WEIGHT", ["loss_recon"]),
+        ("SEG_WEIGHT", ["loss_seg_ce", "loss_seg_mse", "loss_seg_iou"]),
+    ],
+}
 CASES = [(m, k, names) for m, keys in WEIGHT_KEYS.items() for k, names in keys]
 
 
@@ -163,8 +181,9 @@ def test_old_loss_weight_keys(tmp_path, caplog):
     list, which cannot map 1:1 to its four keys)."""
     cfg = add_vps_config(get_cfg())
     with caplog.at_level(logging.WARNING, logger="vps_d2.config.config"):
-        cfg.merge_from_list(["MODEL.FRAME_BASELINE.BCE_WEIGHT", "2.0",
-                             "MODEL.BASELINE.LOSS.DICE_WEIGHT", "0.5"])  # fmt: skip
+        cfg.merge_from_list(
+            ["MODEL.FRAME_BASELINE.BCE_WEIGHT", "2.0", "MODEL.BASELINE.LOSS.DICE_WEIGHT", "0.5"]
+        )
     assert "deprecated" in caplog.text and "MODEL.FRAME_BASELINE.LOSS.BCE_WEIGHT" in caplog.text
     crit = FrameBaselineCriterion.from_config(cfg)
     assert crit.weight_dict == {"loss_bce": 2.0, "loss_dice": 0.5}

@@ -49,9 +49,14 @@ def test_conv_norm_act_keys_init_and_output_equal_plain_sequential():
 
 @pytest.mark.parametrize(
     "kernel,dilation,stride,size",
-    [(1, 1, 1, (9, 11)), ((1, 5), 1, 1, (9, 11)), ((7, 1), 1, 1, (9, 11)), (3, 5, 1, (9, 11)),
-     (3, 1, 2, (5, 6))],
-)  # fmt: skip
+    [
+        (1, 1, 1, (9, 11)),
+        ((1, 5), 1, 1, (9, 11)),
+        ((7, 1), 1, 1, (9, 11)),
+        (3, 5, 1, (9, 11)),
+        (3, 1, 2, (5, 6)),
+    ],
+)
 def test_conv_norm_act_default_padding_keeps_size(kernel, dilation, stride, size):
     m = ConvNormAct(4, 6, kernel, stride=stride, dilation=dilation, act="")
     assert m(torch.randn(1, 4, 9, 11)).shape == (1, 6, *size)
@@ -96,8 +101,9 @@ def test_conv_norm_act_rejects_bad_names():
 def _torch_mha(ours: MultiHeadAttention) -> nn.MultiheadAttention:
     """nn.MultiheadAttention with the weights of ``ours`` copied in."""
     d, h = ours.embed_dim, ours.num_heads
-    ref = nn.MultiheadAttention(d, h, batch_first=True, kdim=ours.kdim, vdim=ours.vdim,
-                                dtype=torch.float64)  # fmt: skip
+    ref = nn.MultiheadAttention(
+        d, h, batch_first=True, kdim=ours.kdim, vdim=ours.vdim, dtype=torch.float64
+    )
     with torch.no_grad():
         if ref._qkv_same_embed_dim:
             ref.in_proj_weight.copy_(
@@ -284,8 +290,11 @@ def test_ffn_layer_matches_hand_composition(norm_first, act):
     f = F.relu if act == "relu" else F.gelu
 
     def ffn(t):
-        return F.linear(f(F.linear(t, layer.linear1.weight, layer.linear1.bias)),
-                        layer.linear2.weight, layer.linear2.bias)  # fmt: skip
+        return F.linear(
+            f(F.linear(t, layer.linear1.weight, layer.linear1.bias)),
+            layer.linear2.weight,
+            layer.linear2.bias,
+        )
 
     want = x + ffn(_ln(x, layer.norm)) if norm_first else _ln(x + ffn(x), layer.norm)
     torch.testing.assert_close(layer(x), want)
@@ -296,14 +305,24 @@ def test_ffn_layer_matches_hand_composition(norm_first, act):
 @pytest.mark.parametrize("norm_first,act", [(False, "relu"), (True, "gelu")])
 def test_encoder_layer_matches_torch_transformer_encoder_layer(norm_first, act):
     """Without positions, DETR's encoder layer is torch's TransformerEncoderLayer."""
-    ours = _randomise(TransformerEncoderLayer(16, 4, 40, act=act, norm_first=norm_first)
-                      .double(), 6).eval()  # fmt: skip
-    ref = nn.TransformerEncoderLayer(16, 4, 40, dropout=0.0, activation=act, batch_first=True,
-                                     norm_first=norm_first, dtype=torch.float64).eval()  # fmt: skip
+    ours = _randomise(
+        TransformerEncoderLayer(16, 4, 40, act=act, norm_first=norm_first).double(), 6
+    ).eval()
+    ref = nn.TransformerEncoderLayer(
+        16,
+        4,
+        40,
+        dropout=0.0,
+        activation=act,
+        batch_first=True,
+        norm_first=norm_first,
+        dtype=torch.float64,
+    ).eval()
     a = ours.self_attn.self_attn
     with torch.no_grad():
         ref.self_attn.in_proj_weight.copy_(
-            torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))  # fmt: skip
+            torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
+        )
         ref.self_attn.in_proj_bias.copy_(torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
         ref.self_attn.out_proj.weight.copy_(a.out_proj.weight)
         ref.self_attn.out_proj.bias.copy_(a.out_proj.bias)
@@ -344,8 +363,11 @@ def test_mlp_stack_matches_linear_relu_chain():
     assert [(lin.in_features, lin.out_features) for lin in m.layers] == [(6, 10), (10, 10), (10, 3)]
     x = torch.randn(2, 4, 6)
     l0, l1, l2 = m.layers
-    want = F.linear(F.relu(F.linear(F.relu(F.linear(x, l0.weight, l0.bias)), l1.weight, l1.bias)),
-                    l2.weight, l2.bias)  # fmt: skip
+    want = F.linear(
+        F.relu(F.linear(F.relu(F.linear(x, l0.weight, l0.bias)), l1.weight, l1.bias)),
+        l2.weight,
+        l2.bias,
+    )
     torch.testing.assert_close(m(x), want)
     one = MLP(6, 10, 3, num_layers=1)
     torch.testing.assert_close(one(x), F.linear(x, one.layers[0].weight, one.layers[0].bias))
@@ -388,8 +410,7 @@ def test_position_embedding_sine_matches_numpy(normalize, offset):
     got = pe(x)
     assert got.shape == (2, 2 * f, 4, 5) and got.dtype == x.dtype
     no_mask = np.zeros((2, 4, 5), dtype=bool)
-    np.testing.assert_allclose(got.numpy(), _np_sine(no_mask, f, 100, normalize, offset),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(got.numpy(), _np_sine(no_mask, f, 100, normalize, offset), atol=1e-5)
     masks = [no_mask.copy(), no_mask.copy()]
     masks[0][1, 3:, 3:] = True  # padded pixels, no row or column entirely padded
     masks[0][0, 2, 4] = True
@@ -399,8 +420,9 @@ def test_position_embedding_sine_matches_numpy(normalize, offset):
     # (offset / eps)-sized arguments, meaningless and float32-sensitive, so not compared)
     for mask in masks if offset == 0 else masks[:1]:
         got_m = pe(x, torch.from_numpy(mask))
-        np.testing.assert_allclose(got_m.numpy(), _np_sine(mask, f, 100, normalize, offset),
-                                   atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            got_m.numpy(), _np_sine(mask, f, 100, normalize, offset), atol=1e-5
+        )
         assert not np.allclose(got_m.numpy(), got.numpy(), atol=1e-3)  # the mask matters
 
 

@@ -23,8 +23,11 @@ def _naive_read(q, mk, mv, top_k):
     for i in range(b):
         for j in range(m):
             # -|k - q|^2 + |q|^2: independent of the (2 k.q - |k|^2) formula
-            s = [(-((mk[i, :, n] - q[i, :, j]) ** 2).sum() + (q[i, :, j] ** 2).sum()).item()
-                 / math.sqrt(ck) for n in range(mk.shape[2])]  # fmt: skip
+            s = [
+                (-((mk[i, :, n] - q[i, :, j]) ** 2).sum() + (q[i, :, j] ** 2).sum()).item()
+                / math.sqrt(ck)
+                for n in range(mk.shape[2])
+            ]
             order = sorted(range(len(s)), key=lambda n: -s[n])[:top_k]
             mx = max(s[n] for n in order)
             w = [math.exp(s[n] - mx) for n in order]
@@ -37,8 +40,9 @@ def _naive_read(q, mk, mv, top_k):
 def test_l2_affinity_matches_negative_squared_distance():
     g = torch.Generator().manual_seed(0)
     mk, q = torch.randn(2, 4, 7, generator=g), torch.randn(2, 4, 5, generator=g)
-    expected = (-torch.cdist(mk.transpose(1, 2), q.transpose(1, 2)) ** 2
-                + (q**2).sum(1, keepdim=True)) / 2.0  # sqrt(Ck) = 2  # fmt: skip
+    expected = (
+        -(torch.cdist(mk.transpose(1, 2), q.transpose(1, 2)) ** 2) + (q**2).sum(1, keepdim=True)
+    ) / 2.0  # sqrt(Ck) = 2
     assert torch.allclose(l2_affinity(mk, q), expected, atol=1e-4)
     with pytest.raises(ValueError, match="l2_affinity"):
         l2_affinity(mk, torch.randn(2, 3, 5))
@@ -71,8 +75,9 @@ def test_memory_read_frame_relevance(slots):
         torch.randn(1, 4, 6, generator=g),
         torch.randn(1, 2, 6, generator=g),
     )
-    _, _, rel = memory_read(q, mk, mv, top_k=2, query_chunk=2,
-                            frame_slots=torch.tensor([slots]), num_frames=3)  # fmt: skip
+    _, _, rel = memory_read(
+        q, mk, mv, top_k=2, query_chunk=2, frame_slots=torch.tensor([slots]), num_frames=3
+    )
     dist = torch.cdist(mk[0].T, q[0].T) ** 2  # N, M
     aff = (-dist + (q[0] ** 2).sum(0)) / 2.0
     expected = [aff[[n for n in range(6) if slots[n] == f]].amax(0).mean() for f in range(3)]
@@ -107,8 +112,11 @@ def test_write_cadence_and_bad_arguments():
     bank = MemoryBank(capacity=3, write_every=5)
     assert [t for t in range(16) if bank.should_write(t)] == [0, 5, 10, 15]
     assert MemoryBank(write_every=1).should_write(7)
-    for kwargs, match in [({"capacity": 0}, "capacity"), ({"write_every": 0}, "write_every"),
-                          ({"eviction": "lru"}, "eviction")]:  # fmt: skip
+    for kwargs, match in [
+        ({"capacity": 0}, "capacity"),
+        ({"write_every": 0}, "write_every"),
+        ({"eviction": "lru"}, "eviction"),
+    ]:
         with pytest.raises(ValueError, match=match):
             MemoryBank(**kwargs)
 
@@ -155,8 +163,9 @@ def test_relevance_evicts_frame_least_similar_to_last_query():
     q[:, 0] = 0.8
     bank.read(q)
     rel = bank.relevance
-    expected = {t: (-(val - 0.8) ** 2 + 0.8**2) / math.sqrt(2) for t, val in
-                enumerate([0.0, 5.0, 1.0])}  # fmt: skip
+    expected = {
+        t: (-((val - 0.8) ** 2) + 0.8**2) / math.sqrt(2) for t, val in enumerate([0.0, 5.0, 1.0])
+    }
     assert rel.keys() == expected.keys()
     assert all(abs(rel[t] - expected[t]) < 1e-5 for t in rel)
     bank.write(*_frame(0.9), frame_index=3)
@@ -185,8 +194,9 @@ def test_usage_pruning_keeps_most_used_elements_and_the_new_frame():
     bank = MemoryBank(capacity=2, write_every=1, top_k=1, eviction="usage")
     # frame 0: elements with keys 0 and 10; frame 1: keys 20 and 30 (one key channel)
     k0, v0 = torch.tensor([[[0.0, 10.0]], [[0.0, 0.0]]]).view(1, 2, 2), torch.tensor([[[0.0, 1.0]]])
-    k1, v1 = torch.tensor([[[20.0, 30.0]], [[0.0, 0.0]]]).view(1, 2, 2), torch.tensor(
-        [[[2.0, 3.0]]]
+    k1, v1 = (
+        torch.tensor([[[20.0, 30.0]], [[0.0, 0.0]]]).view(1, 2, 2),
+        torch.tensor([[[2.0, 3.0]]]),
     )
     bank.write(k0, v0, 0)
     bank.write(k1, v1, 1)
@@ -195,8 +205,9 @@ def test_usage_pruning_keeps_most_used_elements_and_the_new_frame():
     bank.read(q)
     assert torch.allclose(bank.usage, torch.tensor([[0.0, 1.0, 0.0, 1.0]]))
     assert torch.allclose(bank.life, torch.ones(1, 4))
-    k2, v2 = torch.tensor([[[50.0, 60.0]], [[0.0, 0.0]]]).view(1, 2, 2), torch.tensor(
-        [[[5.0, 6.0]]]
+    k2, v2 = (
+        torch.tensor([[[50.0, 60.0]], [[0.0, 0.0]]]).view(1, 2, 2),
+        torch.tensor([[[5.0, 6.0]]]),
     )
     bank.write(k2, v2, 2)
     # capacity 2 frames = 4 elements: the new frame (2 elements) + the 2 most used old ones
@@ -251,8 +262,11 @@ def test_dot_affinity_is_scaled_dot_product():
 @pytest.mark.parametrize("top_k,chunk", [(3, 0), (3, 2), (0, 0), (0, 4)])
 def test_memory_read_dot_matches_einsum_softmax(top_k, chunk):
     g = torch.Generator().manual_seed(4)
-    q, mk, mv = (torch.randn(2, 4, 6, generator=g), torch.randn(2, 4, 9, generator=g),
-                 torch.randn(2, 5, 9, generator=g))  # fmt: skip
+    q, mk, mv = (
+        torch.randn(2, 4, 6, generator=g),
+        torch.randn(2, 4, 9, generator=g),
+        torch.randn(2, 5, 9, generator=g),
+    )
     out, usage, _ = memory_read(q, mk, mv, top_k=top_k, query_chunk=chunk, affinity="dot")
     want, _ = _dot_read(q, mk, mv, 9 if top_k <= 0 else top_k)
     torch.testing.assert_close(out.double(), want, atol=1e-5, rtol=1e-5)

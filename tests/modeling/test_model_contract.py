@@ -1,6 +1,7 @@
 """Contract tests every registered meta-architecture gets for free (timm's test_models idea).
 
-For each name in META_ARCH_REGISTRY, its sample config (vps_d2/methods/<method>/configs/<method>_sample.yaml; for the
+For each name in META_ARCH_REGISTRY, its sample config
+(vps_d2/methods/<method>/configs/<method>_sample.yaml; for the
 out-of-tree toy method of tests/plugins, tests/plugins/*.yaml) must build it
 with random init; one training step through the engine's own step object gives finite
 losses and a gradient for every trainable parameter; a 40-frame synthetic video streams to
@@ -16,6 +17,7 @@ import pytest
 import torch
 import yaml
 from lightning_fabric import Fabric
+from train_net_runner import ROOT
 
 from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.data import CLASS_NAMES
@@ -23,7 +25,6 @@ from vps_d2.engine.trainer import setup_optimization
 from vps_d2.modeling import META_ARCH_REGISTRY, build_model, clip_contract, resolve_clip_config
 from vps_d2.solver.train_step import build_train_step
 from vps_d2.utils.plugins import load_plugins
-from train_net_runner import ROOT
 
 # A method kept outside the package gets the same contract (README.md, "Adding a method").
 load_plugins([os.path.join(ROOT, "tests", "plugins", "toy_method.py")])
@@ -43,6 +44,8 @@ def _small_memory_opts(config: str) -> list[str]:
     with open(path, encoding="utf-8") as f:
         data = yaml.safe_load(f) or {}
     return [str(x) for x in data.get("small_memory", [])]
+
+
 # Built-in sizes for speed: the contract is about behaviour, not accuracy.
 FAST = {"SOLVER.IMS_PER_BATCH": "2", "DATALOADER.NUM_WORKERS": "0"}
 
@@ -71,7 +74,10 @@ ARCHS = sorted(name for name, _ in META_ARCH_REGISTRY)
 
 def test_every_registered_method_has_a_sample_config():
     missing = [a for a in ARCHS if a not in SAMPLES and a not in _ALIASES()]
-    assert not missing, f"meta-architectures without a vps_d2/methods/<method>/configs/<method>_sample.yaml: {missing}"
+    assert not missing, (
+        "meta-architectures without a vps_d2/methods/<method>/configs/<method>_sample.yaml: "
+        f"{missing}"
+    )
 
 
 def _ALIASES():
@@ -94,16 +100,23 @@ def _train_batch(cfg, n=2, seed=0):
         masks = _disc_masks(t, h, w, rng).astype(np.float32)
         image = rng.integers(0, 90, size=(t, 3, h, w)) + 140 * masks[:, None]
         ys, xs = np.nonzero(masks[-1])
-        box = [(xs.min() + xs.max() + 1) / 2 / w, (ys.min() + ys.max() + 1) / 2 / h,
-               (xs.max() - xs.min() + 1) / w, (ys.max() - ys.min() + 1) / h]  # fmt: skip
-        batch.append({
-            "image": torch.from_numpy(image.clip(0, 255).astype(np.uint8)),
-            "sem_seg": torch.from_numpy(masks),
-            "class_id": k % len(CLASS_NAMES),
-            "boxes": torch.tensor([box] * t, dtype=torch.float32),
-            "box_valid": torch.ones(t, dtype=torch.bool),
-            "frame_indices": list(range(t)), "video_id": f"v{k}",
-        })  # fmt: skip
+        box = [
+            (xs.min() + xs.max() + 1) / 2 / w,
+            (ys.min() + ys.max() + 1) / 2 / h,
+            (xs.max() - xs.min() + 1) / w,
+            (ys.max() - ys.min() + 1) / h,
+        ]
+        batch.append(
+            {
+                "image": torch.from_numpy(image.clip(0, 255).astype(np.uint8)),
+                "sem_seg": torch.from_numpy(masks),
+                "class_id": k % len(CLASS_NAMES),
+                "boxes": torch.tensor([box] * t, dtype=torch.float32),
+                "box_valid": torch.ones(t, dtype=torch.bool),
+                "frame_indices": list(range(t)),
+                "video_id": f"v{k}",
+            }
+        )
     return batch
 
 
@@ -113,9 +126,16 @@ def _video(n, h=72, w=88, seed=1):
     frames = []
     for i in range(n):
         img = rng.integers(0, 90, size=(3, h, w)) + 140 * masks[i][None]
-        frames.append({"image": torch.from_numpy(img.clip(0, 255).astype(np.uint8)),
-                       "height": h, "width": w, "video_id": "synthetic", "frame_index": i,
-                       "video_length": n})  # fmt: skip
+        frames.append(
+            {
+                "image": torch.from_numpy(img.clip(0, 255).astype(np.uint8)),
+                "height": h,
+                "width": w,
+                "video_id": "synthetic",
+                "frame_index": i,
+                "video_length": n,
+            }
+        )
     return frames
 
 
@@ -135,9 +155,11 @@ def _state_nbytes(model) -> int:
         if isinstance(x, (list, tuple, set)) or type(x).__name__ == "deque":
             return sum(walk(v, depth + 1) for v in x)
         if isinstance(x, torch.nn.Module):
-            return sum(walk(v, depth + 1) for k, v in vars(x).items()
-                       if k not in ("_parameters", "_buffers", "_modules")) + sum(
-                walk(m, depth + 1) for m in x._modules.values())  # fmt: skip
+            return sum(
+                walk(v, depth + 1)
+                for k, v in vars(x).items()
+                if k not in ("_parameters", "_buffers", "_modules")
+            ) + sum(walk(m, depth + 1) for m in x._modules.values())
         if hasattr(x, "__dict__") and not isinstance(x, type):
             return sum(walk(v, depth + 1) for v in vars(x).values())
         return 0
@@ -145,8 +167,9 @@ def _state_nbytes(model) -> int:
     return walk(model)
 
 
-@pytest.mark.parametrize("config", [p for ps in SAMPLES.values() for p in ps],
-                         ids=lambda p: os.path.basename(p))  # fmt: skip
+@pytest.mark.parametrize(
+    "config", [p for ps in SAMPLES.values() for p in ps], ids=lambda p: os.path.basename(p)
+)
 def test_one_training_step_gives_finite_losses_and_every_gradient(config):
     cfg = _load(config)
     torch.manual_seed(0)
@@ -158,8 +181,9 @@ def test_one_training_step_gives_finite_losses_and_every_gradient(config):
     def record(_name):
         # A gradient reached the parameter (it may be 0 where a zero-initialised layer
         # follows it, e.g. SALI's offset convs: still part of the graph, as DDP needs).
-        got_grad.update(id(p) for p in model.parameters()
-                        if p.grad is not None and torch.isfinite(p.grad).all())  # fmt: skip
+        got_grad.update(
+            id(p) for p in model.parameters() if p.grad is not None and torch.isfinite(p.grad).all()
+        )
 
     optim.after_backward = record
     step = build_train_step(cfg, model)
@@ -168,13 +192,13 @@ def test_one_training_step_gives_finite_losses_and_every_gradient(config):
     for name, loss_dict in losses.items():
         for k, v in loss_dict.items():
             assert v.dim() == 0 and torch.isfinite(v), (name, k, v)
-    missing = [n for n, p in model.named_parameters()
-               if p.requires_grad and id(p) not in got_grad]  # fmt: skip
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in got_grad]
     assert not missing, f"trainable parameters without a gradient: {missing[:8]}"
 
 
-@pytest.mark.parametrize("config", [p for ps in SAMPLES.values() for p in ps],
-                         ids=lambda p: os.path.basename(p))  # fmt: skip
+@pytest.mark.parametrize(
+    "config", [p for ps in SAMPLES.values() for p in ps], ids=lambda p: os.path.basename(p)
+)
 def test_streaming_40_frames_one_output_each_and_bounded_state(config):
     cfg = _load(config)
     cfg.merge_from_list(_small_memory_opts(config))

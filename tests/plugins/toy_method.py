@@ -42,19 +42,31 @@ def add_toy_config(cfg: CN) -> None:
     # Weight of the generator's adversarial loss.
     cfg.MODEL.TOY.ADV_WEIGHT = 0.1
     # The discriminator's optimizer (same keys as SOLVER; MAX_ITER is shared).
-    add_optimizer_config(cfg, "DISCRIMINATOR", OPTIMIZER="Adam", BASE_LR=1e-3,
-                         LR_SCHEDULER_NAME="WarmupConstantLR", WEIGHT_DECAY=0.0)  # fmt: skip
+    add_optimizer_config(
+        cfg,
+        "DISCRIMINATOR",
+        OPTIMIZER="Adam",
+        BASE_LR=1e-3,
+        LR_SCHEDULER_NAME="WarmupConstantLR",
+        WEIGHT_DECAY=0.0,
+    )
 
 
 # --------------------------------------------------------------------------- data
 def _toy_records(n_videos: int = 4, length: int = 12) -> list[dict]:
     names = [f"toy://{v}/{i}" for v in range(n_videos) for i in range(length)]
     return [
-        {"dataset_name": "toy_discs_train", "split": "train", "video_id": f"toy{v}",
-         "length": length, "file_names": names[v * length:(v + 1) * length],
-         "gt_file_names": names[v * length:(v + 1) * length], "class_id": v % 6}
+        {
+            "dataset_name": "toy_discs_train",
+            "split": "train",
+            "video_id": f"toy{v}",
+            "length": length,
+            "file_names": names[v * length : (v + 1) * length],
+            "gt_file_names": names[v * length : (v + 1) * length],
+            "class_id": v % 6,
+        }
         for v in range(n_videos)
-    ]  # fmt: skip
+    ]
 
 
 DatasetCatalog.register("toy_discs_train", _toy_records)
@@ -97,8 +109,9 @@ class MaskDiscriminator(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(ConvNormAct(4, channels, 3, 2, norm=""),
-                                  ConvNormAct(channels, channels, 3, 2, norm=""))  # fmt: skip
+        self.body = nn.Sequential(
+            ConvNormAct(4, channels, 3, 2, norm=""), ConvNormAct(channels, channels, 3, 2, norm="")
+        )
         self.head = nn.Linear(channels, 1)
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
@@ -115,8 +128,16 @@ class ToyAdversarialSegmenter(VideoMetaArch):
     """
 
     @configurable
-    def __init__(self, *, segmenter: nn.Module, discriminator: nn.Module | None,
-                 adv_weight: float, pixel_mean, pixel_std, test_size) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        segmenter: nn.Module,
+        discriminator: nn.Module | None,
+        adv_weight: float,
+        pixel_mean,
+        pixel_std,
+        test_size,
+    ) -> None:
         super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std, test_size=test_size)
         self.segmenter = segmenter
         self.discriminator = discriminator
@@ -129,8 +150,12 @@ class ToyAdversarialSegmenter(VideoMetaArch):
         c = cfg.MODEL.TOY.CHANNELS
         segmenter = nn.Sequential(ConvNormAct(3, c), ConvNormAct(c, c), nn.Conv2d(c, 1, 1))
         disc = MaskDiscriminator(c) if cfg.MODEL.TOY.ADVERSARIAL else None
-        return {"segmenter": segmenter, "discriminator": disc,
-                "adv_weight": cfg.MODEL.TOY.ADV_WEIGHT, **cls.base_config(cfg)}  # fmt: skip
+        return {
+            "segmenter": segmenter,
+            "discriminator": disc,
+            "adv_weight": cfg.MODEL.TOY.ADV_WEIGHT,
+            **cls.base_config(cfg),
+        }
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {"main": list(self.segmenter.parameters())}

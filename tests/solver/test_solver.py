@@ -71,8 +71,9 @@ def test_constant_warmup():
 
 
 def test_param_groups_multiplier_and_norm_decay():
-    cfg = _cfg(BACKBONE_MULTIPLIER=0.1, WEIGHT_DECAY=0.05, WEIGHT_DECAY_NORM=0.0,
-               WEIGHT_DECAY_BIAS=0.0)  # fmt: skip
+    cfg = _cfg(
+        BACKBONE_MULTIPLIER=0.1, WEIGHT_DECAY=0.05, WEIGHT_DECAY_NORM=0.0, WEIGHT_DECAY_BIAS=0.0
+    )
     net = _Net()
     opt = build_optimizer(cfg, net)
     by_param = {id(p): g for g in opt.param_groups for p in g["params"]}
@@ -84,8 +85,9 @@ def test_param_groups_multiplier_and_norm_decay():
     assert isinstance(opt, torch.optim.AdamW)
 
 
-@pytest.mark.parametrize("key,value", [("OPTIMIZER", "Lion"), ("LR_SCHEDULER_NAME", "Poly"),
-                                       ("WARMUP_METHOD", "exp")])  # fmt: skip
+@pytest.mark.parametrize(
+    "key,value", [("OPTIMIZER", "Lion"), ("LR_SCHEDULER_NAME", "Poly"), ("WARMUP_METHOD", "exp")]
+)
 def test_bad_names_raise(key, value):
     cfg = _cfg(WARMUP_ITERS=5)
     cfg.SOLVER[key] = value
@@ -99,9 +101,15 @@ def test_named_optimizer_section_has_its_own_settings():
 
     cfg = get_cfg()
     cfg.SOLVER.MAX_ITER = 10
-    node = add_optimizer_config(cfg, "critic", OPTIMIZER="SGD", BASE_LR=0.5,
-                                LR_SCHEDULER_NAME="WarmupConstantLR", WARMUP_ITERS=4,
-                                WARMUP_FACTOR=0.5)  # fmt: skip
+    node = add_optimizer_config(
+        cfg,
+        "critic",
+        OPTIMIZER="SGD",
+        BASE_LR=0.5,
+        LR_SCHEDULER_NAME="WarmupConstantLR",
+        WARMUP_ITERS=4,
+        WARMUP_FACTOR=0.5,
+    )
     assert set(node) == set(OPTIMIZER_KEYS) and cfg.SOLVER.CRITIC is node
     assert add_optimizer_config(cfg, "critic") is node  # idempotent
     model = _Net()

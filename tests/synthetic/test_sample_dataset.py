@@ -11,6 +11,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from train_net_runner import ROOT as REPO
 
 from vps_d2.data import CLASS_NAMES
 from vps_d2.data.datasets.sun_seg import load_sun_seg
@@ -23,7 +24,6 @@ from vps_d2.synthetic import (
 )
 
 SMALL = dict(train_clips=2, test_clips=1, frames_min=6, frames_max=6, height=64, width=80)
-from train_net_runner import ROOT as REPO
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from train_net_runner import ROOT
 
 from vps_d2.checkpoint import VPSCheckpointer
 from vps_d2.config import add_vps_config, configurable, get_cfg
 from vps_d2.engine.predictor import VideoPredictor
 from vps_d2.io import VideoReader, VideoWriter, readers, writers
 from vps_d2.modeling import META_ARCH_REGISTRY, VideoMetaArch, build_model
-from train_net_runner import ROOT
 
 N, H, W, FPS = 12, 64, 80, 7.0
 BG = (90, 80, 180)  # BGR mucosa
@@ -123,8 +123,14 @@ def assets(tmp_path_factory):
     VPSCheckpointer(build_model(cfg), str(d / "stub")).save("model_final")
     cfg = get_cfg()
     add_vps_config(cfg)
-    base_opts = opts + ["MODEL.BACKBONE.NAME", "SmallCNN", "MODEL.BACKBONE.SMALL_CNN_CHANNELS",
-                        "[8, 8, 8, 8]", "MODEL.FRAME_BASELINE.DECODER_CHANNELS", "8"]  # fmt: skip
+    base_opts = opts + [
+        "MODEL.BACKBONE.NAME",
+        "SmallCNN",
+        "MODEL.BACKBONE.SMALL_CNN_CHANNELS",
+        "[8, 8, 8, 8]",
+        "MODEL.FRAME_BASELINE.DECODER_CHANNELS",
+        "8",
+    ]
     cfg.merge_from_list(base_opts)
     VPSCheckpointer(build_model(cfg), str(d / "baseline")).save("model_final")
     yield {
@@ -132,8 +138,13 @@ def assets(tmp_path_factory):
         "video": video,
         "frames": str(frames),
         "gt": str(gts),
-        "stub_opts": opts + ["MODEL.META_ARCHITECTURE", "_DiskStub",
-                             "MODEL.WEIGHTS", str(d / "stub" / "model_final.pth")],  # fmt: skip
+        "stub_opts": opts
+        + [
+            "MODEL.META_ARCHITECTURE",
+            "_DiskStub",
+            "MODEL.WEIGHTS",
+            str(d / "stub" / "model_final.pth"),
+        ],
         "baseline_opts": base_opts + ["MODEL.WEIGHTS", str(d / "baseline" / "model_final.pth")],
     }
     for name in ("_DiskStub", "_ClipStub"):
@@ -293,8 +304,12 @@ def test_predictor_pairs_frames_and_bounds_memory(assets):
         for i in range(200):
             pulled.append(i)
             img = _synthetic(i % N)
-            yield {"image": torch.from_numpy(img.transpose(2, 0, 1).copy()), "height": H,
-                   "width": W, "frame_index": i}  # fmt: skip
+            yield {
+                "image": torch.from_numpy(img.transpose(2, 0, 1).copy()),
+                "height": H,
+                "width": W,
+                "frame_index": i,
+            }
 
     for k, out in enumerate(pred(frames())):
         assert out["frame_index"] == k
@@ -311,8 +326,9 @@ def test_predictor_pairs_frames_and_bounds_memory(assets):
 # ---------------------------------------------------------------------------- demo
 def test_demo_video_overlay(assets, demo, tmp_path):
     out = tmp_path / "o" / "demo.mp4"
-    rc = demo.main(["--video-input", assets["video"], "--output", str(out),
-                    "--opts", *assets["stub_opts"]])  # fmt: skip
+    rc = demo.main(
+        ["--video-input", assets["video"], "--output", str(out), "--opts", *assets["stub_opts"]]
+    )
     assert rc == 0
     frames, fps = _read_video(str(out))
     assert len(frames) == N and fps == FPS and frames[0].shape == (H, W, 3)
@@ -329,9 +345,24 @@ def test_demo_video_overlay(assets, demo, tmp_path):
 def test_demo_frames_with_gt_to_folder(assets, demo, tmp_path):
     out = tmp_path / "frames_out"
     sheet = tmp_path / "sheet.png"
-    rc = demo.main(["--input", assets["frames"], "--gt", assets["gt"], "--output", str(out),
-                    "--overlay", "contour", "--max-frames", "5", "--contact-sheet", str(sheet),
-                    "--opts", *assets["stub_opts"]])  # fmt: skip
+    rc = demo.main(
+        [
+            "--input",
+            assets["frames"],
+            "--gt",
+            assets["gt"],
+            "--output",
+            str(out),
+            "--overlay",
+            "contour",
+            "--max-frames",
+            "5",
+            "--contact-sheet",
+            str(sheet),
+            "--opts",
+            *assets["stub_opts"],
+        ]
+    )
     assert rc == 0
     names = sorted(os.listdir(out))
     assert names == sorted(SUN.format(i + 1) + ".jpg" for i in range(5))
@@ -347,8 +378,13 @@ def test_demo_frames_with_gt_to_folder(assets, demo, tmp_path):
 def test_demo_errors(assets, demo, tmp_path, capsys, case):
     video, out = assets["video"], tmp_path / "out" / "o.mp4"
     opts = list(assets["stub_opts"])
-    expect = {"garbage": "garbage.mp4", "empty": "empty", "weights": "missing.pth",
-              "parent_is_file": "parent is a file", "image_out": "image file"}[case]  # fmt: skip
+    expect = {
+        "garbage": "garbage.mp4",
+        "empty": "empty",
+        "weights": "missing.pth",
+        "parent_is_file": "parent is a file",
+        "image_out": "image file",
+    }[case]
     if case == "garbage":
         video = tmp_path / "garbage.mp4"
         video.write_bytes(os.urandom(2048))
@@ -372,8 +408,9 @@ def test_demo_errors(assets, demo, tmp_path, capsys, case):
 
 @pytest.mark.skipif(os.path.exists("/dev/video0"), reason="a camera is present")
 def test_demo_webcam_without_camera(assets, demo, tmp_path, capsys):
-    rc = demo.main(["--webcam", "--output", str(tmp_path / "w.mp4"),
-                    "--opts", *assets["stub_opts"]])  # fmt: skip
+    rc = demo.main(
+        ["--webcam", "--output", str(tmp_path / "w.mp4"), "--opts", *assets["stub_opts"]]
+    )
     assert rc == 1 and "camera" in capsys.readouterr().err
     assert not (tmp_path / "w.mp4").exists()
 
@@ -381,9 +418,18 @@ def test_demo_webcam_without_camera(assets, demo, tmp_path, capsys):
 def test_demo_script_runs_frame_baseline(assets, tmp_path):
     out = tmp_path / "baseline.avi"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--video-input",
-           assets["video"], "--output", str(out), "--max-frames", "5",
-           "--opts", *assets["baseline_opts"]]  # fmt: skip
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "demo.py"),
+        "--video-input",
+        assets["video"],
+        "--output",
+        str(out),
+        "--max-frames",
+        "5",
+        "--opts",
+        *assets["baseline_opts"],
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     frames, fps = _read_video(str(out))

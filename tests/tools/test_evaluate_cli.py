@@ -8,9 +8,9 @@ import os
 import cv2
 import numpy as np
 import pytest
+from train_net_runner import ROOT
 
 from vps_d2.evaluation import reference as R
-from train_net_runner import ROOT
 
 # SUN stems; "_image<i>" is not zero-padded, so lexical order is not the SUN order.
 STEM = "case_M_20181001100941_0U62372100109341_1_005_001-1_a2_ayy_image{}"
@@ -132,8 +132,10 @@ def test_cli_matches_reference(tree, tmp_path, capsys):
     # case1_1 scores image2..image10 (SUN order), not the lexical [1:-1]
     assert {r["case"]: int(r["frames"]) for r in rows} == {"case1_1": 9, "case2_3": 2, "case5": 3}
     # per-case CSV value = the reference on that case alone
-    one, _ = expected_split({"case5": t["TestHardDataset/Seen"]["case5"]},
-                            os.path.join(pred_root, "m", "TestHardDataset/Seen"))  # fmt: skip
+    one, _ = expected_split(
+        {"case5": t["TestHardDataset/Seen"]["case5"]},
+        os.path.join(pred_root, "m", "TestHardDataset/Seen"),
+    )
     case5 = next(r for r in rows if r["case"] == "case5")
     assert abs(float(case5["maxDice"]) - one["maxDice"]) <= 1e-12
     img = cv2.imread(p)
@@ -163,8 +165,12 @@ def test_cli_missing_prediction_listed_and_skippable(tree, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "1 prediction file(s) missing" in err and gone in err
     j, c = str(tmp_path / "r.json"), str(tmp_path / "r.csv")
-    assert cli.main(_args(gt_root, pred_root, "--splits", split, "--skip-missing",
-                          "--json", j, "--csv", c)) == 0  # fmt: skip
+    assert (
+        cli.main(
+            _args(gt_root, pred_root, "--splits", split, "--skip-missing", "--json", j, "--csv", c)
+        )
+        == 0
+    )
     rows = {r["case"]: int(r["frames"]) for r in csv.DictReader(open(c))}
     assert rows == {"case1_1": 8, "case2_3": 2}
     exp, _ = expected_split(t[split], os.path.join(pred_root, "m", split), skip={gone})

@@ -135,12 +135,20 @@ def _register(name: str, tree: dict, split: str) -> list[dict]:
             frame = g.replace("/GT/", "/Frame/")[:-4] + ".jpg"
             os.makedirs(os.path.dirname(frame), exist_ok=True)
             cv2.imwrite(frame, np.full((*GT_HW, 3), 120, np.uint8))
-        records.append({
-            "dataset_name": name, "split": split, "video_id": case, "length": len(gts),
-            "file_names": [g.replace("/GT/", "/Frame/")[:-4] + ".jpg" for g in gts],
-            "gt_file_names": list(gts), "frame_names": stems, "class_id": -1, "class_name": "",
-            "boxes": [None] * len(gts),
-        })  # fmt: skip
+        records.append(
+            {
+                "dataset_name": name,
+                "split": split,
+                "video_id": case,
+                "length": len(gts),
+                "file_names": [g.replace("/GT/", "/Frame/")[:-4] + ".jpg" for g in gts],
+                "gt_file_names": list(gts),
+                "frame_names": stems,
+                "class_id": -1,
+                "class_name": "",
+                "boxes": [None] * len(gts),
+            }
+        )
     DatasetCatalog.register(name, lambda: records)
     return records
 
@@ -152,9 +160,16 @@ def _frames(records, seed=0):
         for i, (g, stem) in enumerate(zip(rec["gt_file_names"], rec["frame_names"])):
             m = cv2.imread(g, cv2.IMREAD_GRAYSCALE) > 0  # a prediction that overlaps the GT
             prob = np.clip(0.55 * m + 0.5 * rng.random(GT_HW) ** 2, 0, 1).astype(np.float32)
-            frame = {"height": GT_HW[0], "width": GT_HW[1], "video_id": rec["video_id"],
-                     "frame_index": i, "video_length": rec["length"], "gt_file_name": g,
-                     "file_name": rec["file_names"][i], "frame_name": stem}  # fmt: skip
+            frame = {
+                "height": GT_HW[0],
+                "width": GT_HW[1],
+                "video_id": rec["video_id"],
+                "frame_index": i,
+                "video_length": rec["length"],
+                "gt_file_name": g,
+                "file_name": rec["file_names"][i],
+                "frame_name": stem,
+            }
             out.append((frame, {"prob": torch.from_numpy(prob)}))
     return out
 
@@ -167,8 +182,11 @@ def _run(ev, pairs):
 
 
 def _zero_one_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and "0/1 masks" in r.getMessage()]  # fmt: skip
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "0/1 masks" in r.getMessage()
+    ]
 
 
 @pytest.fixture()
@@ -189,8 +207,10 @@ def test_zero_one_gt_scored_like_0_255_in_the_evaluator(registered, tmp_path, ca
     """Item 1: 0/1 GT used to be scored as empty (maxDice 0.89 -> 0.0, no warning)."""
     t255, t01, split, (n255, n01), (rec255, rec01) = registered
     pairs255 = _frames(rec255)
-    pairs01 = [({**f, "gt_file_name": g}, o) for (f, o), g in
-               zip(pairs255, [g for r in rec01 for g in r["gt_file_names"]])]  # fmt: skip
+    pairs01 = [
+        ({**f, "gt_file_name": g}, o)
+        for (f, o), g in zip(pairs255, [g for r in rec01 for g in r["gt_file_names"]])
+    ]
     # independent expectation: the toolbox on the 0/255 files, predictions saved as PNGs
     pred_dir = str(tmp_path / "p" / split)
     for f, o in pairs255:
@@ -236,8 +256,19 @@ def test_zero_one_gt_scored_like_0_255_by_the_cli(gt_pair, tmp_path, caplog, wor
 
     def run(gt_root, name, *extra):
         j = str(tmp_path / f"{name}.json")
-        args = ["--gt-root", gt_root, "--pred-root", pred_root, "--model", "m",
-                "--workers", workers, "--json", j, *extra]  # fmt: skip
+        args = [
+            "--gt-root",
+            gt_root,
+            "--pred-root",
+            pred_root,
+            "--model",
+            "m",
+            "--workers",
+            workers,
+            "--json",
+            j,
+            *extra,
+        ]
         assert cli.main(args) == 0
         return json.load(open(j))
 
@@ -327,8 +358,14 @@ def test_unreadable_file_is_one_line_from_train_net(tiny_sample_root, tmp_path, 
     in a DataLoader worker gave the right message at the bottom of a ~40-line traceback."""
     root = str(tmp_path / "datasets")
     shutil.copytree(tiny_sample_root, root)
-    opts = list(FAST) + ["DATALOADER.NUM_WORKERS", "1", "DATALOADER.NUM_WORKERS_TEST", "1",
-                         "OUTPUT_DIR", str(tmp_path / "out")]  # fmt: skip
+    opts = list(FAST) + [
+        "DATALOADER.NUM_WORKERS",
+        "1",
+        "DATALOADER.NUM_WORKERS_TEST",
+        "1",
+        "OUTPUT_DIR",
+        str(tmp_path / "out"),
+    ]
     if mode == "train":
         bad = sorted(glob.glob(f"{root}/vps-sample/TrainDataset/Frame/*/*.jpg"))[5]
         _truncate(bad)
@@ -339,8 +376,7 @@ def test_unreadable_file_is_one_line_from_train_net(tiny_sample_root, tmp_path, 
         flags = ["--eval-only"]
         opts += ["MODEL.WEIGHTS", _fast_weights(str(tmp_path / "w"))]
     cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *flags, *opts]
-    p = subprocess.run(cmd, env=train_net_env(root), capture_output=True, text=True,
-                       timeout=600)  # fmt: skip
+    p = subprocess.run(cmd, env=train_net_env(root), capture_output=True, text=True, timeout=600)
     assert p.returncode == 1, p.stderr[-3000:]
     line = _one_line_about(p.stderr, os.path.basename(bad))
     assert line.startswith("Error: ") and "DataReadError" in line
@@ -354,8 +390,9 @@ def test_unreadable_file_is_one_line_from_demo_and_evaluate(assets, demo, tmp_pa
     shutil.copytree(assets["frames"], frames)
     bad = sorted(frames.glob("*.jpg"))[4]
     _truncate(bad)
-    rc = demo.main(["--input", str(frames), "--output", str(tmp_path / "o"),
-                    "--opts", *assets["stub_opts"]])  # fmt: skip
+    rc = demo.main(
+        ["--input", str(frames), "--output", str(tmp_path / "o"), "--opts", *assets["stub_opts"]]
+    )
     assert rc == 1
     assert "Truncated JPEG" in _one_line_about(capsys.readouterr().err, bad.name)
     masks = _binary_masks(1)
@@ -366,14 +403,25 @@ def test_unreadable_file_is_one_line_from_demo_and_evaluate(assets, demo, tmp_pa
     _truncate(tree[split]["case1_1"][2])
     open(tree[split]["case2"][1], "wb").close()
     for workers in ("1", "2"):
-        args = ["--gt-root", str(tmp_path / "gt"), "--pred-root", str(tmp_path / "p"),
-                "--model", "m", "--splits", split, "--workers", workers]  # fmt: skip
+        args = [
+            "--gt-root",
+            str(tmp_path / "gt"),
+            "--pred-root",
+            str(tmp_path / "p"),
+            "--model",
+            "m",
+            "--splits",
+            split,
+            "--workers",
+            workers,
+        ]
         assert cli.main(args) == 1
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(_message_lines(err)) == 1, err
         assert "Truncated PNG" in err or "empty (0 bytes)" in err
         assert os.path.basename(tree[split]["case1_1"][2]) in err or (
-            os.path.basename(tree[split]["case2"][1]) in err)  # fmt: skip
+            os.path.basename(tree[split]["case2"][1]) in err
+        )
 
 
 # ------------------------------------------------------------- evaluate.py output paths
@@ -397,21 +445,46 @@ def test_evaluate_checks_outputs_before_computing(gt_pair, tmp_path, capsys, mon
         "csv_is_folder": ["--csv", str(tmp_path / "a_dir")],
         "same_file": ["--json", str(tmp_path / "r"), "--csv", str(tmp_path / "." / "r")],
     }[case]
-    args = ["--gt-root", str(tmp_path / "gt255"), "--pred-root", pred_root, "--model", "m",
-            "--workers", "1", *extra]  # fmt: skip
+    args = [
+        "--gt-root",
+        str(tmp_path / "gt255"),
+        "--pred-root",
+        pred_root,
+        "--model",
+        "m",
+        "--workers",
+        "1",
+        *extra,
+    ]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert len(_message_lines(err)) == 1 and "Traceback" not in err, err
-    assert {"plot_ext": "'.xyz'", "json_under_file": "a_file is a file",
-            "csv_is_folder": "is a folder", "same_file": "same file"}[case] in err  # fmt: skip
+    assert {
+        "plot_ext": "'.xyz'",
+        "json_under_file": "a_file is a file",
+        "csv_is_folder": "is a folder",
+        "same_file": "same file",
+    }[case] in err
     assert not os.path.exists(tmp_path / "r")
 
 
 def test_evaluate_script_exits_one_line_on_bad_plot(gt_pair, tmp_path):
     """Item 12 through the script (no traceback, non-zero exit)."""
     _, _, pred_root = gt_pair
-    cmd = [sys.executable, EVALUATE, "--gt-root", str(tmp_path / "gt255"), "--pred-root",
-           pred_root, "--model", "m", "--workers", "1", "--plot", str(tmp_path / "c.x")]
+    cmd = [
+        sys.executable,
+        EVALUATE,
+        "--gt-root",
+        str(tmp_path / "gt255"),
+        "--pred-root",
+        pred_root,
+        "--model",
+        "m",
+        "--workers",
+        "1",
+        "--plot",
+        str(tmp_path / "c.x"),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 1
     # One line of ours (a library's own deprecation warning, e.g. old timm under new torch,
@@ -455,14 +528,23 @@ REFUSED = {
     "symlinked_video": (["--video-input", "link.mp4"], "src.mp4", "is the input file"),
     "video_folder": (["--video-input", "src.mp4"], "./", "contains the input file"),
     "codec_fallback": (["--video-input", "clip.avi"], "clip.mp4", "is the input file"),
-    "sheet_in_input": (["--input", "F", "--contact-sheet", "F/sheet.png"], "out.mp4",
-                       "is inside the input folder"),
-}  # fmt: skip
+    "sheet_in_input": (
+        ["--input", "F", "--contact-sheet", "F/sheet.png"],
+        "out.mp4",
+        "is inside the input folder",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_demo_refuses_to_write_over_its_input(assets, no_reading, tmp_path, monkeypatch,  # noqa: F811
-                                              capsys, case):  # fmt: skip
+def test_demo_refuses_to_write_over_its_input(
+    assets,  # noqa: F811  (the fixture imported from test_demo)
+    no_reading,
+    tmp_path,
+    monkeypatch,  # noqa: F811
+    capsys,
+    case,
+):
     """Item 2: --input F --output F overwrote the source frames, --video-input src.mp4
     --output src.mp4 replaced the source video."""
     _demo_inputs(assets, tmp_path)
@@ -475,8 +557,9 @@ def test_demo_refuses_to_write_over_its_input(assets, no_reading, tmp_path, monk
     err = capsys.readouterr().err
     assert rc == 1 and "Refusing to write" in err and expect in err, err
     assert _tree_state(tmp_path) == before  # nothing written, nothing replaced
-    assert sorted(os.listdir(tmp_path)) == sorted(["F", "G", "src.mp4", "clip.avi", "F_link",
-                                                   "link.mp4"])  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["F", "G", "src.mp4", "clip.avi", "F_link", "link.mp4"]
+    )
 
 
 def test_demo_next_to_its_input_is_fine(assets, demo, tmp_path, monkeypatch):  # noqa: F811
@@ -485,8 +568,21 @@ def test_demo_next_to_its_input_is_fine(assets, demo, tmp_path, monkeypatch):  #
     monkeypatch.chdir(tmp_path)
     before = _tree_state(tmp_path / "F")
     assert demo.main(["--input", "F", "--output", "F_out", "--opts", *assets["stub_opts"]]) == 0
-    assert demo.main(["--video-input", "src.mp4", "--output", "src_out.mp4", "--max-frames",
-                      "3", "--opts", *assets["stub_opts"]]) == 0  # fmt: skip
+    assert (
+        demo.main(
+            [
+                "--video-input",
+                "src.mp4",
+                "--output",
+                "src_out.mp4",
+                "--max-frames",
+                "3",
+                "--opts",
+                *assets["stub_opts"],
+            ]
+        )
+        == 0
+    )
     assert _tree_state(tmp_path / "F") == before
     assert len(glob.glob("F_out/*.jpg")) == len(glob.glob("F/*.jpg"))
     assert os.path.getsize("src_out.mp4") > 0
@@ -494,13 +590,20 @@ def test_demo_next_to_its_input_is_fine(assets, demo, tmp_path, monkeypatch):  #
 
 # ------------------------------------------------------------- demo: unsupported --output
 @pytest.mark.parametrize("output", ["out.xyz", "out.gif", "sub/clip.mpeg4"])
-def test_demo_refuses_unsupported_output_extension(assets, no_reading, tmp_path, monkeypatch,  # noqa: F811
-                                                   capsys, output):  # fmt: skip
+def test_demo_refuses_unsupported_output_extension(
+    assets,  # noqa: F811  (the fixture imported from test_demo)
+    no_reading,
+    tmp_path,
+    monkeypatch,  # noqa: F811
+    capsys,
+    output,
+):
     """Item 19: --output out.xyz (or .gif) silently made a folder of JPEGs named out.xyz."""
     shutil.copy(assets["video"], tmp_path / "src.mp4")
     monkeypatch.chdir(tmp_path)
-    rc = no_reading.main(["--video-input", "src.mp4", "--output", output,
-                          "--opts", *assets["stub_opts"]])  # fmt: skip
+    rc = no_reading.main(
+        ["--video-input", "src.mp4", "--output", output, "--opts", *assets["stub_opts"]]
+    )
     err = capsys.readouterr().err
     assert rc == 1, err
     assert "not a supported video extension" in err and ".mp4 .avi .mkv" in err
@@ -529,8 +632,13 @@ def test_demo_output_kinds(demo, tmp_path):  # noqa: F811
 def _start(*args: str) -> subprocess.Popen:
     """``python *args`` with this checkout first on the path; stdout is a pipe."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    return subprocess.Popen([sys.executable, *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 WRITER = """
@@ -564,11 +672,37 @@ def test_partial_video_of_a_killed_demo_is_removed(assets, demo, tmp_path):  # n
     frames.mkdir()
     stale_frame = frames / f".000001.jpg.{_dead_pid()}.zz12ab34.tmp"
     stale_frame.write_bytes(b"half a jpeg")
-    assert demo.main(["--video-input", assets["video"], "--output", str(out / "o.mp4"),
-                      "--max-frames", "3", "--opts", *assets["stub_opts"]]) == 0  # fmt: skip
+    assert (
+        demo.main(
+            [
+                "--video-input",
+                assets["video"],
+                "--output",
+                str(out / "o.mp4"),
+                "--max-frames",
+                "3",
+                "--opts",
+                *assets["stub_opts"],
+            ]
+        )
+        == 0
+    )
     assert not os.path.exists(left) and live.exists() and (out / "o.mp4").stat().st_size > 0
-    assert demo.main(["--input", assets["frames"], "--output", str(frames), "--max-frames", "2",
-                      "--opts", *assets["stub_opts"]]) == 0  # fmt: skip
+    assert (
+        demo.main(
+            [
+                "--input",
+                assets["frames"],
+                "--output",
+                str(frames),
+                "--max-frames",
+                "2",
+                "--opts",
+                *assets["stub_opts"],
+            ]
+        )
+        == 0
+    )
     assert not stale_frame.exists()
     assert [n for n in os.listdir(out) if n.startswith(".")] == [live.name]
 
@@ -577,8 +711,17 @@ def test_sample_dataset_work_folder_of_a_killed_run_is_removed(tmp_path):
     """Item 14: kill -9 during tools/make_sample_dataset.py left .vps-sample.tmp-* (without
     the writer's pid, so nothing could tell whether it was stale) for ever."""
     out = tmp_path / "vps-sample"
-    p = _start(MAKE_SAMPLE, "--output", str(out), "--train-clips", "30", "--frames-min", "40",
-               "--frames-max", "40")  # fmt: skip
+    p = _start(
+        MAKE_SAMPLE,
+        "--output",
+        str(out),
+        "--train-clips",
+        "30",
+        "--frames-min",
+        "40",
+        "--frames-max",
+        "40",
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline:
@@ -595,8 +738,16 @@ def test_sample_dataset_work_folder_of_a_killed_run_is_removed(tmp_path):
     live.mkdir()
     other = tmp_path / f".other.tmp-{_dead_pid()}-x"  # another dataset's: not ours to delete
     other.mkdir()
-    make_sample_dataset(str(out), seed=1, train_clips=1, test_clips=1, frames_min=3,
-                        frames_max=3, height=32, width=32)  # fmt: skip
+    make_sample_dataset(
+        str(out),
+        seed=1,
+        train_clips=1,
+        test_clips=1,
+        frames_min=3,
+        frames_max=3,
+        height=32,
+        width=32,
+    )
     assert not os.path.exists(stale) and live.is_dir() and other.is_dir()
     assert sorted(os.listdir(out)) == ["TestEasyDataset", "TestHardDataset", "TrainDataset"]
     # killed between moving the old dataset aside and moving the new one in: restored
@@ -604,8 +755,16 @@ def test_sample_dataset_work_folder_of_a_killed_run_is_removed(tmp_path):
     old.mkdir()
     os.replace(out, old / "data")
     with pytest.raises(FileExistsError, match="not empty"):
-        make_sample_dataset(str(out), seed=1, train_clips=1, test_clips=1, frames_min=3,
-                            frames_max=3, height=32, width=32)  # fmt: skip
+        make_sample_dataset(
+            str(out),
+            seed=1,
+            train_clips=1,
+            test_clips=1,
+            frames_min=3,
+            frames_max=3,
+            height=32,
+            width=32,
+        )
     assert (out / "TrainDataset").is_dir() and not old.exists()
 
 
@@ -650,10 +809,24 @@ def test_evaluate_workers_exit_when_it_is_killed(tmp_path):
         for i in range(1, n + 1):
             os.link(tmp_path / "g.png", gd / (STEM.format(i) + ".png"))  # same bytes, no space
             os.link(tmp_path / "p.png", pd / (STEM.format(i) + ".png"))
-    cmd = [sys.executable, EVALUATE, "--gt-root", str(tmp_path / "gt"), "--pred-root",
-           str(tmp_path / "pred"), "--model", "m", "--workers", "2"]  # fmt: skip
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT))  # fmt: skip
+    cmd = [
+        sys.executable,
+        EVALUATE,
+        "--gt-root",
+        str(tmp_path / "gt"),
+        "--pred-root",
+        str(tmp_path / "pred"),
+        "--model",
+        "m",
+        "--workers",
+        "2",
+    ]
+    p = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT),
+    )
     try:
         deadline = time.time() + 240
         workers: list[int] = []
@@ -706,22 +879,61 @@ def test_outputs_get_umask_permissions(registered, gt_pair, assets, demo, tmp_pa
         ev = VPSEvaluator(n255, str(ev_out), save_predictions=True, dump_worst_cases=2)
         _run(ev, _frames(rec255))
         cli_out = tmp_path / "cli"
-        args = ["--gt-root", str(tmp_path / "gt255"), "--pred-root", pred_root, "--model", "m",
-                "--workers", "1", "--json", str(cli_out / "r.json"), "--csv",
-                str(cli_out / "c.csv"), "--plot", str(cli_out / "p.png")]  # fmt: skip
+        args = [
+            "--gt-root",
+            str(tmp_path / "gt255"),
+            "--pred-root",
+            pred_root,
+            "--model",
+            "m",
+            "--workers",
+            "1",
+            "--json",
+            str(cli_out / "r.json"),
+            "--csv",
+            str(cli_out / "c.csv"),
+            "--plot",
+            str(cli_out / "p.png"),
+        ]
         assert load_cli().main(args) == 0
         demo_out = tmp_path / "demo"
-        assert demo.main(["--input", assets["frames"], "--gt", assets["gt"], "--output",
-                          str(demo_out / "v.mp4"), "--save-frames", "--max-frames", "3",
-                          "--opts", *assets["stub_opts"]]) == 0  # fmt: skip
-        make_sample_dataset(str(tmp_path / "sample"), seed=0, train_clips=1, test_clips=1,
-                            frames_min=3, frames_max=3, height=32, width=32)  # fmt: skip
+        assert (
+            demo.main(
+                [
+                    "--input",
+                    assets["frames"],
+                    "--gt",
+                    assets["gt"],
+                    "--output",
+                    str(demo_out / "v.mp4"),
+                    "--save-frames",
+                    "--max-frames",
+                    "3",
+                    "--opts",
+                    *assets["stub_opts"],
+                ]
+            )
+            == 0
+        )
+        make_sample_dataset(
+            str(tmp_path / "sample"),
+            seed=0,
+            train_clips=1,
+            test_clips=1,
+            frames_min=3,
+            frames_max=3,
+            height=32,
+            width=32,
+        )
     finally:
         os.umask(old)
     expect_file, expect_dir = 0o666 & ~umask, 0o777 & ~umask
-    kinds = {ev_out: (".png", ".json", ".csv"), cli_out: (".json", ".csv", ".png"),
-             demo_out: (".mp4", ".jpg", ".png"),
-             tmp_path / "sample": (".jpg", ".png", ".json", ".txt", ".csv")}  # fmt: skip
+    kinds = {
+        ev_out: (".png", ".json", ".csv"),
+        cli_out: (".json", ".csv", ".png"),
+        demo_out: (".mp4", ".jpg", ".png"),
+        tmp_path / "sample": (".jpg", ".png", ".json", ".txt", ".csv"),
+    }
     for folder, exts in kinds.items():
         files, dirs = _modes(folder)
         assert {os.path.splitext(f)[1] for f in files} >= set(exts), (folder, files)

@@ -66,6 +66,7 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     removed = remove_stale_temp_files(str(tmp_path), report=said.append)
     assert removed == [str(dead)]
     assert os.path.exists(live) and other.exists() and not dead.exists()
-    assert said == [f"Removed 1 stale temporary file(s) of dead processes in {tmp_path}: "
-                    f"{[dead.name]}"]  # fmt: skip
+    assert said == [
+        f"Removed 1 stale temporary file(s) of dead processes in {tmp_path}: {[dead.name]}"
+    ]
     assert remove_stale_temp_files(str(tmp_path), report=said.append) == [] and len(said) == 1

@@ -151,8 +151,12 @@ def test_warp_affine_equals_opencv4_warpaffine():
     ]
     for trial in range(12):
         a, s = np.deg2rad(rng.uniform(-40, 40)), rng.uniform(0.6, 1.8)
-        m = np.array([[s * np.cos(a), s * np.sin(a), rng.uniform(-9, 9)],
-                      [-s * np.sin(a), s * np.cos(a), rng.uniform(-9, 9)]])  # fmt: skip
+        m = np.array(
+            [
+                [s * np.cos(a), s * np.sin(a), rng.uniform(-9, 9)],
+                [-s * np.sin(a), s * np.cos(a), rng.uniform(-9, 9)],
+            ]
+        )
         m = m.astype(np.float32) if trial % 2 else m
         size = (int(rng.integers(30, 140)), int(rng.integers(30, 140)))
         for inverse in (False, True):
@@ -160,10 +164,17 @@ def test_warp_affine_equals_opencv4_warpaffine():
                 flags = flag | (cv2.WARP_INVERSE_MAP if inverse else 0)
                 for mode in (cv2.BORDER_CONSTANT, cv2.BORDER_REFLECT_101):
                     for src in srcs:
-                        ours = C.warp_affine(src, m, size, interpolation=interp,
-                                             inverse_map=inverse, border_mode=mode)  # fmt: skip
-                        theirs = cv2.warpAffine(src, m, size, flags=flags, borderMode=mode,
-                                                borderValue=0)  # fmt: skip
+                        ours = C.warp_affine(
+                            src,
+                            m,
+                            size,
+                            interpolation=interp,
+                            inverse_map=inverse,
+                            border_mode=mode,
+                        )
+                        theirs = cv2.warpAffine(
+                            src, m, size, flags=flags, borderMode=mode, borderValue=0
+                        )
                         np.testing.assert_array_equal(ours, theirs)
 
 
@@ -317,8 +328,10 @@ def test_imread_imdecode_layouts(tmp_path):
 def test_imencode_round_trip():
     yy, xx = np.mgrid[0:24, 0:32]
     img = np.dstack([xx * 7, yy * 9, xx * 3 + yy * 4]).astype(np.uint8)  # smooth, JPEG-able
-    for ext, params in ((".png", [cv2.IMWRITE_PNG_COMPRESSION, 9]),
-                        (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95])):  # fmt: skip
+    for ext, params in (
+        (".png", [cv2.IMWRITE_PNG_COMPRESSION, 9]),
+        (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]),
+    ):
         ok, buf = cv2.imencode(ext, img, params)
         assert ok and buf.dtype == np.uint8
         back = np.asarray(Image.open(io.BytesIO(buf.tobytes())))[..., ::-1]
@@ -377,8 +390,9 @@ def test_find_contours_returns_two_items_of_n_1_2():
     cv2.drawContours(img, contours, -1, (0, 255, 0), 1)
     edge = mask.astype(bool) & ~ndimage.binary_erosion(mask)
     np.testing.assert_array_equal(img[..., 1] > 0, edge)
-    empty, _ = cv2.findContours(np.zeros((5, 5), np.uint8), cv2.RETR_EXTERNAL,
-                                cv2.CHAIN_APPROX_SIMPLE)  # fmt: skip
+    empty, _ = cv2.findContours(
+        np.zeros((5, 5), np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     assert len(empty) == 0
 
 
@@ -389,8 +403,16 @@ def test_text_stays_in_the_box_get_text_size_reports():
         assert all(isinstance(v, int) and v > 0 for v in (w, h, base))
         img = np.zeros((80, 200, 3), np.uint8)
         org = (10, 40)
-        cv2.putText(img, "Ag 0.91", org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                    thickness, cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            img,
+            "Ag 0.91",
+            org,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )
         ys, xs = np.nonzero(img[..., 0])
         m = thickness + 1
         assert xs.min() >= org[0] - m and xs.max() <= org[0] + w + m

@@ -106,8 +106,9 @@ def test_threshold_decides_the_mask():
 def test_side_by_side_ground_truth():
     vis = Visualizer(overlay="mask", show_text=True)
     img, gt = _frame(), _disk(cx=20, r=8)
-    out = vis.draw_frame(img, {"prob": np.zeros((64, 80))}, frame_index=3, latency_ms=12.5,
-                         gt_mask=gt, with_gt=True)  # fmt: skip
+    out = vis.draw_frame(
+        img, {"prob": np.zeros((64, 80))}, frame_index=3, latency_ms=12.5, gt_mask=gt, with_gt=True
+    )
     assert out.shape == (64, 160, 3)
     right = out[:, 80:]
     green = right[..., 1].astype(int) - right[..., 2] > 30  # G > R: green-tinted
@@ -197,7 +198,10 @@ def test_draw_worst_cases_renders_what_the_evaluation_kept(tmp_path):
     folder = str(tmp_path / "worst")
     write_worst_cases(keeper.cases(), folder, k=2, metric="Dice@0.5")
     paths = draw_worst_cases(folder)
-    assert [os.path.basename(p) for p in paths] == ["00_frame1.jpg", "01_frame2.jpg",
-                                                    "worst_cases.png"]  # fmt: skip
+    assert [os.path.basename(p) for p in paths] == [
+        "00_frame1.jpg",
+        "01_frame2.jpg",
+        "worst_cases.png",
+    ]
     assert cv2.imread(paths[0]).shape == (64, 160, 3)
     assert draw_worst_cases(str(tmp_path / "empty")) == []

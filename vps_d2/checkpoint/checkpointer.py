@@ -106,6 +106,7 @@ def load_model_weights(model: torch.nn.Module, path: str, strict: bool = True) -
             + ". Was it trained with another config?"
         )
     if incompatible.unexpected_keys:
-        logger.warning("Keys in %s not used by the model: %s", path,
-                       incompatible.unexpected_keys[:10])  # fmt: skip
+        logger.warning(
+            "Keys in %s not used by the model: %s", path, incompatible.unexpected_keys[:10]
+        )
     logger.info("Loaded model weights from %s", path)

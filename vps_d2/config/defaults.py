@@ -114,8 +114,25 @@ _C.DATASETS.CVC612 = CN()
 # 0-based sequence indices (of the 29) of each CVC-612 split; defaults are the
 # published 6:2:2 split in ../shared/reference/datasets.md.
 _C.DATASETS.CVC612.TRAIN_SEQUENCES = [
-    1, 5, 8, 9, 10, 12, 13, 14, 18, 19, 20, 21, 22, 23, 25, 26, 27, 28
-]  # fmt: skip
+    1,
+    5,
+    8,
+    9,
+    10,
+    12,
+    13,
+    14,
+    18,
+    19,
+    20,
+    21,
+    22,
+    23,
+    25,
+    26,
+    27,
+    28,
+]
 _C.DATASETS.CVC612.VAL_SEQUENCES = [2, 3, 4, 11, 15, 17]
 _C.DATASETS.CVC612.TEST_SEQUENCES = [0, 6, 7, 16, 24]
 

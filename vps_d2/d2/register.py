@@ -38,8 +38,10 @@ class D2BackboneAdapter(D2Backbone):
         return self.body(x)
 
     def output_shape(self) -> dict[str, D2ShapeSpec]:
-        return {k: D2ShapeSpec(channels=s.channels, stride=s.stride)
-                for k, s in self.body.output_shape().items()}  # fmt: skip
+        return {
+            k: D2ShapeSpec(channels=s.channels, stride=s.stride)
+            for k, s in self.body.output_shape().items()
+        }
 
     @property
     def size_divisibility(self) -> int:

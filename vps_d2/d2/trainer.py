@@ -58,14 +58,16 @@ class PlainBackend:
         loss.backward()
 
     @staticmethod
-    def clip_gradients(module, optimizer, clip_val=None, max_norm=None, norm_type=2.0,
-                       error_if_nonfinite=True):  # fmt: skip
+    def clip_gradients(
+        module, optimizer, clip_val=None, max_norm=None, norm_type=2.0, error_if_nonfinite=True
+    ):
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         if clip_val is not None:
             torch.nn.utils.clip_grad_value_(params, clip_val)
             return None
-        return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type,
-                                              error_if_nonfinite=error_if_nonfinite)  # fmt: skip
+        return torch.nn.utils.clip_grad_norm_(
+            params, max_norm, norm_type=norm_type, error_if_nonfinite=error_if_nonfinite
+        )
 
 
 class StepTrainer(SimpleTrainer):
@@ -160,12 +162,14 @@ class Trainer(DefaultTrainer):
         wrapped = create_ddp_model(model, **ddp)
         optim = make_optimizer_set(cfg, PlainBackend(), wrapped, optimizers)
         optim.after_backward = lambda name: self.after_backward()
-        self._trainer = StepTrainer(wrapped, data_loader, optim, build_train_step(cfg, model),
-                                    cfg.SEED)  # fmt: skip
+        self._trainer = StepTrainer(
+            wrapped, data_loader, optim, build_train_step(cfg, model), cfg.SEED
+        )
         self.optimizers = optimizers
         self.scheduler = self.schedulers["main"]
-        self.checkpointer = make_checkpointer(_AtomicCheckpointer, wrapped, cfg, self, optimizers,
-                                              self.schedulers)  # fmt: skip
+        self.checkpointer = make_checkpointer(
+            _AtomicCheckpointer, wrapped, cfg, self, optimizers, self.schedulers
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -199,14 +203,24 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self) -> list:
         cfg = self.cfg
-        ret: list = [d2_hooks.IterationTimer(), d2_hooks.LRScheduler(self.optimizers["main"],
-                                                                     self.scheduler)]  # fmt: skip
-        ret += [NamedLRScheduler(n, o, self.schedulers[n])
-                for n, o in self.optimizers.items() if n != "main"]  # fmt: skip
+        ret: list = [
+            d2_hooks.IterationTimer(),
+            d2_hooks.LRScheduler(self.optimizers["main"], self.scheduler),
+        ]
+        ret += [
+            NamedLRScheduler(n, o, self.schedulers[n])
+            for n, o in self.optimizers.items()
+            if n != "main"
+        ]
         if comm.is_main_process():
-            ret.append(d2_hooks.PeriodicCheckpointer(
-                self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter=cfg.SOLVER.MAX_ITER,
-                max_to_keep=cfg.SOLVER.MAX_TO_KEEP or None))  # fmt: skip
+            ret.append(
+                d2_hooks.PeriodicCheckpointer(
+                    self.checkpointer,
+                    cfg.SOLVER.CHECKPOINT_PERIOD,
+                    max_iter=cfg.SOLVER.MAX_ITER,
+                    max_to_keep=cfg.SOLVER.MAX_TO_KEEP or None,
+                )
+            )
         if cfg.DATASETS.TEST:
             best = BestCheckpointer(self.checkpointer, *best_checkpoint_target(cfg))
 
@@ -215,14 +229,17 @@ class Trainer(DefaultTrainer):
                 best(results, min(self.iter, self.max_iter - 1))
                 self._last_eval_results = results
                 # Detectron2's EvalHook stores every scalar: keep the finite ones.
-                return {t: {k: v for k, v in r.items() if isinstance(v, float) and math.isfinite(v)}
-                        for t, r in results.items()}  # fmt: skip
+                return {
+                    t: {k: v for k, v in r.items() if isinstance(v, float) and math.isfinite(v)}
+                    for t, r in results.items()
+                }
 
             ret.append(best)
             ret.append(d2_hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
         if comm.is_main_process():
-            ret.append(d2_hooks.PeriodicWriter(default_writers(cfg.OUTPUT_DIR, self.max_iter),
-                                               period=20))  # fmt: skip
+            ret.append(
+                d2_hooks.PeriodicWriter(default_writers(cfg.OUTPUT_DIR, self.max_iter), period=20)
+            )
         return ret
 
     # ------------------------------------------------------------------ resume
@@ -245,5 +262,12 @@ class Trainer(DefaultTrainer):
         """Detectron2's ``inference_on_dataset`` on every DATASETS.TEST split; the results
         (``{task: {metric: value}}``, one task per evaluator and split) are printed and
         written to OUTPUT_DIR/results.json as vps_d2's engine does."""
-        return test_splits(cfg, model, evaluators, cls.build_test_loader, cls.build_evaluator,
-                           inference_on_dataset, print_csv=print_csv_format)  # fmt: skip
+        return test_splits(
+            cfg,
+            model,
+            evaluators,
+            cls.build_test_loader,
+            cls.build_evaluator,
+            inference_on_dataset,
+            print_csv=print_csv_format,
+        )

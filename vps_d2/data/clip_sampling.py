@@ -44,10 +44,16 @@ Registry for training clip samplers: ``cls(cfg)`` -> ``sampler(length, rng, ref=
 """
 
 # SALI's triplet keys moved into the SALI package.
-register_renamed_key("INPUT.CLIP.MEMORY_RANGE", "MODEL.SALI.TRIPLET.MEMORY_RANGE",
-                     "the triplet sampling is SALI's own")  # fmt: skip
-register_renamed_key("INPUT.CLIP.NEIGHBOUR_OFFSET", "MODEL.SALI.TRIPLET.NEIGHBOUR_OFFSET",
-                     "the triplet sampling is SALI's own")  # fmt: skip
+register_renamed_key(
+    "INPUT.CLIP.MEMORY_RANGE",
+    "MODEL.SALI.TRIPLET.MEMORY_RANGE",
+    "the triplet sampling is SALI's own",
+)
+register_renamed_key(
+    "INPUT.CLIP.NEIGHBOUR_OFFSET",
+    "MODEL.SALI.TRIPLET.NEIGHBOUR_OFFSET",
+    "the triplet sampling is SALI's own",
+)
 
 _BUILTIN_MODES = ("online", "window")
 
@@ -141,8 +147,10 @@ class ClipSampler:
         return sample_clip_indices(length, self.clip_length, self.mode, self.max_skip, rng, ref)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(clip_length={self.clip_length}, mode={self.mode!r}, "
-                f"max_skip={self.max_skip})")  # fmt: skip
+        return (
+            f"{type(self).__name__}(clip_length={self.clip_length}, mode={self.mode!r}, "
+            f"max_skip={self.max_skip})"
+        )
 
 
 @CLIP_SAMPLER_REGISTRY.register_as("online")
@@ -163,7 +171,8 @@ def build_clip_sampler(cfg):
     """The sampler named by ``INPUT.CLIP.SAMPLING``, built as ``cls(cfg)`` ("" = unset, the
     model's sampler once the engine resolved it: "online" without that)."""
     cls = CLIP_SAMPLER_REGISTRY.get_for(
-        cfg.INPUT.CLIP.SAMPLING or "online", "INPUT.CLIP.SAMPLING",
+        cfg.INPUT.CLIP.SAMPLING or "online",
+        "INPUT.CLIP.SAMPLING",
         "a method's own mode is registered when its package is imported",
-    )  # fmt: skip
+    )
     return cls(cfg)

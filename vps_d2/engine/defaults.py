@@ -137,10 +137,20 @@ class PreflightError(ValueError):
 
 #: What a training run leaves in OUTPUT_DIR (moved aside together by ``--overwrite``).
 RUN_FILES = (
-    "model_*.pth", "last_checkpoint", "model_best.json", "last_eval.json", "metrics.json",
-    "results.json", "config.yaml", "log.txt", "log.txt.rank*", "events.out.tfevents.*",
-    "predictions", "worst_cases", "classification",
-)  # fmt: skip
+    "model_*.pth",
+    "last_checkpoint",
+    "model_best.json",
+    "last_eval.json",
+    "metrics.json",
+    "results.json",
+    "config.yaml",
+    "log.txt",
+    "log.txt.rank*",
+    "events.out.tfevents.*",
+    "predictions",
+    "worst_cases",
+    "classification",
+)
 
 
 def _existing_run(output_dir: str) -> list[str]:
@@ -177,8 +187,9 @@ def _check_output_dir(output_dir: str) -> None:
             blocker = os.path.dirname(blocker)
         if not os.path.isfile(blocker):  # gone meanwhile: say what the OS said
             blocker = e.filename
-        raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {blocker} is a file, "
-                             "not a folder") from e  # fmt: skip
+        raise PreflightError(
+            f"OUTPUT_DIR {output_dir} cannot be created: {blocker} is a file, not a folder"
+        ) from e
     except PermissionError as e:
         raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {e.strerror}") from e
     if not os.access(output_dir, os.W_OK | os.X_OK):

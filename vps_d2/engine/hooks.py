@@ -54,10 +54,11 @@ class LRScheduler(HookBase):
         self._optimizers = dict(optimizers)
         self._schedulers = dict(schedulers)
         self._groups = {
-            name: max(range(len(opt.param_groups)),
-                      key=lambda i, o=opt: len(o.param_groups[i]["params"]))
+            name: max(
+                range(len(opt.param_groups)), key=lambda i, o=opt: len(o.param_groups[i]["params"])
+            )
             for name, opt in self._optimizers.items()
-        }  # fmt: skip
+        }
 
     def after_step(self) -> None:
         for name, opt in self._optimizers.items():
@@ -70,9 +71,10 @@ class LRScheduler(HookBase):
 def nonfinite_weights(model) -> list[str]:
     """Names of the model's floating-point tensors (parameters, buffers) with a NaN or Inf."""
     return [
-        k for k, v in model.state_dict().items()
+        k
+        for k, v in model.state_dict().items()
         if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
-    ]  # fmt: skip
+    ]
 
 
 class PeriodicCheckpointer(_FvPeriodicCheckpointer, HookBase):
@@ -108,9 +110,13 @@ class EvalHook(HookBase):
     during its final evaluation knows on ``--resume`` that it still has to run it.
     """
 
-    def __init__(self, period: int, eval_function: Callable[[], dict],
-                 callbacks: list[Callable[[dict, int], None]] | None = None,
-                 record: str = "") -> None:  # fmt: skip
+    def __init__(
+        self,
+        period: int,
+        eval_function: Callable[[], dict],
+        callbacks: list[Callable[[dict, int], None]] | None = None,
+        record: str = "",
+    ) -> None:
         self._period = period
         self._func = eval_function
         self._callbacks = callbacks or []
@@ -133,8 +139,12 @@ class EvalHook(HookBase):
     def _do_eval(self, iteration: int, final: bool = False) -> None:
         results = self._func()
         if comm.is_main_process() and results:
-            flat = {f"{ds}/{k}": v for ds, res in results.items() for k, v in res.items()
-                    if isinstance(v, (int, float)) and math.isfinite(v)}  # fmt: skip
+            flat = {
+                f"{ds}/{k}": v
+                for ds, res in results.items()
+                for k, v in res.items()
+                if isinstance(v, (int, float)) and math.isfinite(v)
+            }
             self.trainer.storage.put_scalars(smoothing_hint=False, **flat)
         for cb in self._callbacks:
             cb(results, iteration)
@@ -184,47 +194,79 @@ class BestCheckpointer(HookBase):
         value = float(saved["value"])
         if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
             self.best, self.best_iter = value, int(saved["iteration"])
-            logger.info("Best checkpoint so far (model_best.json): %s/%s = %.4f at iteration %d",
-                        self.dataset, self.metric, self.best, self.best_iter)  # fmt: skip
+            logger.info(
+                "Best checkpoint so far (model_best.json): %s/%s = %.4f at iteration %d",
+                self.dataset,
+                self.metric,
+                self.best,
+                self.best_iter,
+            )
 
     def state_dict(self) -> dict:
         if self.best is None:
             return {}
-        return {"best": self.best, "iteration": self.best_iter, "dataset": self.dataset,
-                "metric": self.metric}  # fmt: skip
+        return {
+            "best": self.best,
+            "iteration": self.best_iter,
+            "dataset": self.dataset,
+            "metric": self.metric,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("dataset") != self.dataset or state.get("metric") != self.metric:
-            logger.info("Best checkpoint: the checkpoint tracked %s/%s, this run %s/%s: "
-                        "starting afresh", state.get("dataset"), state.get("metric"),
-                        self.dataset, self.metric)  # fmt: skip
+            logger.info(
+                "Best checkpoint: the checkpoint tracked %s/%s, this run %s/%s: starting afresh",
+                state.get("dataset"),
+                state.get("metric"),
+                self.dataset,
+                self.metric,
+            )
             return
         self.best = float(state["best"])
         self.best_iter = int(state["iteration"])
-        logger.info("Best checkpoint so far: %s/%s = %.4f at iteration %d", self.dataset,
-                    self.metric, self.best, self.best_iter)  # fmt: skip
+        logger.info(
+            "Best checkpoint so far: %s/%s = %.4f at iteration %d",
+            self.dataset,
+            self.metric,
+            self.best,
+            self.best_iter,
+        )
 
     def __call__(self, results: dict, iteration: int) -> None:
         if not comm.is_main_process():
             return
         value = results.get(self.dataset, {}).get(self.metric)
         if value is None or not math.isfinite(value):
-            logger.warning("Best checkpoint: %s/%s not in the evaluation results (%s)",
-                           self.dataset, self.metric, list(results))  # fmt: skip
+            logger.warning(
+                "Best checkpoint: %s/%s not in the evaluation results (%s)",
+                self.dataset,
+                self.metric,
+                list(results),
+            )
             return
         better = self.best is None or (
             value > self.best if self.mode == "max" else value < self.best
         )
         if better:
-            logger.info("New best %s/%s = %.4f at iteration %d (previous %s): saving model_best",
-                        self.dataset, self.metric, value, iteration, self.best)  # fmt: skip
+            logger.info(
+                "New best %s/%s = %.4f at iteration %d (previous %s): saving model_best",
+                self.dataset,
+                self.metric,
+                value,
+                iteration,
+                self.best,
+            )
             self.best, self.best_iter = value, iteration
             self._ckpt.save("model_best", tag_last=False, iteration=iteration)
             dump_json_atomic(
                 os.path.join(self._ckpt.save_dir, "model_best.json"),
-                {"iteration": iteration, "dataset": self.dataset, "metric": self.metric,
-                 "value": value},
-            )  # fmt: skip
+                {
+                    "iteration": iteration,
+                    "dataset": self.dataset,
+                    "metric": self.metric,
+                    "value": value,
+                },
+            )
 
 
 class PeriodicWriter(HookBase):

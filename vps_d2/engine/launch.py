@@ -68,8 +68,9 @@ def accelerator_from_cfg(cfg) -> str:
     if cfg.MODEL.DEVICE.startswith("cuda"):
         if torch.cuda.is_available():
             return "cuda"
-        logger.warning("MODEL.DEVICE is %r but CUDA is not available: using the CPU",
-                       cfg.MODEL.DEVICE)  # fmt: skip
+        logger.warning(
+            "MODEL.DEVICE is %r but CUDA is not available: using the CPU", cfg.MODEL.DEVICE
+        )
     return "cpu"
 
 

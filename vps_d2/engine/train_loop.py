@@ -111,8 +111,10 @@ class TrainerBase:
                     h.load_state_dict(value)
                     break
             else:
-                logger.warning("Checkpoint holds the state of hook %r, which this run does "
-                               "not have: ignored", key)  # fmt: skip
+                logger.warning(
+                    "Checkpoint holds the state of hook %r, which this run does not have: ignored",
+                    key,
+                )
 
 
 def put_step_metrics(losses: dict[str, dict[str, torch.Tensor]], data_time: float) -> None:

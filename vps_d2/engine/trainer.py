@@ -70,19 +70,25 @@ logger = logging.getLogger(__name__)
 def check_optimizer_groups(model: torch.nn.Module, groups: dict) -> None:
     """Every trainable parameter of ``model`` in exactly one group, "main" among the names."""
     if "main" not in groups:
-        raise ValueError(f"{type(model).__name__}.optimizer_groups() must name a 'main' group, "
-                         f"got {list(groups)}")  # fmt: skip
+        raise ValueError(
+            f"{type(model).__name__}.optimizer_groups() must name a 'main' group, "
+            f"got {list(groups)}"
+        )
     owner: dict[int, str] = {}
     for name, params in groups.items():
         for p in params:
             if id(p) in owner:
-                raise ValueError(f"{type(model).__name__}.optimizer_groups(): a parameter is in "
-                                 f"both {owner[id(p)]!r} and {name!r}")  # fmt: skip
+                raise ValueError(
+                    f"{type(model).__name__}.optimizer_groups(): a parameter is in "
+                    f"both {owner[id(p)]!r} and {name!r}"
+                )
             owner[id(p)] = name
     names = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in owner]
     if names:
-        raise ValueError(f"{type(model).__name__}.optimizer_groups() leaves trainable "
-                         f"parameters without an optimizer: {names[:5]}")  # fmt: skip
+        raise ValueError(
+            f"{type(model).__name__}.optimizer_groups() leaves trainable "
+            f"parameters without an optimizer: {names[:5]}"
+        )
 
 
 def best_checkpoint_target(cfg) -> tuple[str, str]:
@@ -99,8 +105,10 @@ def build_optimizers(cfg, model: torch.nn.Module) -> tuple[dict, dict]:
     SOLVER, another name SOLVER.<NAME>). Returns ``({name: optimizer}, {name: scheduler})``."""
     groups = model.optimizer_groups()
     check_optimizer_groups(model, groups)
-    optimizers = {name: build_optimizer(cfg, model, params=params, name=name)
-                  for name, params in groups.items()}  # fmt: skip
+    optimizers = {
+        name: build_optimizer(cfg, model, params=params, name=name)
+        for name, params in groups.items()
+    }
     schedulers = {name: build_lr_scheduler(cfg, opt, name=name) for name, opt in optimizers.items()}
     return optimizers, schedulers
 
@@ -123,17 +131,18 @@ def make_optimizer_set(cfg, backend, model: torch.nn.Module, optimizers: dict) -
     (Fabric, or a plain-PyTorch stand-in), with each name's CLIP_GRADIENTS section and
     SOLVER.CHECK_FINITE_LOSS."""
     clip = {name: solver_section(cfg, name)[0].CLIP_GRADIENTS for name in optimizers}
-    return OptimizerSet(backend, model, optimizers, clip,
-                        check_finite=cfg.SOLVER.CHECK_FINITE_LOSS)  # fmt: skip
+    return OptimizerSet(backend, model, optimizers, clip, check_finite=cfg.SOLVER.CHECK_FINITE_LOSS)
 
 
-def make_checkpointer(checkpointer_cls, model, cfg, trainer, optimizers: dict, schedulers: dict,
-                      **kwargs):  # fmt: skip
+def make_checkpointer(
+    checkpointer_cls, model, cfg, trainer, optimizers: dict, schedulers: dict, **kwargs
+):
     """``checkpointer_cls(model, OUTPUT_DIR, trainer=<weak proxy>, **kwargs)`` saving the named
     optimizers and schedulers too (:func:`optimizer_checkpointables`)."""
     entries = optimizer_checkpointables(optimizers, schedulers)
-    return checkpointer_cls(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(trainer), **kwargs,
-                            **entries)  # fmt: skip
+    return checkpointer_cls(
+        model, cfg.OUTPUT_DIR, trainer=weakref.proxy(trainer), **kwargs, **entries
+    )
 
 
 def run_train_step(train_step, model, data, optim: OptimizerSet, seed: int, iteration: int):
@@ -164,16 +173,26 @@ def report_test_results(cfg, results: dict, print_csv=print_csv_format) -> None:
             draw_worst_cases(worst_cases_folder(cfg.OUTPUT_DIR, name))
 
 
-def test_splits(cfg, model, evaluators, build_test_loader, build_evaluator, inference,
-                print_csv=print_csv_format) -> OrderedDict:  # fmt: skip
+def test_splits(
+    cfg,
+    model,
+    evaluators,
+    build_test_loader,
+    build_evaluator,
+    inference,
+    print_csv=print_csv_format,
+) -> OrderedDict:
     """Every DATASETS.TEST split through ``inference(model, loader, evaluator)`` (loaders and
     evaluators from the given builders unless ``evaluators`` lists one per split), then
     :func:`report_test_results`. Returns ``{task: {metric: value}}``."""
     results: OrderedDict = OrderedDict()
     for idx, name in enumerate(cfg.DATASETS.TEST):
         loader = build_test_loader(cfg, name)
-        evaluator = (evaluators[idx] if evaluators is not None
-                     else build_evaluator(cfg, name, cfg.OUTPUT_DIR))  # fmt: skip
+        evaluator = (
+            evaluators[idx]
+            if evaluators is not None
+            else build_evaluator(cfg, name, cfg.OUTPUT_DIR)
+        )
         results.update(inference(model, loader, evaluator))
     report_test_results(cfg, results, print_csv)
     return results
@@ -218,9 +237,15 @@ class Trainer(TrainerBase):
         self.model_raw, self.optimizers_raw = model, optimizers
         self.optim.after_backward = lambda name: self.after_backward()
         self.train_step = build_train_step(cfg, model)
-        self.checkpointer = make_checkpointer(VPSCheckpointer, self.model_raw, cfg, self,
-                                              optimizers, self.schedulers,
-                                              save_to_disk=comm.is_main_process())  # fmt: skip
+        self.checkpointer = make_checkpointer(
+            VPSCheckpointer,
+            self.model_raw,
+            cfg,
+            self,
+            optimizers,
+            self.schedulers,
+            save_to_disk=comm.is_main_process(),
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self._data_iter = None
@@ -314,8 +339,11 @@ class Trainer(TrainerBase):
     # ------------------------------------------------------------------ loop
     def train(self) -> OrderedDict | None:
         if self.start_iter >= self.max_iter:
-            logger.info("Nothing to train: start iteration %d >= SOLVER.MAX_ITER %d",
-                        self.start_iter, self.max_iter)  # fmt: skip
+            logger.info(
+                "Nothing to train: start iteration %d >= SOLVER.MAX_ITER %d",
+                self.start_iter,
+                self.max_iter,
+            )
             hook = getattr(self, "_eval_hook", None)
             if hook is not None and not hook.final_done(hook._record, self.max_iter):
                 logger.info("The final evaluation did not finish: running it now")
@@ -336,16 +364,19 @@ class Trainer(TrainerBase):
             path = self.checkpointer.get_checkpoint_file()
             if os.path.isfile(path):
                 it = torch.load(path, map_location="cpu", weights_only=False).get("iteration")
-                return (f"The last good checkpoint is {path} (iteration {it}): --resume "
-                        "continues from it (lower the learning rate first).")  # fmt: skip
+                return (
+                    f"The last good checkpoint is {path} (iteration {it}): --resume "
+                    "continues from it (lower the learning rate first)."
+                )
         return "No checkpoint was saved before: there is nothing to resume from."
 
     def run_step(self) -> None:
         t0 = time.perf_counter()
         data = next(self._data_iter)
         data_time = time.perf_counter() - t0
-        losses = run_train_step(self.train_step, self.model, data, self.optim, self.cfg.SEED,
-                                self.iter)  # fmt: skip
+        losses = run_train_step(
+            self.train_step, self.model, data, self.optim, self.cfg.SEED, self.iter
+        )
         put_step_metrics(losses, data_time)
 
     # ------------------------------------------------------------------ test
@@ -359,8 +390,9 @@ class Trainer(TrainerBase):
             with fabric.autocast() if fabric is not None else nullcontext():
                 return inference_on_dataset(model, loader, evaluator)
 
-        return test_splits(cfg, model, evaluators, cls.build_test_loader, cls.build_evaluator,
-                           inference)  # fmt: skip
+        return test_splits(
+            cfg, model, evaluators, cls.build_test_loader, cls.build_evaluator, inference
+        )
 
 
 def train_or_evaluate(trainer_cls, cfg, args):

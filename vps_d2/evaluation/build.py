@@ -34,6 +34,8 @@ def build_evaluator(cfg, dataset_name: str, output_dir: str | None = None) -> Da
     names = list(cfg.TEST.EVALUATORS)
     if not names:
         raise ValueError("TEST.EVALUATORS is empty: name at least one evaluator")
-    evaluators = [EVALUATOR_REGISTRY.get_for(name, "TEST.EVALUATORS")(cfg, dataset_name, output_dir)
-                  for name in names]  # fmt: skip
+    evaluators = [
+        EVALUATOR_REGISTRY.get_for(name, "TEST.EVALUATORS")(cfg, dataset_name, output_dir)
+        for name in names
+    ]
     return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)

@@ -57,8 +57,11 @@ def classification_metrics(cm: np.ndarray) -> dict[str, float]:
     cm = np.asarray(cm, dtype=np.float64)
     total = cm.sum()
     if total == 0:
-        return {"accuracy": float("nan"), "balanced_accuracy": float("nan"),
-                "macro_f1": float("nan")}  # fmt: skip
+        return {
+            "accuracy": float("nan"),
+            "balanced_accuracy": float("nan"),
+            "macro_f1": float("nan"),
+        }
     tp = np.diag(cm)
     gt_count, pred_count = cm.sum(axis=1), cm.sum(axis=0)
     in_gt = gt_count > 0
@@ -192,8 +195,11 @@ class ClassificationEvaluator(DatasetEvaluator):
 
     @staticmethod
     def _merge(states: list[dict]) -> dict:
-        merged = {"frame_cm": np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64), "cases": {},
-                  "num_with_scores": 0}  # fmt: skip
+        merged = {
+            "frame_cm": np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64),
+            "cases": {},
+            "num_with_scores": 0,
+        }
         for st in states:
             merged["frame_cm"] += st["frame_cm"]
             merged["num_with_scores"] += st["num_with_scores"]
@@ -222,15 +228,17 @@ class ClassificationEvaluator(DatasetEvaluator):
         if merged["num_with_scores"] == 0:
             logger.info(
                 "ClassificationEvaluator(%s): the model output no 'class_scores'; "
-                "classification not evaluated", self.dataset_name,
-            )  # fmt: skip
+                "classification not evaluated",
+                self.dataset_name,
+            )
             return OrderedDict()
         frame_cm, cases = merged["frame_cm"], merged["cases"]
         if frame_cm.sum() == 0:
             logger.warning(
                 "ClassificationEvaluator(%s): no frame with class scores has a known class "
-                "(class_id -1 everywhere); classification not evaluated", self.dataset_name,
-            )  # fmt: skip
+                "(class_id -1 everywhere); classification not evaluated",
+                self.dataset_name,
+            )
             return OrderedDict()
         case_cm = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
         predictions = {}
@@ -238,8 +246,12 @@ class ClassificationEvaluator(DatasetEvaluator):
             gt, n, total = cases[vid]
             pred = int(np.argmax(total))  # argmax of the mean = argmax of the sum
             case_cm[gt, pred] += 1
-            predictions[vid] = {"gt": CLASS_NAMES[gt], "pred": CLASS_NAMES[pred], "frames": n,
-                                "mean_scores": (total / n).tolist()}  # fmt: skip
+            predictions[vid] = {
+                "gt": CLASS_NAMES[gt],
+                "pred": CLASS_NAMES[pred],
+                "frames": n,
+                "mean_scores": (total / n).tolist(),
+            }
         result: dict[str, float] = {}
         for level, cm in (("frame", frame_cm), ("case", case_cm)):
             for name, value in classification_metrics(cm).items():
@@ -250,9 +262,13 @@ class ClassificationEvaluator(DatasetEvaluator):
         frame_txt = format_confusion_matrix(frame_cm, "frame confusion matrix")
         case_txt = format_confusion_matrix(case_cm, "case confusion matrix")
         logger.info(
-            "ClassificationEvaluator(%s): %d frames, %d cases\n%s\n%s", self.dataset_name,
-            int(frame_cm.sum()), int(case_cm.sum()), frame_txt, case_txt,
-        )  # fmt: skip
+            "ClassificationEvaluator(%s): %d frames, %d cases\n%s\n%s",
+            self.dataset_name,
+            int(frame_cm.sum()),
+            int(case_cm.sum()),
+            frame_txt,
+            case_txt,
+        )
         if self.output_dir:
             path = os.path.join(self.output_dir, "classification", f"{self.dataset_name}.json")
             atomic_write_json(
@@ -262,11 +278,16 @@ class ClassificationEvaluator(DatasetEvaluator):
                     "class_names": list(CLASS_NAMES),
                     "confusion_matrix_layout": "rows = ground truth, columns = prediction",
                     "metrics": result,
-                    "frame": {"confusion_matrix": frame_cm.tolist(),
-                              "per_class": _per_class(frame_cm)},
-                    "case": {"confusion_matrix": case_cm.tolist(),
-                             "per_class": _per_class(case_cm), "cases": predictions},
-                },  # fmt: skip
+                    "frame": {
+                        "confusion_matrix": frame_cm.tolist(),
+                        "per_class": _per_class(frame_cm),
+                    },
+                    "case": {
+                        "confusion_matrix": case_cm.tolist(),
+                        "per_class": _per_class(case_cm),
+                        "cases": predictions,
+                    },
+                },
                 indent=1,
             )
         return OrderedDict([(f"{self.dataset_name}/classification", result)])

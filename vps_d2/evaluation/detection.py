@@ -74,11 +74,20 @@ def coco_box_ap(
     for i, (width, height, gt, pred, score) in enumerate(frames, 1):
         images.append({"id": i, "width": width, "height": height})
         if gt is not None:
-            gts.append({"id": len(gts) + 1, "image_id": i, "category_id": 1, "bbox": list(gt),
-                        "area": float(gt[2] * gt[3]), "iscrowd": 0})  # fmt: skip
+            gts.append(
+                {
+                    "id": len(gts) + 1,
+                    "image_id": i,
+                    "category_id": 1,
+                    "bbox": list(gt),
+                    "area": float(gt[2] * gt[3]),
+                    "iscrowd": 0,
+                }
+            )
         if pred is not None:
-            dets.append({"image_id": i, "category_id": 1, "bbox": list(pred),
-                         "score": float(score)})  # fmt: skip
+            dets.append(
+                {"image_id": i, "category_id": 1, "bbox": list(pred), "score": float(score)}
+            )
     if not gts:
         nan = float("nan")
         return {"AP": nan, "AP50": nan, "AP75": nan}, "no GT box: AP undefined"
@@ -87,8 +96,11 @@ def coco_box_ap(
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "annotations": gts,
-                           "categories": [{"id": 1, "name": "polyp"}]}  # fmt: skip
+        coco_gt.dataset = {
+            "images": images,
+            "annotations": gts,
+            "categories": [{"id": 1, "name": "polyp"}],
+        }
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(dets)
         coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
@@ -98,8 +110,11 @@ def coco_box_ap(
     stats = coco_eval.stats  # -1 where undefined
     keys = ("AP", "AP50", "AP75")
     out = {k: float(stats[j]) if stats[j] >= 0 else float("nan") for j, k in enumerate(keys)}
-    summary = "\n".join(ln for ln in buf.getvalue().splitlines() if "Average Precision" in ln
-                        or "Average Recall" in ln)  # fmt: skip
+    summary = "\n".join(
+        ln
+        for ln in buf.getvalue().splitlines()
+        if "Average Precision" in ln or "Average Recall" in ln
+    )
     return out, summary
 
 
@@ -245,8 +260,10 @@ class DetectionEvaluator(DatasetEvaluator):
         if repeated:
             logger.warning(
                 "DetectionEvaluator(%s): %d frame(s) were processed more than once; the last "
-                "output of each is scored", self.dataset_name, repeated,
-            )  # fmt: skip
+                "output of each is scored",
+                self.dataset_name,
+                repeated,
+            )
         if not frames:
             logger.warning("DetectionEvaluator(%s): no frame has ground truth", self.dataset_name)
             return OrderedDict()
@@ -260,8 +277,12 @@ class DetectionEvaluator(DatasetEvaluator):
         result["num_gt_boxes"] = float(len(ious))
         result["num_pred_boxes"] = float(sum(r[3] is not None for r in rows))
         logger.info(
-            "DetectionEvaluator(%s): %d frames, %d GT boxes, %d predicted boxes, mean IoU "
-            "%.4f\n%s", self.dataset_name, len(rows), len(ious), int(result["num_pred_boxes"]),
-            result["mean_iou"], summary,
-        )  # fmt: skip
+            "DetectionEvaluator(%s): %d frames, %d GT boxes, %d predicted boxes, mean IoU %.4f\n%s",
+            self.dataset_name,
+            len(rows),
+            len(ious),
+            int(result["num_pred_boxes"]),
+            result["mean_iou"],
+            summary,
+        )
         return OrderedDict([(f"{self.dataset_name}/detection", result)])

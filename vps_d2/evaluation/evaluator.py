@@ -88,8 +88,10 @@ def inference_on_dataset(model, data_loader: Iterable, evaluator: DatasetEvaluat
             for inputs in data_loader:
                 outputs = model(inputs)
                 if len(outputs) != len(inputs):
-                    raise RuntimeError(f"{type(model).__name__} returned {len(outputs)} outputs "
-                                       f"for {len(inputs)} frames")  # fmt: skip
+                    raise RuntimeError(
+                        f"{type(model).__name__} returned {len(outputs)} outputs "
+                        f"for {len(inputs)} frames"
+                    )
                 evaluator.process(inputs, outputs)
                 n_frames += len(inputs)
     finally:
@@ -100,8 +102,10 @@ def inference_on_dataset(model, data_loader: Iterable, evaluator: DatasetEvaluat
     total = time.perf_counter() - start
     logger.info(
         "Inference done on %d frames in %s (%.4f s/frame on this process)",
-        n_frames, datetime.timedelta(seconds=int(total)), total / max(n_frames, 1),
-    )  # fmt: skip
+        n_frames,
+        datetime.timedelta(seconds=int(total)),
+        total / max(n_frames, 1),
+    )
     comm.synchronize()
     results = evaluator.evaluate()
     return results if results is not None else {}

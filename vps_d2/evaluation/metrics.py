@@ -543,8 +543,11 @@ def _background_weighted_sum(st: FrameStats) -> float:
         if bw == 0:
             return 2 * s_bg  # every pixel with P > 0 is beyond the box
         r0, r1, c0, c1 = (
-            min(y0, r0 + by), max(y1, r0 + by + bh), min(x0, c0 + bx), max(x1, c0 + bx + bw)
-        )  # fmt: skip
+            min(y0, r0 + by),
+            max(y1, r0 + by + bh),
+            min(x0, c0 + bx),
+            max(x1, c0 + bx + bw),
+        )
     gd = gt[r0:r1, c0:c1]
     pr = pred[r0:r1, c0:c1]
     bg = ~gd

@@ -79,10 +79,26 @@ SUN_SEG_TEST_SPLITS = (
 )
 # Result keys, in the toolbox's names (+ the corrected Specificity), in print order.
 METRIC_KEYS = (
-    "Smeasure", "wFmeasure", "MAE", "adpEm", "meanEm", "maxEm", "adpFm", "meanFm", "maxFm",
-    "meanSen", "maxSen", "meanSpe", "maxSpe", "meanDice", "maxDice", "meanIoU", "maxIoU",
-    "meanSpeCorrected", "maxSpeCorrected",
-)  # fmt: skip
+    "Smeasure",
+    "wFmeasure",
+    "MAE",
+    "adpEm",
+    "meanEm",
+    "maxEm",
+    "adpFm",
+    "meanFm",
+    "maxFm",
+    "meanSen",
+    "maxSen",
+    "meanSpe",
+    "maxSpe",
+    "meanDice",
+    "maxDice",
+    "meanIoU",
+    "maxIoU",
+    "meanSpeCorrected",
+    "maxSpeCorrected",
+)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -203,8 +219,13 @@ class CaseAccumulator:
         self.zero_one_files += other.zero_one_files[: max(room, 0)]
 
     def state(self) -> dict:
-        return {"n": self.n, "scalars": self.scalars.copy(), "curves": self.curves.copy(),
-                "zero_one": self.zero_one, "zero_one_files": list(self.zero_one_files)}  # fmt: skip
+        return {
+            "n": self.n,
+            "scalars": self.scalars.copy(),
+            "curves": self.curves.copy(),
+            "zero_one": self.zero_one,
+            "zero_one_files": list(self.zero_one_files),
+        }
 
     @classmethod
     def from_state(cls, state: Mapping) -> CaseAccumulator:

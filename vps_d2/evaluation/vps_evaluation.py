@@ -199,9 +199,11 @@ class VPSEvaluator(DatasetEvaluator):
             if self._worst is not None:
                 prob01 = q.astype(np.float32) / 255.0
                 self._worst.add(
-                    _dice_at_half(q, gt), file_name=inp["file_name"], gt_file_name=gt_file,
+                    _dice_at_half(q, gt),
+                    file_name=inp["file_name"],
+                    gt_file_name=gt_file,
                     prob=prob01,
-                )  # fmt: skip
+                )
 
     def evaluate(self) -> OrderedDict:
         states = {vid: acc.state() for vid, acc in self._cases.items()}
@@ -217,8 +219,9 @@ class VPSEvaluator(DatasetEvaluator):
             folder = worst_cases_folder(self.output_dir, self.dataset_name)
             write_worst_cases(worst, folder, k=self.dump_worst_cases, metric="Dice@0.5")
             n = min(len(worst), self.dump_worst_cases)
-            logger.info("VPSEvaluator(%s): the %d worst frames kept in %s",
-                        self.dataset_name, n, folder)  # fmt: skip
+            logger.info(
+                "VPSEvaluator(%s): the %d worst frames kept in %s", self.dataset_name, n, folder
+            )
         cases: dict[str, CaseAccumulator] = {}
         for part in all_states:
             for vid, st in part.items():
@@ -232,19 +235,27 @@ class VPSEvaluator(DatasetEvaluator):
         if missing:
             logger.warning(
                 "VPSEvaluator(%s): %d video(s) with scored frames received no prediction: %s",
-                self.dataset_name, len(missing), ", ".join(missing[:10]),
-            )  # fmt: skip
+                self.dataset_name,
+                len(missing),
+                ", ".join(missing[:10]),
+            )
         incomplete = [v for v, acc in cases.items() if acc.n != videos[v][1]]
         if incomplete:
             logger.warning(
                 "VPSEvaluator(%s): %d video(s) scored on fewer frames than the toolbox would: %s",
-                self.dataset_name, len(incomplete), ", ".join(incomplete[:10]),
-            )  # fmt: skip
+                self.dataset_name,
+                len(incomplete),
+                ", ".join(incomplete[:10]),
+            )
         if not cases:
             logger.warning("VPSEvaluator(%s): no frame was scored", self.dataset_name)
             return OrderedDict()
-        warn_zero_one_gt(f"VPSEvaluator({self.dataset_name})", cases, literal=self.literal_gt,
-                         literal_option="TEST.VPS.LITERAL_GT True")  # fmt: skip
+        warn_zero_one_gt(
+            f"VPSEvaluator({self.dataset_name})",
+            cases,
+            literal=self.literal_gt,
+            literal_option="TEST.VPS.LITERAL_GT True",
+        )
         result = aggregate_cases(cases)
         if self.output_dir and result:
             base = os.path.join(self.output_dir, f"vps_{self.dataset_name}")

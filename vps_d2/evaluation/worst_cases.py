@@ -75,8 +75,9 @@ class WorstCaseKeeper:
         h, w = p.shape
         s = min(1.0, self.max_side / max(h, w))
         if s < 1.0:
-            p = cv2.resize(p, (max(1, round(w * s)), max(1, round(h * s))),
-                           interpolation=cv2.INTER_AREA)  # fmt: skip
+            p = cv2.resize(
+                p, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA
+            )
         case = {
             "score": score,
             "file_name": file_name,
@@ -122,11 +123,17 @@ def write_worst_cases(
         path = os.path.join(folder, prob_file)
         atomic_write_bytes(path, buf.tobytes())
         paths.append(path)
-        entries.append({
-            "rank": rank, "score": float(case["score"]), "metric": metric, "name": name,
-            "file_name": case["file_name"], "gt_file_name": case.get("gt_file_name"),
-            "prob_file": prob_file,
-        })  # fmt: skip
+        entries.append(
+            {
+                "rank": rank,
+                "score": float(case["score"]),
+                "metric": metric,
+                "name": name,
+                "file_name": case["file_name"],
+                "gt_file_name": case.get("gt_file_name"),
+                "prob_file": prob_file,
+            }
+        )
     index = os.path.join(folder, WORST_CASES_INDEX)
     dump_json_atomic(index, {"metric": metric, "cases": entries})
     paths.append(index)

@@ -180,8 +180,7 @@ class VideoReader:
             self.fps = float(src_fps)
         else:
             if self.kind != "frames":
-                logger.warning("%s reports no frame rate; using %.1f fps", self.source,
-                               DEFAULT_FPS)  # fmt: skip
+                logger.warning("%s reports no frame rate; using %.1f fps", self.source, DEFAULT_FPS)
             self.fps = DEFAULT_FPS
         self.height, self.width = (int(s) for s in self._first.shape[:2])
         if count is not None and max_frames is not None:
@@ -269,8 +268,12 @@ class VideoReader:
                 and i < self.num_frames
                 and (self.max_frames is None or i < self.max_frames)
             ):
-                logger.warning("%s: the container announced %d frames, %d could be decoded",
-                               self.source, self.num_frames, i)  # fmt: skip
+                logger.warning(
+                    "%s: the container announced %d frames, %d could be decoded",
+                    self.source,
+                    self.num_frames,
+                    i,
+                )
         finally:
             cap.release()
 
@@ -321,7 +324,13 @@ def read_gt_mask(path: str | None, height: int, width: int) -> np.ndarray | None
         return None
     m = read_mask(path)
     if m.shape != (height, width):
-        logger.warning("Mask %s is %dx%d, the frame %dx%d: resizing it", path, m.shape[1],
-                       m.shape[0], width, height)  # fmt: skip
+        logger.warning(
+            "Mask %s is %dx%d, the frame %dx%d: resizing it",
+            path,
+            m.shape[1],
+            m.shape[0],
+            width,
+            height,
+        )
         m = cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     return m

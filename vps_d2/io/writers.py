@@ -38,8 +38,11 @@ logger = logging.getLogger(__name__)
 def write_image(path: str, image: np.ndarray) -> None:
     """Write a BGR (H, W, 3) or gray (H, W) uint8 image atomically (temp file + rename)."""
     ext = os.path.splitext(path)[1].lower() or ".png"
-    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95],
-              ".png": [cv2.IMWRITE_PNG_COMPRESSION, 9]}.get(ext, [])  # fmt: skip
+    params = {
+        ".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95],
+        ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95],
+        ".png": [cv2.IMWRITE_PNG_COMPRESSION, 9],
+    }.get(ext, [])
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:
         raise ValueError(f"Cannot encode an image as {ext!r} for {path!r}")
@@ -131,8 +134,11 @@ class VideoWriter:
                 if i > 0:
                     logger.warning(
                         "Video codec fallback: %s. Writing %s with %s instead of %s.",
-                        "; ".join(failures), self.path, fourcc, self.requested_path,
-                    )  # fmt: skip
+                        "; ".join(failures),
+                        self.path,
+                        fourcc,
+                        self.requested_path,
+                    )
                 break
             failures.append(f"{fourcc}/{ext} unusable ({why})")
         else:
@@ -147,8 +153,9 @@ class VideoWriter:
             self.abort()
             raise RuntimeError(f"Cannot open a {self.fourcc} writer for {self.path!r}")
         self.count = 0
-        logger.info("Writing %s (%s, %.3g fps, %dx%d)", self.path, self.fourcc, self.fps,
-                    width, height)  # fmt: skip
+        logger.info(
+            "Writing %s (%s, %.3g fps, %dx%d)", self.path, self.fourcc, self.fps, width, height
+        )
 
     def write(self, frame: np.ndarray) -> None:
         """Append one BGR uint8 frame of exactly ``frame_size``."""

@@ -37,15 +37,18 @@ class Criterion(nn.Module):
         super().__init__()
         name = type(self).__name__
         if not isinstance(weight_dict, Mapping) or not weight_dict:
-            raise ValueError(f"{name}: weight_dict must be a non-empty mapping of loss names to "
-                             f"weights, got {weight_dict!r}")  # fmt: skip
+            raise ValueError(
+                f"{name}: weight_dict must be a non-empty mapping of loss names to "
+                f"weights, got {weight_dict!r}"
+            )
         weights: dict[str, float] = {}
         for key, w in weight_dict.items():
             if not isinstance(key, str):
                 raise ValueError(f"{name}: loss names must be strings, got {key!r}")
             if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w):
-                raise ValueError(f"{name}: the weight of {key!r} must be a finite number, got "
-                                 f"{w!r}")  # fmt: skip
+                raise ValueError(
+                    f"{name}: the weight of {key!r} must be a finite number, got {w!r}"
+                )
             weights[key] = float(w)
         self.weight_dict = weights
 
@@ -57,8 +60,10 @@ class Criterion(nn.Module):
     def is_active(self, name: str) -> bool:
         """True when ``name`` has a non-zero weight (compute it); unknown names raise."""
         if name not in self.weight_dict:
-            raise ValueError(f"{type(self).__name__}: unknown loss {name!r}; weight_dict has "
-                             f"{sorted(self.weight_dict)}")  # fmt: skip
+            raise ValueError(
+                f"{type(self).__name__}: unknown loss {name!r}; weight_dict has "
+                f"{sorted(self.weight_dict)}"
+            )
         return self.weight_dict[name] != 0
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
@@ -79,8 +84,11 @@ class Criterion(nn.Module):
                 parts.append(f"unknown losses {unknown} (not in weight_dict)")
             if missing:
                 parts.append(f"missing losses {missing} (non-zero weight but not computed)")
-            raise ValueError(f"{type(self).__name__}.apply_weights: " + "; ".join(parts)
-                             + f"; weight_dict has {sorted(self.weight_dict)}")  # fmt: skip
+            raise ValueError(
+                f"{type(self).__name__}.apply_weights: "
+                + "; ".join(parts)
+                + f"; weight_dict has {sorted(self.weight_dict)}"
+            )
         return {k: v * self.weight_dict[k] for k, v in losses.items() if self.weight_dict[k] != 0}
 
     def extra_repr(self) -> str:

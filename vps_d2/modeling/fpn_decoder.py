@@ -26,10 +26,12 @@ class LightFPNDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         lat = [conv(f) for conv, f in zip(self.lateral, feats)]
         for i in range(len(lat) - 2, -1, -1):
-            lat[i] = lat[i] + F.interpolate(lat[i + 1], size=lat[i].shape[-2:], mode="bilinear",
-                                            align_corners=False)  # fmt: skip
+            lat[i] = lat[i] + F.interpolate(
+                lat[i + 1], size=lat[i].shape[-2:], mode="bilinear", align_corners=False
+            )
         outs = [conv(x) for conv, x in zip(self.output, lat)]
         size = outs[0].shape[-2:]
-        outs = [outs[0]] + [F.interpolate(o, size=size, mode="bilinear", align_corners=False)
-                            for o in outs[1:]]  # fmt: skip
+        outs = [outs[0]] + [
+            F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs[1:]
+        ]
         return self.fuse(torch.cat(outs, dim=1))

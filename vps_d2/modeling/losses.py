@@ -110,8 +110,10 @@ def _check_valid(name: str, valid: torch.Tensor | None, n: int, device) -> torch
     if valid is None:
         return torch.ones(n, dtype=torch.bool, device=device)
     if valid.dtype != torch.bool or valid.shape != (n,):
-        raise ValueError(f"{name}: valid must be a bool tensor of shape ({n},), got "
-                         f"{valid.dtype} {tuple(valid.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{name}: valid must be a bool tensor of shape ({n},), got "
+            f"{valid.dtype} {tuple(valid.shape)}"
+        )
     return valid.to(device)
 
 
@@ -139,8 +141,13 @@ def cross_entropy_loss(
     valid = targets != ignore_index
     logits = _where_valid(valid, logits.float(), 0.0)
     # N, 0 where ignored
-    per = F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction="none",
-                          label_smoothing=label_smoothing)  # fmt: skip
+    per = F.cross_entropy(
+        logits,
+        targets,
+        ignore_index=ignore_index,
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )
     return _masked_mean(per, valid, valid.sum())
 
 
@@ -157,8 +164,10 @@ def mse_loss(
         the number of those elements; a graph-connected 0 when no sample is valid.
     """
     if pred.shape != target.shape or pred.dim() < 1:
-        raise ValueError(f"mse_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)} "
-                         "must have the same shape (N, ...)")  # fmt: skip
+        raise ValueError(
+            f"mse_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)} "
+            "must have the same shape (N, ...)"
+        )
     valid = _check_valid("mse_loss", valid, pred.shape[0], pred.device)
     pred, target = _where_valid(valid, pred.float(), 0.0), _where_valid(valid, target.float(), 0.0)
     sq = (pred - target) ** 2  # N, ...
@@ -172,8 +181,10 @@ def _valid_boxes(
     """Check (N, 4) boxes; return float pred and target with the invalid rows set to the
     unit box (0.5, 0.5, 1, 1), and valid (N,) bool."""
     if pred.dim() != 2 or pred.shape[1] != 4 or pred.shape != target.shape:
-        raise ValueError(f"{name}: need pred and target boxes (N, 4) (cx, cy, w, h), got "
-                         f"{tuple(pred.shape)} and {tuple(target.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{name}: need pred and target boxes (N, 4) (cx, cy, w, h), got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     valid = _check_valid(name, valid, pred.shape[0], pred.device)
     unit = torch.tensor([0.5, 0.5, 1.0, 1.0], device=pred.device)
     return _where_valid(valid, pred.float(), unit), _where_valid(valid, target.float(), unit), valid
@@ -216,8 +227,9 @@ def adversarial_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
     real_logits: (N, ...) any shape; fake_logits: (M, ...) any shape -> scalar.
     """
     real, fake = real_logits.float(), fake_logits.float()
-    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))  # fmt: skip
+    return F.binary_cross_entropy_with_logits(
+        real, torch.ones_like(real)
+    ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
 
 
 def adversarial_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -169,8 +169,7 @@ def memory_read(
     n = mem_key.shape[2]
     if n == 0 or mem_value.shape[2] != n:
         raise ValueError(
-            f"memory_read: empty or inconsistent memory (keys N={n}, values "
-            f"N={mem_value.shape[2]})"
+            f"memory_read: empty or inconsistent memory (keys N={n}, values N={mem_value.shape[2]})"
         )
     cv = mem_value.shape[1]
     k = n if top_k <= 0 else min(top_k, n)
@@ -304,14 +303,21 @@ class MemoryBank:
         frames = self.stored_frames()
         slots = None
         if self.eviction == "relevance":
-            lookup = torch.full((max(frames) + 1,), -1, dtype=torch.long,
-                                device=self.frame_ids.device)  # fmt: skip
+            lookup = torch.full(
+                (max(frames) + 1,), -1, dtype=torch.long, device=self.frame_ids.device
+            )
             lookup[torch.tensor(frames, device=lookup.device)] = torch.arange(
                 len(frames), device=lookup.device
             )
             slots = lookup[self.frame_ids]
         readout, usage, relevance = memory_read(
-            query_key, self.keys, self.values, self.top_k, self.query_chunk, slots, len(frames),
+            query_key,
+            self.keys,
+            self.values,
+            self.top_k,
+            self.query_chunk,
+            slots,
+            len(frames),
             affinity=self.affinity,
         )
         # out of place: the bank may hold inference-mode tensors
@@ -330,8 +336,10 @@ class MemoryBank:
             or key.shape[0] != value.shape[0]
             or (key.shape[2] != value.shape[2])
         ):
-            raise ValueError(f"MemoryBank.write: need key (B, Ck, n) and value (B, Cv, n), got "
-                             f"{tuple(key.shape)} and {tuple(value.shape)}")  # fmt: skip
+            raise ValueError(
+                f"MemoryBank.write: need key (B, Ck, n) and value (B, Cv, n), got "
+                f"{tuple(key.shape)} and {tuple(value.shape)}"
+            )
         b, _, n = key.shape
         if self.is_empty:
             self.elements_per_frame = n

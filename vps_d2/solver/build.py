@@ -34,11 +34,27 @@ __all__ = [
 #: The keys of ``cfg.SOLVER`` that a named optimizer's section repeats (its own optimizer,
 #: learning-rate schedule and gradient clipping); the rest of SOLVER is shared.
 OPTIMIZER_KEYS = (
-    "OPTIMIZER", "LR_SCHEDULER_NAME", "BASE_LR", "POLY_LR_POWER", "POLY_LR_CONSTANT_ENDING",
-    "BASE_LR_END", "MOMENTUM", "NESTEROV", "BETAS", "WEIGHT_DECAY", "WEIGHT_DECAY_NORM",
-    "WEIGHT_DECAY_BIAS", "BIAS_LR_FACTOR", "BACKBONE_MULTIPLIER", "GAMMA", "STEPS",
-    "WARMUP_FACTOR", "WARMUP_ITERS", "WARMUP_METHOD", "CLIP_GRADIENTS",
-)  # fmt: skip
+    "OPTIMIZER",
+    "LR_SCHEDULER_NAME",
+    "BASE_LR",
+    "POLY_LR_POWER",
+    "POLY_LR_CONSTANT_ENDING",
+    "BASE_LR_END",
+    "MOMENTUM",
+    "NESTEROV",
+    "BETAS",
+    "WEIGHT_DECAY",
+    "WEIGHT_DECAY_NORM",
+    "WEIGHT_DECAY_BIAS",
+    "BIAS_LR_FACTOR",
+    "BACKBONE_MULTIPLIER",
+    "GAMMA",
+    "STEPS",
+    "WARMUP_FACTOR",
+    "WARMUP_ITERS",
+    "WARMUP_METHOD",
+    "CLIP_GRADIENTS",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +118,12 @@ def add_optimizer_config(cfg: CfgNode, name: str, **overrides) -> CfgNode:
         return cfg.SOLVER[key]
     if key in cfg.SOLVER:
         raise ValueError(f"add_optimizer_config: SOLVER.{key} already exists and is not a section")
-    node = type(cfg)({k: cfg.SOLVER[k].clone() if isinstance(cfg.SOLVER[k], CfgNode)
-                      else cfg.SOLVER[k] for k in OPTIMIZER_KEYS})  # fmt: skip
+    node = type(cfg)(
+        {
+            k: cfg.SOLVER[k].clone() if isinstance(cfg.SOLVER[k], CfgNode) else cfg.SOLVER[k]
+            for k in OPTIMIZER_KEYS
+        }
+    )
     for k, v in overrides.items():
         if k not in OPTIMIZER_KEYS:
             raise KeyError(f"add_optimizer_config({name!r}): {k} is not one of {OPTIMIZER_KEYS}")
@@ -160,9 +180,7 @@ def build_optimizer(
     raise ValueError(f"{where}.OPTIMIZER must be SGD, Adam or AdamW, got {s.OPTIMIZER!r}")
 
 
-def build_lr_scheduler(
-    cfg, optimizer: torch.optim.Optimizer, name: str = "main"
-) -> LRMultiplier:
+def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer, name: str = "main") -> LRMultiplier:
     """WarmupPolyLR / WarmupMultiStepLR / WarmupCosineLR / WarmupConstantLR
     (``<section>.LR_SCHEDULER_NAME``) over ``cfg.SOLVER.MAX_ITER`` iterations."""
     s, where = solver_section(cfg, name)

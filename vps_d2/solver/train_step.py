@@ -114,13 +114,19 @@ class OptimizerSet:
         if kind == "value":
             self.fabric.clip_gradients(self.model, opt, clip_val=c.CLIP_VALUE)
         elif kind == "full_model":
-            self.fabric.clip_gradients(self.model, opt, max_norm=c.CLIP_VALUE,
-                                       norm_type=c.NORM_TYPE, error_if_nonfinite=False)  # fmt: skip
+            self.fabric.clip_gradients(
+                self.model,
+                opt,
+                max_norm=c.CLIP_VALUE,
+                norm_type=c.NORM_TYPE,
+                error_if_nonfinite=False,
+            )
         elif kind == "norm":
             # Let Fabric unscale AMP gradients (an infinite max_norm clips nothing), then
             # clip each parameter's gradient norm on its own.
-            self.fabric.clip_gradients(self.model, opt, max_norm=float("inf"),
-                                       error_if_nonfinite=False)  # fmt: skip
+            self.fabric.clip_gradients(
+                self.model, opt, max_norm=float("inf"), error_if_nonfinite=False
+            )
             for group in opt.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:

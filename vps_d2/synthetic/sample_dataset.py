@@ -202,8 +202,9 @@ def _make_work_folder(out: str, kind: str) -> str:
     The writer's process id in the name lets a later run remove the folders of runs that
     were killed (:func:`_remove_stale_work_folders`). Mode: what ``mkdir`` gives (umask).
     """
-    folder = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.{kind}-{os.getpid()}-",
-                              dir=os.path.dirname(out))  # fmt: skip
+    folder = tempfile.mkdtemp(
+        prefix=f".{os.path.basename(out)}.{kind}-{os.getpid()}-", dir=os.path.dirname(out)
+    )
     os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes it 0o700
     return folder
 
@@ -233,8 +234,11 @@ def _remove_stale_work_folders(out: str) -> list[str]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     if removed:
-        logger.info("Removed %d folder(s) left by killed runs: %s", len(removed),
-                    ", ".join(os.path.basename(p) for p in removed))  # fmt: skip
+        logger.info(
+            "Removed %d folder(s) left by killed runs: %s",
+            len(removed),
+            ", ".join(os.path.basename(p) for p in removed),
+        )
     return removed
 
 

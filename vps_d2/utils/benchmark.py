@@ -252,9 +252,15 @@ class TimingStats:
         return 1000 * statistics.stdev(self.times_s) if len(self.times_s) > 1 else 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"median_ms": self.median_ms, "mean_ms": self.mean_ms, "min_ms": self.min_ms,
-                "max_ms": self.max_ms, "stdev_ms": self.stdev_ms, "repeats": self.repeats,
-                "warmup": self.warmup}  # fmt: skip
+        return {
+            "median_ms": self.median_ms,
+            "mean_ms": self.mean_ms,
+            "min_ms": self.min_ms,
+            "max_ms": self.max_ms,
+            "stdev_ms": self.stdev_ms,
+            "repeats": self.repeats,
+            "warmup": self.warmup,
+        }
 
 
 def time_callable(
@@ -289,8 +295,7 @@ def time_callable(
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     stats = TimingStats(times, warmup)
-    logger.debug("timed %d calls (+%d warm-up): median %.2f ms", repeats, warmup,
-                 stats.median_ms)  # fmt: skip
+    logger.debug("timed %d calls (+%d warm-up): median %.2f ms", repeats, warmup, stats.median_ms)
     return stats
 
 
@@ -333,8 +338,13 @@ def synthetic_frames(
     g = torch.Generator().manual_seed(seed)
     base = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g)
     for t in range(num_frames):
-        yield {"image": torch.roll(base, t % 11, 2), "height": height, "width": width,
-               "video_id": video_id, "frame_index": t}  # fmt: skip
+        yield {
+            "image": torch.roll(base, t % 11, 2),
+            "height": height,
+            "width": width,
+            "video_id": video_id,
+            "frame_index": t,
+        }
 
 
 def streaming_memory(
@@ -384,8 +394,7 @@ def _format_cell(value: Any, fmt: CellFormat, missing: str) -> str:
     return fmt.format(value)
 
 
-def ratio_cell(num: float | None, den: float | None, fmt: str = "{:.3f}",
-               missing: str = "") -> str:  # fmt: skip
+def ratio_cell(num: float | None, den: float | None, fmt: str = "{:.3f}", missing: str = "") -> str:
     """``fmt.format(num / den)``, or ``missing`` if either is None or ``den`` is 0."""
     if num is None or not den or isinstance(num, str) or isinstance(den, str):
         return missing
@@ -419,8 +428,10 @@ def markdown_table(
     fmts = list(fmt) if isinstance(fmt, list | tuple) else [fmt] * n
     if len(fmts) != n:
         raise ValueError(f"markdown_table: {len(fmts)} formats for {n} columns")
-    lines = ["| " + " | ".join(header + [r[0] for r in ratios]) + " |",
-             "|" + "---|" * (n + len(ratios))]  # fmt: skip
+    lines = [
+        "| " + " | ".join(header + [r[0] for r in ratios]) + " |",
+        "|" + "---|" * (n + len(ratios)),
+    ]
     for row in rows:
         row = list(row)
         if len(row) != n:

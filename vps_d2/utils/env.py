@@ -35,8 +35,17 @@ def collect_env_info() -> str:
         ("machine", platform.machine()),
         ("CPU count", os.cpu_count()),
     ]
-    for mod in ("vps_d2", "torch", "torchvision", "numpy", "fvcore", "timm", "cv2",
-                "lightning_fabric", "scipy"):  # fmt: skip
+    for mod in (
+        "vps_d2",
+        "torch",
+        "torchvision",
+        "numpy",
+        "fvcore",
+        "timm",
+        "cv2",
+        "lightning_fabric",
+        "scipy",
+    ):
         try:
             rows.append((mod, getattr(importlib.import_module(mod), "__version__", "?")))
         except ImportError:

@@ -43,8 +43,9 @@ def exit_with_parent() -> bool:
     parent = mp.parent_process()
     if parent is None:
         return False
-    watcher = threading.Thread(target=_exit_when_ready, args=(parent.sentinel,),
-                               name="exit-with-parent", daemon=True)  # fmt: skip
+    watcher = threading.Thread(
+        target=_exit_when_ready, args=(parent.sentinel,), name="exit-with-parent", daemon=True
+    )
     watcher.start()
     return True
 

@@ -105,8 +105,9 @@ def draw_contours(
     """Outline the regions of a bool (H, W) ``mask`` on ``image`` in place (dark-edged)."""
     _check_mask(mask, image, "mask")
     t = _thickness(image) if thickness is None else thickness
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE)  # fmt: skip
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     if contours:
         cv2.drawContours(image, contours, -1, OUTLINE_COLOR, t + 2, cv2.LINE_AA)
         cv2.drawContours(image, contours, -1, color, t, cv2.LINE_AA)
@@ -301,8 +302,7 @@ class Visualizer:
         with_gt: bool = False,
     ) -> np.ndarray:
         """The demo's picture: prediction, and when ``with_gt`` the GT to its right (2W)."""
-        pred = self.draw_prediction(image, output, frame_index=frame_index,
-                                    latency_ms=latency_ms)  # fmt: skip
+        pred = self.draw_prediction(image, output, frame_index=frame_index, latency_ms=latency_ms)
         if not with_gt:
             return pred
         return side_by_side([pred, self.draw_ground_truth(image, gt_mask)])
@@ -379,8 +379,9 @@ class ContactSheet:
         cols = min(self.cols, len(tiles))
         rows = math.ceil(len(tiles) / cols)
         gap = 4
-        sheet = np.full((rows * th + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3), 32,
-                        np.uint8)  # fmt: skip
+        sheet = np.full(
+            (rows * th + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3), 32, np.uint8
+        )
         for k, tile in enumerate(tiles):
             r, c = divmod(k, cols)
             y, x = gap + r * (th + gap), gap + c * (tw + gap)
@@ -465,8 +466,14 @@ def save_worst_cases(
     for rank, case in enumerate(ordered):
         name = case.get("name") or os.path.splitext(os.path.basename(case["file_name"]))[0]
         title = f"{metric} {float(case['score']):.3f}  {name}"
-        img = render_case(case["file_name"], case["prob"], case.get("gt_file_name"),
-                          threshold=threshold, title=title, visualizer=vis)  # fmt: skip
+        img = render_case(
+            case["file_name"],
+            case["prob"],
+            case.get("gt_file_name"),
+            threshold=threshold,
+            title=title,
+            visualizer=vis,
+        )
         path = os.path.join(output_dir, f"{rank:02d}_{name}.jpg")
         write_image(path, img)
         paths.append(path)

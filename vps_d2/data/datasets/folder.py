@@ -294,7 +294,6 @@ def update_metadata(name: str, **values) -> None:
     MetadataCatalog.get(name).set(**{**old, **values})
 
 
-
 def _resolve_folder(root: str) -> str:
     root = os.path.expanduser(root)
     if os.path.isabs(root):
@@ -320,6 +319,7 @@ def register_video_folder(
         evaluator_type: metadata ``evaluator_type`` ("vps" = the SUN-SEG protocol).
         **metadata: further metadata attributes.
     """
+
     def _load() -> list[dict]:
         path = _resolve_folder(root)
         update_metadata(name, root=path, image_root=os.path.join(path, "Frame"))

@@ -190,8 +190,7 @@ def load_bbox_annotations(path: str) -> dict[tuple[str, str], list[float]]:
             anns.extend(data[key])
     if not anns and "annotation" not in data and "annotations" not in data:
         raise ValueError(
-            f"{path}: no 'annotation' (or 'annotations') list of boxes; keys found: "
-            f"{sorted(data)}"
+            f"{path}: no 'annotation' (or 'annotations') list of boxes; keys found: {sorted(data)}"
         )
     images: dict[object, tuple[str, str]] = {}
     for im in data["images"]:
@@ -452,21 +451,27 @@ def load_sun_seg(
         logger.warning(
             "%s: %d case(s) are not named in the case table; classified by their source "
             "video (every listed clip of it has one class): %s",
-            split_path, len(by_video), _listing(by_video),
-        )  # fmt: skip
+            split_path,
+            len(by_video),
+            _listing(by_video),
+        )
     if case_tables and unclassified:
         logger.warning(
             "%s: %d case(s) have no class (not in classification.txt nor in %s); class_id "
             "-1 (not scored by the classification evaluator): %s",
-            split_path, len(unclassified), " nor ".join(n for _, n in case_tables),
+            split_path,
+            len(unclassified),
+            " nor ".join(n for _, n in case_tables),
             _listing(unclassified),
-        )  # fmt: skip
+        )
     if disagree:
         logger.warning(
             "%s: classification.txt disagrees with vps_d2's SUN-SEG case table for %d "
             "case(s) (classification.txt is used): %s",
-            split_path, len(disagree), _listing(disagree),
-        )  # fmt: skip
+            split_path,
+            len(disagree),
+            _listing(disagree),
+        )
     return records
 
 

@@ -61,14 +61,26 @@ QUICK = {"size": 0, "steps": [1], "timed_frames": 1, "memory_frames": [3, 6], "m
 
 # The public code's measured sizes (methods.md, section 3: fvcore, 224x224, random init).
 PUBLIC_PARAMS_M = {
-    "image encoder": 44.07, "temporal encoder": 44.07, "FPN": 0.21, "latent transform": 0.44,
-    "time MLP": 1.07, "decode head (incl. FiLM, cls, box)": 8.88, "  of which FiLM": 6.30,
-    "  of which class head": 0.0046, "  of which box head": 0.0175, "reconstruction": 3.15,
-    "generator": 102.06, "discriminator": 23.84,
-}  # fmt: skip
-PUBLIC_GFLOPS = {"temporal encoder (4 frames)": 24.7, "training sample (generator)": 47.9,
-                 "encoders per inference frame": 30.9, "head per DDIM step": 9.05,
-                 "inference frame, 3 steps (public code's computation)": 58.2}  # fmt: skip
+    "image encoder": 44.07,
+    "temporal encoder": 44.07,
+    "FPN": 0.21,
+    "latent transform": 0.44,
+    "time MLP": 1.07,
+    "decode head (incl. FiLM, cls, box)": 8.88,
+    "  of which FiLM": 6.30,
+    "  of which class head": 0.0046,
+    "  of which box head": 0.0175,
+    "reconstruction": 3.15,
+    "generator": 102.06,
+    "discriminator": 23.84,
+}
+PUBLIC_GFLOPS = {
+    "temporal encoder (4 frames)": 24.7,
+    "training sample (generator)": 47.9,
+    "encoders per inference frame": 30.9,
+    "head per DDIM step": 9.05,
+    "inference frame, 3 steps (public code's computation)": 58.2,
+}
 
 
 def build(ratios, device: str, size: int, steps: int = 3):
@@ -123,29 +135,37 @@ def gflops_table(model, steps: int) -> dict[str, float]:
         spatial = bb.image_features(x)
         temporal = bb.temporal_features(prev)
         priors = model.fpn([s + r for s, r in zip(spatial, temporal)])
-    z = torch.randn(1, model.mask_embed.embedding.embedding_dim, *priors[0].shape[-2:],
-                    device=dev)  # fmt: skip
+    z = torch.randn(1, model.mask_embed.embedding.embedding_dim, *priors[0].shape[-2:], device=dev)
     ls = cosine_log_snr(torch.full((1,), 0.5, device=dev))
     g = {
         "image encoder (1 frame)": _gflops(model, bb.image_features, x),
         "temporal encoder (4 frames)": _gflops(model, bb.temporal_features, prev),
         "FPN": _gflops(model, lambda *f: model.fpn(list(f)), *spatial),
-        "head per DDIM step": _gflops(model, lambda z_, *p: model.denoise(z_, list(p), ls),
-                                      z, *priors),  # fmt: skip
-        "reconstruction": _gflops(model, lambda *r: model.reconstruction(list(r), hw),
-                                  *temporal),  # fmt: skip
+        "head per DDIM step": _gflops(
+            model, lambda z_, *p: model.denoise(z_, list(p), ls), z, *priors
+        ),
+        "reconstruction": _gflops(model, lambda *r: model.reconstruction(list(r), hw), *temporal),
         "discriminator (1 frame)": _gflops(model, model.discriminator, x),
     }
     enc1 = g["image encoder (1 frame)"]
     t1 = g["temporal encoder (4 frames)"] / 4
-    g["training sample (generator)"] = sum(g[k] for k in (
-        "image encoder (1 frame)", "temporal encoder (4 frames)", "FPN", "head per DDIM step",
-        "reconstruction"))  # fmt: skip
+    g["training sample (generator)"] = sum(
+        g[k]
+        for k in (
+            "image encoder (1 frame)",
+            "temporal encoder (4 frames)",
+            "FPN",
+            "head per DDIM step",
+            "reconstruction",
+        )
+    )
     g["encoders per inference frame"] = enc1 + 4 * t1
     g[f"inference frame, {steps} steps (public code's computation)"] = (
-        enc1 + 4 * t1 + g["FPN"] + steps * g["head per DDIM step"])
+        enc1 + 4 * t1 + g["FPN"] + steps * g["head per DDIM step"]
+    )
     g[f"inference frame, {steps} steps (vps_d2 streaming, cached)"] = (
-        enc1 + t1 + g["FPN"] + steps * g["head per DDIM step"])
+        enc1 + t1 + g["FPN"] + steps * g["head per DDIM step"]
+    )
     return g
 
 
@@ -158,8 +178,7 @@ def time_stream(model, n: int) -> float:
 
     def frame(i: int) -> tuple:
         img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-        return ({"image": img, "height": h, "width": w, "video_id": "bench",
-                 "frame_index": i},)  # fmt: skip
+        return ({"image": img, "height": h, "width": w, "video_id": "bench", "frame_index": i},)
 
     return time_callable(model.step, n, warmup=1, setup=frame, device=model.device).median_ms
 
@@ -183,20 +202,41 @@ def _params_cell(v: float) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--size", type=int, default=224,
-                   help="frame size for GFLOPs and timing (0: the config's INPUT.SIZE_TEST)")
-    p.add_argument("--steps", type=int, nargs="*", default=[1, 3, 10],
-                   help="DDIM steps of the timing table (none: skip it)")  # fmt: skip
+    p.add_argument(
+        "--size",
+        type=int,
+        default=224,
+        help="frame size for GFLOPs and timing (0: the config's INPUT.SIZE_TEST)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        nargs="*",
+        default=[1, 3, 10],
+        help="DDIM steps of the timing table (none: skip it)",
+    )
     p.add_argument("--timed-frames", type=int, default=3, help="timed frames per setting")
-    p.add_argument("--memory-frames", type=int, nargs="*", default=[100, 1000],
-                   help="checkpoints of the streaming memory run (none: skip it)")  # fmt: skip
-    p.add_argument("--memory-size", type=int, default=64,
-                   help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)")
+    p.add_argument(
+        "--memory-frames",
+        type=int,
+        nargs="*",
+        default=[100, 1000],
+        help="checkpoints of the streaming memory run (none: skip it)",
+    )
+    p.add_argument(
+        "--memory-size",
+        type=int,
+        default=64,
+        help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: diff_vps_sample.yaml at its size, 1 step, 1 timed frame")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: diff_vps_sample.yaml at its size, 1 step, 1 timed frame",
+    )
     args, _ = p.parse_known_args(argv)
     if args.quick:
         p.set_defaults(**QUICK)
@@ -210,8 +250,13 @@ def main(argv=None) -> int:
     dev = f"{args.device}, {torch.get_num_threads()} threads"
     variants = {SAMPLE_LABEL: None} if args.quick else RATIOS
     main_ratios = next(iter(variants.values()))
-    results: dict = {"device": args.device, "threads": torch.get_num_threads(),
-                     "size": args.size, "params_m": {}, "gflops": {}}  # fmt: skip
+    results: dict = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "size": args.size,
+        "params_m": {},
+        "gflops": {},
+    }
     hw = f"{args.size}x{args.size}"
     for label, ratios in variants.items():
         model, cfg = build(ratios, args.device, args.size)
@@ -226,20 +271,46 @@ def main(argv=None) -> int:
     public = not args.quick
     extra = ["public code", "ratio (MiT-b3 ratios)"] if public else []
     n = len(labels)
-    print(f"\nDiff-VPS parameters (M), {'paper' if public else 'sample'} configuration "
-          f"(random init; {dev})\n")  # fmt: skip
-    rows = [[k, *(results["params_m"][lab][k] for lab in labels)]
-            + ([theirs, ratio_cell(results["params_m"][labels[0]][k], theirs)] if public else [])
-            for k, theirs in PUBLIC_PARAMS_M.items()]  # fmt: skip
-    print("\n".join(markdown_table(["component", *labels, *extra], rows,
-                                   fmt=[None] + [_params_cell] * n + [None] * len(extra))))
+    print(
+        f"\nDiff-VPS parameters (M), {'paper' if public else 'sample'} configuration "
+        f"(random init; {dev})\n"
+    )
+    rows = [
+        [k, *(results["params_m"][lab][k] for lab in labels)]
+        + ([theirs, ratio_cell(results["params_m"][labels[0]][k], theirs)] if public else [])
+        for k, theirs in PUBLIC_PARAMS_M.items()
+    ]
+    print(
+        "\n".join(
+            markdown_table(
+                ["component", *labels, *extra],
+                rows,
+                fmt=[None] + [_params_cell] * n + [None] * len(extra),
+            )
+        )
+    )
     print(f"\nDiff-VPS GFLOPs (fvcore, {hw}, 1 multiply-add = 1 flop)\n")
-    rows = [[k, *(results["gflops"][lab][k] for lab in labels)]
-            + ([PUBLIC_GFLOPS.get(k), ratio_cell(results["gflops"][labels[0]][k],
-                                                 PUBLIC_GFLOPS.get(k))] if public else [])
-            for k in results["gflops"][labels[0]]]  # fmt: skip
-    print("\n".join(markdown_table(["quantity", *labels, *extra], rows,
-                                   fmt=[None] + ["{:.2f}"] * n + [None] * len(extra))))
+    rows = [
+        [k, *(results["gflops"][lab][k] for lab in labels)]
+        + (
+            [
+                PUBLIC_GFLOPS.get(k),
+                ratio_cell(results["gflops"][labels[0]][k], PUBLIC_GFLOPS.get(k)),
+            ]
+            if public
+            else []
+        )
+        for k in results["gflops"][labels[0]]
+    ]
+    print(
+        "\n".join(
+            markdown_table(
+                ["quantity", *labels, *extra],
+                rows,
+                fmt=[None] + ["{:.2f}"] * n + [None] * len(extra),
+            )
+        )
+    )
     if args.steps:
         timing = {}
         for steps in args.steps:
@@ -248,22 +319,37 @@ def main(argv=None) -> int:
                 timing[steps] = time_stream(model, args.timed_frames)
             del model
         results["ms_per_frame"] = timing
-        print(f"\nStreaming ms/frame ({labels[0].split(' (')[0]}, {hw}, {dev}; median of "
-              f"{args.timed_frames} frames)\n")  # fmt: skip
+        print(
+            f"\nStreaming ms/frame ({labels[0].split(' (')[0]}, {hw}, {dev}; median of "
+            f"{args.timed_frames} frames)\n"
+        )
         ref = timing.get(3)
-        print("\n".join(markdown_table(
-            ["DDIM steps", "ms/frame", "vs 3 steps"],
-            [[steps, ms, ratio_cell(ms, ref, "{:.2f}x")] for steps, ms in timing.items()],
-            fmt=[None, "{:.0f}", None])))  # fmt: skip
+        print(
+            "\n".join(
+                markdown_table(
+                    ["DDIM steps", "ms/frame", "vs 3 steps"],
+                    [[steps, ms, ratio_cell(ms, ref, "{:.2f}x")] for steps, ms in timing.items()],
+                    fmt=[None, "{:.0f}", None],
+                )
+            )
+        )
     if args.memory_frames:
         mem = memory_run(main_ratios, args.memory_size, args.memory_frames, args.device)
         results["memory_run"] = {"size": args.memory_size, "checkpoints": mem}
         msize = f"{args.memory_size}x{args.memory_size}" if args.memory_size else hw
         print(f"\nStreaming memory ({labels[0].split(' (')[0]}, {msize} frames, {dev})\n")
-        print("\n".join(markdown_table(
-            ["frames streamed", "cached frames", "cache MiB", "RSS MiB"],
-            [[n, st["buffer_frames"], st["buffer_mib"], st["rss_mib"]] for n, st in mem.items()],
-            fmt=[None, None, "{:.3f}", "{:.0f}"])))  # fmt: skip
+        print(
+            "\n".join(
+                markdown_table(
+                    ["frames streamed", "cached frames", "cache MiB", "RSS MiB"],
+                    [
+                        [n, st["buffer_frames"], st["buffer_mib"], st["rss_mib"]]
+                        for n, st in mem.items()
+                    ],
+                    fmt=[None, None, "{:.3f}", "{:.0f}"],
+                )
+            )
+        )
     if args.json:
         write_json(args.json, results)
     return 0

@@ -14,8 +14,9 @@ def add_diff_vps_config(cfg: CN) -> None:
     d = cfg.MODEL.DIFF_VPS = CN()
     # Previous frames seen by the temporal encoder (delta in the paper: 4). Training clips
     # have DELTA + 1 frames, the last is the target frame (the clip contract: INPUT.CLIP.
-    # SAMPLING "online", LENGTH DELTA + 1, filled in when unset; without USE_TRM any length). At test time the DELTA frames before each frame are used (the
-    # first frames of a video repeat frame 0, as the training clips clamped at the start).
+    # SAMPLING "online", LENGTH DELTA + 1, filled in when unset; without USE_TRM any
+    # length). At test time the DELTA frames before each frame are used (the first frames
+    # of a video repeat frame 0, as the training clips clamped at the start).
     d.DELTA = 4
     # Backbone levels of both encoders, finest first (4 levels, strides 4..32: S_j, R_j).
     d.IN_FEATURES = ["res2", "res3", "res4", "res5"]
@@ -115,6 +116,12 @@ def add_diff_vps_config(cfg: CN) -> None:
     # The discriminator's own optimizer (public code: AdamW, lr 1e-4, constant; torch's
     # AdamW default weight decay 0.01). SOLVER.MAX_ITER is shared.
     add_optimizer_config(
-        cfg, "DISCRIMINATOR", OPTIMIZER="AdamW", BASE_LR=1e-4, WEIGHT_DECAY=0.01,
-        WEIGHT_DECAY_NORM=0.01, LR_SCHEDULER_NAME="WarmupConstantLR", WARMUP_ITERS=0,
-    )  # fmt: skip
+        cfg,
+        "DISCRIMINATOR",
+        OPTIMIZER="AdamW",
+        BASE_LR=1e-4,
+        WEIGHT_DECAY=0.01,
+        WEIGHT_DECAY_NORM=0.01,
+        LR_SCHEDULER_NAME="WarmupConstantLR",
+        WARMUP_ITERS=0,
+    )

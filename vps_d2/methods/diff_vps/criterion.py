@@ -55,8 +55,9 @@ BOX_LOSSES = {"mse": ("loss_box",), "l1_giou": ("loss_box_l1", "loss_box_giou")}
 
 def _check_choice(key: str, value: str, choices) -> None:
     if value not in choices:
-        raise ValueError(f"MODEL.DIFF_VPS.LOSS.{key} must be one of {sorted(choices)}, got "
-                         f"{value!r}")  # fmt: skip
+        raise ValueError(
+            f"MODEL.DIFF_VPS.LOSS.{key} must be one of {sorted(choices)}, got {value!r}"
+        )
 
 
 def build_weight_dict(loss_cfg, *, use_mdm: bool, use_trm: bool, use_adversarial: bool) -> dict:
@@ -87,8 +88,9 @@ class DiffVPSCriterion(Criterion):
     """The generator's L_MDM terms and the reconstruction MSE: ``forward`` gives them
     unweighted, :meth:`Criterion.apply_weights` weights them. Zero-weight terms are skipped."""
 
-    def __init__(self, weight_dict: dict, *, seg_loss: str = "paper",
-                 box_loss: str = "mse") -> None:  # fmt: skip
+    def __init__(
+        self, weight_dict: dict, *, seg_loss: str = "paper", box_loss: str = "mse"
+    ) -> None:
         super().__init__(weight_dict)
         _check_choice("SEG", seg_loss, SEG_LOSSES)
         _check_choice("BOX", box_loss, BOX_LOSSES)
@@ -109,8 +111,9 @@ class DiffVPSCriterion(Criterion):
         }
         return {n: terms[n]() for n in self._active(SEG_LOSSES[self.seg_loss])}
 
-    def box(self, pred: torch.Tensor, target: torch.Tensor,
-            valid: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+    def box(
+        self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """pred, target (B, 4) normalised cxcywh, valid (B,) bool -> unweighted box terms."""
         terms = {
             "loss_box": lambda: mse_loss(pred, target, valid),
@@ -140,8 +143,9 @@ class DiffVPSCriterion(Criterion):
         """
         losses = self.segmentation(mask_logits, masks)
         if class_logits is not None and self.is_active("loss_cls"):
-            losses["loss_cls"] = cross_entropy_loss(class_logits.float(), class_ids.long(),
-                                                    ignore_index=-1)  # fmt: skip
+            losses["loss_cls"] = cross_entropy_loss(
+                class_logits.float(), class_ids.long(), ignore_index=-1
+            )
         if boxes is not None:
             losses.update(self.box(boxes.float(), box_targets.float(), box_valid.bool()))
         if reconstruction is not None and self.is_active("loss_recon"):
@@ -159,8 +163,10 @@ class AdversarialCriterion(Criterion):
     def __init__(self, weight_dict: dict) -> None:
         super().__init__(weight_dict)
         if set(self.weight_dict) != {"loss_d", "loss_adv"}:
-            raise ValueError(f"AdversarialCriterion: weight_dict must have loss_d and loss_adv, "
-                             f"got {sorted(self.weight_dict)}")  # fmt: skip
+            raise ValueError(
+                f"AdversarialCriterion: weight_dict must have loss_d and loss_adv, "
+                f"got {sorted(self.weight_dict)}"
+            )
 
     def forward(self, *, real_logits=None, fake_logits=None, fake_logits_g=None) -> dict:
         """Unweighted: "loss_d" from (real_logits, fake_logits), "loss_adv" from fake_logits_g."""
@@ -171,8 +177,9 @@ class AdversarialCriterion(Criterion):
             out["loss_adv"] = adversarial_g_loss(fake_logits_g.float())
         return out
 
-    def discriminator_losses(self, real_logits: torch.Tensor,
-                             fake_logits: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+    def discriminator_losses(
+        self, real_logits: torch.Tensor, fake_logits: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """D's logits (B,) on real and (detached) fake frames -> {"loss_d": weighted L_D}."""
         loss = self(real_logits=real_logits, fake_logits=fake_logits)["loss_d"]
         return {"loss_d": self.weight_dict["loss_d"] * loss}

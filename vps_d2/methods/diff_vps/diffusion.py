@@ -114,8 +114,9 @@ class MaskLatentEmbedding(nn.Module):
             return self(prob)
         if mode == "prob":
             return self.embed_prob(prob)
-        raise ValueError(f"MODEL.DIFF_VPS.DIFFUSION.REEMBED must be one of {REEMBED_MODES}, "
-                         f"got {mode!r}")  # fmt: skip
+        raise ValueError(
+            f"MODEL.DIFF_VPS.DIFFUSION.REEMBED must be one of {REEMBED_MODES}, got {mode!r}"
+        )
 
 
 class DDIMSampler:
@@ -132,8 +133,9 @@ class DDIMSampler:
         if int(steps) < 1:
             raise ValueError(f"MODEL.DIFF_VPS.DIFFUSION.SAMPLE_STEPS must be >= 1, got {steps}")
         if output not in SAMPLER_OUTPUTS:
-            raise ValueError(f"MODEL.DIFF_VPS.DIFFUSION.OUTPUT must be one of {SAMPLER_OUTPUTS}, "
-                             f"got {output!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.DIFF_VPS.DIFFUSION.OUTPUT must be one of {SAMPLER_OUTPUTS}, got {output!r}"
+            )
         self.steps = int(steps)
         self.output = output
 
@@ -142,16 +144,18 @@ class DDIMSampler:
         return [1.0 - i / self.steps for i in range(self.steps + 1)]
 
     @staticmethod
-    def step(z: torch.Tensor, x0: torch.Tensor, log_snr_now: torch.Tensor,
-             log_snr_next: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def step(
+        z: torch.Tensor, x0: torch.Tensor, log_snr_now: torch.Tensor, log_snr_next: torch.Tensor
+    ) -> torch.Tensor:
         """One DDIM update (eta = 0): z_t (B, C, h, w), predicted x0, log-SNRs (B,) -> z_next."""
         a_now, s_now = alpha_sigma(log_snr_now)
         a_next, s_next = alpha_sigma(log_snr_next)
         eps = (z - _per_sample(a_now, z) * x0) / _per_sample(s_now.clamp(min=1e-8), z)
         return _per_sample(a_next, z) * x0 + _per_sample(s_next, z) * eps
 
-    def sample(self, predict: Callable[[torch.Tensor, torch.Tensor], dict],
-               noise: torch.Tensor) -> dict:  # fmt: skip
+    def sample(
+        self, predict: Callable[[torch.Tensor, torch.Tensor], dict], noise: torch.Tensor
+    ) -> dict:
         b = noise.shape[0]
         times = self.times()
         z = noise

@@ -63,8 +63,11 @@ def load_inception_weights(net: Inception3, path: str) -> None:
     state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
     own = net.state_dict()
     missing = [k for k in own if k not in state]
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-             for k in own if k in state and state[k].shape != own[k].shape]  # fmt: skip
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or wrong:
         raise RuntimeError(
             f"{where}: {path!r} is not a torchvision Inception-v3 state dict: "
@@ -73,24 +76,35 @@ def load_inception_weights(net: Inception3, path: str) -> None:
         )
     unexpected = [k for k in state if k not in own]
     net.load_state_dict({k: state[k] for k in own})
-    logger.info("Loaded Inception-v3 discriminator weights from %s (%d extra tensors ignored)",
-                path, len(unexpected))  # fmt: skip
+    logger.info(
+        "Loaded Inception-v3 discriminator weights from %s (%d extra tensors ignored)",
+        path,
+        len(unexpected),
+    )
 
 
 class InceptionDiscriminator(nn.Module):
     """forward: (B, 3, H, W) ImageNet-normalised frames -> logits (B,)."""
 
-    def __init__(self, weights: str = "", input_size: Sequence[int] = (224, 224),
-                 transform_input: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        weights: str = "",
+        input_size: Sequence[int] = (224, 224),
+        transform_input: bool = True,
+    ) -> None:
         super().__init__()
         self.input_size = tuple(int(s) for s in input_size) if input_size else None
-        if self.input_size is not None and (len(self.input_size) != 2 or
-                                            min(self.input_size) < _INCEPTION_MIN_SIZE):
-            raise ValueError(f"MODEL.DIFF_VPS.DISCRIMINATOR.INPUT_SIZE must be [H, W] with both "
-                             f">= {_INCEPTION_MIN_SIZE} for Inception-v3, got "
-                             f"{list(input_size)}")  # fmt: skip
-        self.net = Inception3(num_classes=1000, aux_logits=False,
-                              transform_input=transform_input, init_weights=True)  # fmt: skip
+        if self.input_size is not None and (
+            len(self.input_size) != 2 or min(self.input_size) < _INCEPTION_MIN_SIZE
+        ):
+            raise ValueError(
+                f"MODEL.DIFF_VPS.DISCRIMINATOR.INPUT_SIZE must be [H, W] with both "
+                f">= {_INCEPTION_MIN_SIZE} for Inception-v3, got "
+                f"{list(input_size)}"
+            )
+        self.net = Inception3(
+            num_classes=1000, aux_logits=False, transform_input=transform_input, init_weights=True
+        )
         if weights:
             load_inception_weights(self.net, weights)
         self.logit = nn.Linear(1000, 1)
@@ -99,9 +113,11 @@ class InceptionDiscriminator(nn.Module):
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         elif min(x.shape[-2:]) < _INCEPTION_MIN_SIZE:
-            raise ValueError(f"InceptionDiscriminator: frames {tuple(x.shape[-2:])} are smaller "
-                             f"than {_INCEPTION_MIN_SIZE} px; set MODEL.DIFF_VPS.DISCRIMINATOR."
-                             "INPUT_SIZE")  # fmt: skip
+            raise ValueError(
+                f"InceptionDiscriminator: frames {tuple(x.shape[-2:])} are smaller "
+                f"than {_INCEPTION_MIN_SIZE} px; set MODEL.DIFF_VPS.DISCRIMINATOR."
+                "INPUT_SIZE"
+            )
         return self.logit(self.net(x))[:, 0]
 
 
@@ -109,16 +125,20 @@ class SmallDiscriminator(nn.Module):
     """forward: (B, 3, H, W) -> logits (B,). Four stride-2 4x4 convs (no norm on the
     first), LeakyReLU 0.2, global average, Linear."""
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 128, 256),
-                 input_size: Sequence[int] = ()) -> None:  # fmt: skip
+    def __init__(
+        self, channels: Sequence[int] = (32, 64, 128, 256), input_size: Sequence[int] = ()
+    ) -> None:
         super().__init__()
         chans = [3] + [int(c) for c in channels]
         self.input_size = tuple(int(s) for s in input_size) if input_size else None
-        self.features = nn.Sequential(*[
-            ConvNormAct(a, b, 4, 2, 1, norm="" if i == 0 else "BN", act="leaky_relu",
-                        negative_slope=0.2)
-            for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))
-        ])  # fmt: skip
+        self.features = nn.Sequential(
+            *[
+                ConvNormAct(
+                    a, b, 4, 2, 1, norm="" if i == 0 else "BN", act="leaky_relu", negative_slope=0.2
+                )
+                for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))
+            ]
+        )
         self.logit = nn.Linear(chans[-1], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,11 +157,13 @@ def build_discriminator(
 ) -> nn.Module:
     """MODEL.DIFF_VPS.DISCRIMINATOR.NAME -> the module."""
     if name == "inception_v3":
-        return InceptionDiscriminator(weights=weights, input_size=input_size,
-                                      transform_input=transform_input)  # fmt: skip
+        return InceptionDiscriminator(
+            weights=weights, input_size=input_size, transform_input=transform_input
+        )
     if name == "small":
         if weights:
             raise ValueError("MODEL.DIFF_VPS.DISCRIMINATOR.WEIGHTS is for inception_v3 only")
         return SmallDiscriminator(channels=small_channels, input_size=input_size)
-    raise ValueError(f"MODEL.DIFF_VPS.DISCRIMINATOR.NAME must be one of {DISCRIMINATORS}, "
-                     f"got {name!r}")  # fmt: skip
+    raise ValueError(
+        f"MODEL.DIFF_VPS.DISCRIMINATOR.NAME must be one of {DISCRIMINATORS}, got {name!r}"
+    )

@@ -33,22 +33,27 @@ class DualEncoder(nn.Module):
       list of (B, C_j, H/s_j, W/s_j) (R_j).
     """
 
-    def __init__(self, image: Backbone, temporal: Backbone | None,
-                 in_features: Sequence[str]) -> None:  # fmt: skip
+    def __init__(
+        self, image: Backbone, temporal: Backbone | None, in_features: Sequence[str]
+    ) -> None:
         super().__init__()
         self.in_features = list(in_features)
         shapes = image.output_shape()
         missing = [f for f in self.in_features if f not in shapes]
         if missing:
-            raise KeyError(f"MODEL.DIFF_VPS.IN_FEATURES {missing} not produced by the backbone "
-                           f"(it gives {list(shapes)})")  # fmt: skip
+            raise KeyError(
+                f"MODEL.DIFF_VPS.IN_FEATURES {missing} not produced by the backbone "
+                f"(it gives {list(shapes)})"
+            )
         if temporal is not None and temporal is image:
             raise ValueError("DualEncoder: the temporal encoder must be a separate instance")
         if temporal is not None:
             tshapes = temporal.output_shape()
             if [tshapes.get(f) for f in self.in_features] != [shapes[f] for f in self.in_features]:
-                raise ValueError(f"DualEncoder: image and temporal encoders give different "
-                                 f"levels ({shapes} vs {tshapes})")  # fmt: skip
+                raise ValueError(
+                    f"DualEncoder: image and temporal encoders give different "
+                    f"levels ({shapes} vs {tshapes})"
+                )
         self.image = image
         self.temporal = temporal
         self.channels = [shapes[f].channels for f in self.in_features]
@@ -71,8 +76,10 @@ class DualEncoder(nn.Module):
 
     def temporal_features(self, frames: torch.Tensor) -> list[torch.Tensor]:
         if frames.dim() != 5:
-            raise ValueError(f"DualEncoder.temporal_features: frames must be (B, T, 3, H, W), "
-                             f"got {tuple(frames.shape)}")  # fmt: skip
+            raise ValueError(
+                f"DualEncoder.temporal_features: frames must be (B, T, 3, H, W), "
+                f"got {tuple(frames.shape)}"
+            )
         b, t = frames.shape[:2]
         feats = self.frame_features(frames.flatten(0, 1))
         return [f.view(b, t, *f.shape[1:]).mean(1) for f in feats]

@@ -40,8 +40,9 @@ class LogSNREmbedding(nn.Module):
     def __init__(self, num_freqs: int = 8, dim: int = 1024) -> None:
         super().__init__()
         if num_freqs < 1 or dim < 1:
-            raise ValueError(f"MODEL.DIFF_VPS.HEAD.TIME_FREQS ({num_freqs}) and TIME_DIM ({dim}) "
-                             "must be >= 1")  # fmt: skip
+            raise ValueError(
+                f"MODEL.DIFF_VPS.HEAD.TIME_FREQS ({num_freqs}) and TIME_DIM ({dim}) must be >= 1"
+            )
         self.freqs = nn.Parameter(torch.randn(num_freqs))
         self.mlp = nn.Sequential(nn.Linear(1 + 2 * num_freqs, dim), nn.GELU(), nn.Linear(dim, dim))
         self.dim = dim
@@ -69,8 +70,9 @@ class LatentFusion(nn.Module):
 
     def forward(self, z: torch.Tensor, h1: torch.Tensor) -> torch.Tensor:
         if z.shape[-2:] != h1.shape[-2:]:
-            raise ValueError(f"LatentFusion: latent {tuple(z.shape)} and H_1 {tuple(h1.shape)} "
-                             "differ in size")  # fmt: skip
+            raise ValueError(
+                f"LatentFusion: latent {tuple(z.shape)} and H_1 {tuple(h1.shape)} differ in size"
+            )
         return self.conv2(self.conv1(self.norm(torch.cat([z, h1], dim=1))))
 
 
@@ -97,21 +99,30 @@ class DecodeHead(nn.Module):
     (F (B, channels, h_1, w_1), x0 mask logits (B, 1, h_1, w_1)).
     """
 
-    def __init__(self, in_channels: Sequence[int], channels: int = 768, time_dim: int = 1024,
-                 dropout: float = 0.1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        channels: int = 768,
+        time_dim: int = 1024,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.proj = nn.ModuleList([nn.Conv2d(c, channels, 1) for c in in_channels])
         self.film = nn.ModuleList([FiLM(time_dim, channels) for _ in in_channels])
         self.fuse = nn.Conv2d(channels * len(in_channels), channels, 1)
         self.predictor = nn.Sequential(
-            nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Conv2d(channels, 1, 1),
-        )  # fmt: skip
+        )
 
     def forward(self, levels: list[torch.Tensor], temb: torch.Tensor):
         size = levels[0].shape[-2:]
-        feats = [_resize(film(proj(x), temb), size)
-                 for proj, film, x in zip(self.proj, self.film, levels)]  # fmt: skip
+        feats = [
+            _resize(film(proj(x), temb), size)
+            for proj, film, x in zip(self.proj, self.film, levels)
+        ]
         f = self.fuse(torch.cat(feats, dim=1))
         return f, self.predictor(f)
 

@@ -103,16 +103,20 @@ class DiffVPS(VideoMetaArch):
         if not 0 < t_max <= 1:
             raise ValueError(f"MODEL.DIFF_VPS.DIFFUSION.T_MAX must be in (0, 1], got {t_max}")
         if reembed not in REEMBED_MODES:
-            raise ValueError(f"MODEL.DIFF_VPS.DIFFUSION.REEMBED must be one of {REEMBED_MODES}, "
-                             f"got {reembed!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.DIFF_VPS.DIFFUSION.REEMBED must be one of {REEMBED_MODES}, got {reembed!r}"
+            )
         if reconstruction is not None and backbone.temporal is None:
             raise ValueError("Diff-VPS: the reconstruction decoder needs the temporal encoder")
         if discriminator is not None and reconstruction is None:
-            raise ValueError("MODEL.DIFF_VPS.USE_ADVERSARIAL needs USE_TRM (the discriminator "
-                             "judges the reconstruction)")  # fmt: skip
+            raise ValueError(
+                "MODEL.DIFF_VPS.USE_ADVERSARIAL needs USE_TRM (the discriminator "
+                "judges the reconstruction)"
+            )
         if (discriminator is None) != (adversarial_criterion is None):
-            raise ValueError("Diff-VPS: a discriminator needs an adversarial criterion and "
-                             "vice versa")  # fmt: skip
+            raise ValueError(
+                "Diff-VPS: a discriminator needs an adversarial criterion and vice versa"
+            )
         self.backbone = backbone
         self.fpn = fpn
         self.mask_embed = mask_embed
@@ -142,10 +146,11 @@ class DiffVPS(VideoMetaArch):
         if not cfg.MODEL.DIFF_VPS.USE_TRM:
             return ClipContract(train_length=delta + 1, train_length_multiple=1)
         return ClipContract(
-            train_length=delta + 1, train_sampler="online",
+            train_length=delta + 1,
+            train_sampler="online",
             reason=f"trains on the {delta} previous frames then the target "
-                   f"(MODEL.DIFF_VPS.DELTA {delta})",
-        )  # fmt: skip
+            f"(MODEL.DIFF_VPS.DELTA {delta})",
+        )
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -154,15 +159,20 @@ class DiffVPS(VideoMetaArch):
         if not in_features:
             raise ValueError("MODEL.DIFF_VPS.IN_FEATURES is empty")
         if d.USE_ADVERSARIAL and not d.USE_TRM:
-            raise ValueError("MODEL.DIFF_VPS.USE_ADVERSARIAL needs USE_TRM (the discriminator "
-                             "judges the reconstruction)")  # fmt: skip
+            raise ValueError(
+                "MODEL.DIFF_VPS.USE_ADVERSARIAL needs USE_TRM (the discriminator "
+                "judges the reconstruction)"
+            )
         image = build_backbone(cfg, out_features=in_features)
         temporal = build_backbone(cfg, out_features=in_features) if d.USE_TRM else None
         encoder = DualEncoder(image, temporal, in_features)
         c, hd = d.FPN_CHANNELS, d.HEAD
         levels = [c] * len(in_features)
-        gen_weights, adv_weights = split_weight_dict(build_weight_dict(
-            d.LOSS, use_mdm=d.USE_MDM, use_trm=d.USE_TRM, use_adversarial=d.USE_ADVERSARIAL))
+        gen_weights, adv_weights = split_weight_dict(
+            build_weight_dict(
+                d.LOSS, use_mdm=d.USE_MDM, use_trm=d.USE_TRM, use_adversarial=d.USE_ADVERSARIAL
+            )
+        )
         dsc = d.DISCRIMINATOR
         return {
             "backbone": encoder,
@@ -173,13 +183,21 @@ class DiffVPS(VideoMetaArch):
             "decode_head": DecodeHead(levels, hd.CHANNELS, hd.TIME_DIM, hd.DROPOUT),
             "class_head": ClassHead(hd.CHANNELS, d.NUM_CLASSES) if d.USE_MDM else None,
             "box_head": BoxHead(levels, hd.BOX_CHANNELS, hd.BOX_HIDDEN) if d.USE_MDM else None,
-            "reconstruction": (ReconstructionDecoder(encoder.channels, d.RECONSTRUCTION.CHANNELS)
-                               if d.USE_TRM else None),
+            "reconstruction": (
+                ReconstructionDecoder(encoder.channels, d.RECONSTRUCTION.CHANNELS)
+                if d.USE_TRM
+                else None
+            ),
             "discriminator": (
-                build_discriminator(dsc.NAME, weights=dsc.WEIGHTS, input_size=dsc.INPUT_SIZE,
-                                    transform_input=dsc.TRANSFORM_INPUT,
-                                    small_channels=dsc.SMALL_CHANNELS)
-                if d.USE_ADVERSARIAL else None
+                build_discriminator(
+                    dsc.NAME,
+                    weights=dsc.WEIGHTS,
+                    input_size=dsc.INPUT_SIZE,
+                    transform_input=dsc.TRANSFORM_INPUT,
+                    small_channels=dsc.SMALL_CHANNELS,
+                )
+                if d.USE_ADVERSARIAL
+                else None
             ),
             "criterion": DiffVPSCriterion(gen_weights, seg_loss=d.LOSS.SEG, box_loss=d.LOSS.BOX),
             "adversarial_criterion": AdversarialCriterion(adv_weights) if adv_weights else None,
@@ -189,7 +207,7 @@ class DiffVPS(VideoMetaArch):
             "reembed": d.DIFFUSION.REEMBED,
             "test_seed": d.DIFFUSION.TEST_SEED,
             **cls.base_config(cfg),
-        }  # fmt: skip
+        }
 
     # ------------------------------------------------------------------ parts
     @property
@@ -197,7 +215,7 @@ class DiffVPS(VideoMetaArch):
         return self.backbone.temporal is not None
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
-        """"main": every trainable parameter but the discriminator's; "discriminator": its."""
+        """ "main": every trainable parameter but the discriminator's; "discriminator": its."""
         if self.discriminator is None:
             return super().optimizer_groups()
         d_ids = {id(p) for p in self.discriminator.parameters()}
@@ -206,13 +224,15 @@ class DiffVPS(VideoMetaArch):
             "discriminator": [p for p in self.discriminator.parameters() if p.requires_grad],
         }
 
-    def priors(self, target: torch.Tensor,
-               temporal: list[torch.Tensor] | None) -> list[torch.Tensor]:  # fmt: skip
+    def priors(
+        self, target: torch.Tensor, temporal: list[torch.Tensor] | None
+    ) -> list[torch.Tensor]:
         """Normalised target frames (B, 3, H, W) + R_j (or None) -> H_j (B, C, H/s_j, W/s_j)."""
         return self.fpn(fuse(self.backbone.image_features(target), temporal))
 
-    def denoise(self, z: torch.Tensor, priors: list[torch.Tensor],
-                log_snr: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+    def denoise(
+        self, z: torch.Tensor, priors: list[torch.Tensor], log_snr: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """f_theta(z_t, H, t): z (B, C, h_1, w_1), H_j, log_snr (B,) -> {"mask_logits"
         (B, 1, h_1, w_1) x0 logits, "class_logits" (B, K), "box" (B, 4)} (the heads built)."""
         temb = self.time_embed(log_snr)
@@ -237,29 +257,34 @@ class DiffVPS(VideoMetaArch):
             return self.discriminator_forward(batched_inputs["real"], batched_inputs["fake"])
         if mode == "adversarial":
             return self.adversarial_forward(batched_inputs["fake"], batched_inputs["losses"])
-        raise ValueError(f"DiffVPS.forward: unknown mode {mode!r}; expected None or one of "
-                         f"{FORWARD_MODES}")  # fmt: skip
+        raise ValueError(
+            f"DiffVPS.forward: unknown mode {mode!r}; expected None or one of {FORWARD_MODES}"
+        )
 
     def _clip_targets(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         images = torch.stack([b["image"] for b in batched_inputs])  # B, T, 3, H, W
         if images.dim() == 4:
             images = images[:, None]
         if images.dim() != 5 or images.shape[2] != 3:
-            raise ValueError(f"Diff-VPS trains on clips: each 'image' must be (T, 3, H, W), got "
-                             f"{tuple(images.shape[1:])}")  # fmt: skip
+            raise ValueError(
+                f"Diff-VPS trains on clips: each 'image' must be (T, 3, H, W), got "
+                f"{tuple(images.shape[1:])}"
+            )
         t = images.shape[1]
         if self.use_trm and t != self.delta + 1:
             raise ValueError(
                 f"Diff-VPS trains on clips of MODEL.DIFF_VPS.DELTA + 1 = {self.delta + 1} frames "
-                f"(the previous {self.delta}, then the target), got {t}: its clip contract declares "
+                f"(the previous {self.delta}, then the target), got {t}: its clip contract "
+                "declares "
                 f"INPUT.CLIP.SAMPLING 'online' and INPUT.CLIP.LENGTH {self.delta + 1} (resolve the "
                 f"config with vps_d2.modeling.resolve_clip_config, as the engine's setup does)"
             )
         b = images.shape[0]
         masks = torch.stack([x["sem_seg"] for x in batched_inputs]).to(self.device)
         masks = masks if masks.dim() == 3 else masks[:, -1]  # B, H, W
-        class_ids = torch.tensor([int(x.get("class_id", -1)) for x in batched_inputs],
-                                 device=self.device)  # fmt: skip
+        class_ids = torch.tensor(
+            [int(x.get("class_id", -1)) for x in batched_inputs], device=self.device
+        )
         if all("boxes" in x for x in batched_inputs):
             boxes = torch.stack([x["boxes"] for x in batched_inputs]).to(self.device)
             valid = torch.stack([torch.as_tensor(x["box_valid"]) for x in batched_inputs])
@@ -267,8 +292,13 @@ class DiffVPS(VideoMetaArch):
         else:
             boxes = torch.zeros(b, 4, device=self.device)
             valid = torch.zeros(b, dtype=torch.bool, device=self.device)
-        return {"images": images, "masks": masks.float(), "class_ids": class_ids,
-                "boxes": boxes.float(), "box_valid": valid.bool()}  # fmt: skip
+        return {
+            "images": images,
+            "masks": masks.float(),
+            "class_ids": class_ids,
+            "boxes": boxes.float(),
+            "box_valid": valid.bool(),
+        }
 
     def generator_forward(self, batched_inputs: list[dict]) -> dict:
         """Training clips -> {"losses": weighted L_MDM + MSE of L_TRM, "real": normalised
@@ -281,23 +311,32 @@ class DiffVPS(VideoMetaArch):
         priors = self.priors(target, temporal)
         masks = tg["masks"]
         if masks.shape[-2:] != size:
-            raise ValueError(f"Diff-VPS: masks {tuple(masks.shape[-2:])} and frames "
-                             f"{tuple(size)} differ in size")  # fmt: skip
+            raise ValueError(
+                f"Diff-VPS: masks {tuple(masks.shape[-2:])} and frames {tuple(size)} differ in size"
+            )
         mask_q = F.interpolate(masks[:, None], size=priors[0].shape[-2:], mode="nearest")[:, 0]
         z0 = self.mask_embed(mask_q)
         b = z0.shape[0]
         log_snr = cosine_log_snr(torch.rand(b, device=z0.device) * self.t_max)
         z_t = q_sample(z0, log_snr, torch.randn_like(z0))
         out = self.denoise(z_t, priors, log_snr)
-        mask_logits = F.interpolate(out["mask_logits"], size=size, mode="bilinear",
-                                    align_corners=False)  # fmt: skip
+        mask_logits = F.interpolate(
+            out["mask_logits"], size=size, mode="bilinear", align_corners=False
+        )
         fake = self.reconstruction(temporal, size) if self.reconstruction is not None else None
-        losses = self.criterion.apply_weights(self.criterion(
-            mask_logits=mask_logits, masks=masks,
-            class_logits=out.get("class_logits"), class_ids=tg["class_ids"],
-            boxes=out.get("box"), box_targets=tg["boxes"], box_valid=tg["box_valid"],
-            reconstruction=fake, frames=target if fake is not None else None,
-        ))  # fmt: skip
+        losses = self.criterion.apply_weights(
+            self.criterion(
+                mask_logits=mask_logits,
+                masks=masks,
+                class_logits=out.get("class_logits"),
+                class_ids=tg["class_ids"],
+                boxes=out.get("box"),
+                box_targets=tg["boxes"],
+                box_valid=tg["box_valid"],
+                reconstruction=fake,
+                frames=target if fake is not None else None,
+            )
+        )
         return {"losses": losses, "real": target, "fake": fake}
 
     def discriminator_forward(self, real: torch.Tensor, fake: torch.Tensor) -> dict:
@@ -325,18 +364,24 @@ class DiffVPS(VideoMetaArch):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def predict(self, target: torch.Tensor, temporal: list[torch.Tensor] | None,
-                generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:  # fmt: skip
+    def predict(
+        self,
+        target: torch.Tensor,
+        temporal: list[torch.Tensor] | None,
+        generators: Sequence[torch.Generator],
+    ) -> dict[str, torch.Tensor]:
         """DDIM sampling for normalised target frames (B, 3, H, W), their R_j (or None) and
         one generator per sample -> {"mask_logits" (B, 1, H, W), "class_logits" (B, K),
         "box" (B, 4)} (reduced over steps by DIFFUSION.OUTPUT) and "latents"."""
         if len(generators) != target.shape[0]:
-            raise ValueError(f"DiffVPS.predict: {len(generators)} generators for "
-                             f"{target.shape[0]} frames")  # fmt: skip
+            raise ValueError(
+                f"DiffVPS.predict: {len(generators)} generators for {target.shape[0]} frames"
+            )
         priors = self.priors(target, temporal)
         h1 = priors[0]
-        noise = noise_from_generators((self.mask_embed.embedding.embedding_dim, *h1.shape[-2:]),
-                                      generators, h1.device)  # fmt: skip
+        noise = noise_from_generators(
+            (self.mask_embed.embedding.embedding_dim, *h1.shape[-2:]), generators, h1.device
+        )
 
         def predict_x0(z: torch.Tensor, log_snr: torch.Tensor) -> dict:
             out = self.denoise(z, priors, log_snr)
@@ -344,8 +389,9 @@ class DiffVPS(VideoMetaArch):
             return out
 
         res = self.sampler.sample(predict_x0, noise)
-        res["mask_logits"] = F.interpolate(res["mask_logits"], size=target.shape[-2:],
-                                           mode="bilinear", align_corners=False)  # fmt: skip
+        res["mask_logits"] = F.interpolate(
+            res["mask_logits"], size=target.shape[-2:], mode="bilinear", align_corners=False
+        )
         return res
 
     @torch.no_grad()
@@ -371,8 +417,9 @@ class DiffVPS(VideoMetaArch):
     def step(self, frame: dict) -> dict:
         image = frame["image"]
         if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"DiffVPS.step: frame 'image' must be (3, H, W), got "
-                             f"{tuple(image.shape)}")  # fmt: skip
+            raise ValueError(
+                f"DiffVPS.step: frame 'image' must be (3, H, W), got {tuple(image.shape)}"
+            )
         h, w = self.frame_size(frame)
         x = self.prepare_test_images(image[None])
         temporal = feats = None
@@ -381,8 +428,9 @@ class DiffVPS(VideoMetaArch):
             if not self._buffer:  # first frame: it stands for the missing previous frames
                 self._buffer.extend([feats] * self.delta)
             elif [f.shape for f in self._buffer[-1]] != [f.shape for f in feats]:
-                raise ValueError("DiffVPS.step: the frame size changed within a video; call "
-                                 "reset()")  # fmt: skip
+                raise ValueError(
+                    "DiffVPS.step: the frame size changed within a video; call reset()"
+                )
             temporal = self.backbone.aggregate(list(self._buffer))
         index = int(frame.get("frame_index", self._t))
         gen = self.frame_generator(str(frame.get("video_id", "")), index)

@@ -22,8 +22,9 @@ __all__ = ["ReconstructionDecoder"]
 class ReconstructionDecoder(nn.Module):
     """forward(levels: list of (B, C_j, h_j, w_j) finest first, size (H, W)) -> (B, 3, H, W)."""
 
-    def __init__(self, in_channels: Sequence[int], channels: int = 768,
-                 out_channels: int = 3) -> None:  # fmt: skip
+    def __init__(
+        self, in_channels: Sequence[int], channels: int = 768, out_channels: int = 3
+    ) -> None:
         super().__init__()
         self.proj = nn.ModuleList([nn.Conv2d(c, channels, 1) for c in in_channels])
         self.fuse = ConvNormAct(channels * len(in_channels), channels, 1)

@@ -32,8 +32,7 @@ class DiffVPSTrainStep(TrainStep):
         if out.get("fake") is None:
             optim.minimize("main", out["losses"])
             return {"main": out["losses"]}
-        d_losses = model({"real": out["real"], "fake": out["fake"].detach()},
-                         mode="discriminator")  # fmt: skip
+        d_losses = model({"real": out["real"], "fake": out["fake"].detach()}, mode="discriminator")
         optim.minimize("discriminator", d_losses)
         g_losses = model({"fake": out["fake"], "losses": out["losses"]}, mode="adversarial")
         optim.minimize("main", g_losses)

@@ -92,22 +92,30 @@ def time_frames(model, n: int) -> float:
     h, w = model.test_size
     frames = list(synthetic_frames(n + 1, h, w, video_id="bench"))
     with torch.inference_mode():
-        stats = time_callable(model.step, n, warmup=1, setup=lambda i: (frames[i],),
-                              device=model.device)  # fmt: skip
+        stats = time_callable(
+            model.step, n, warmup=1, setup=lambda i: (frames[i],), device=model.device
+        )
     return stats.median_ms
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--size", type=int, default=352,
-                   help="frame size of the sizes table and of the first timing row (0: the "
-                   "sample config's INPUT.SIZE_TEST, sample model only)")  # fmt: skip
+    p.add_argument(
+        "--size",
+        type=int,
+        default=352,
+        help="frame size of the sizes table and of the first timing row (0: the "
+        "sample config's INPUT.SIZE_TEST, sample model only)",
+    )
     p.add_argument("--timed-frames", type=int, default=3, help="timed frames per row")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: frame_baseline_sample.yaml at its size, 1 timed frame")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: frame_baseline_sample.yaml at its size, 1 timed frame",
+    )
     args, _ = p.parse_known_args(argv)
     if args.quick:
         p.set_defaults(**QUICK)
@@ -123,20 +131,34 @@ def main(argv=None) -> int:
     hw = lambda s: f"{s[0]}x{s[1]}"
     # --size 0 (--quick): the sample model at its own size only
     config, size = (CONFIG, (args.size, args.size)) if args.size else (SAMPLE, sample_size)
-    results: dict = {"device": args.device, "threads": torch.get_num_threads(),
-                     "config": config, "size": list(size)}  # fmt: skip
+    results: dict = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "config": config,
+        "size": list(size),
+    }
     model = build(config, args.device, size)
     table, not_counted = sizes(model)
     del model
     results["sizes"] = {k: {"params_m": p, "gflops": g} for k, (p, g) in table.items()}
     results["not_counted"] = not_counted
     p_tot, g_tot = table["**total**"]
-    print(f"\nFrameBaseline sizes ({config}, random init; {hw(size)} input; fvcore, "
-          "1 multiply-add = 1 flop)\n")  # fmt: skip
-    print("\n".join(markdown_table(
-        ["component", "params M", "GFLOPs", "params share", "GFLOPs share"],
-        [[k, p, g, ratio_cell(p, p_tot), ratio_cell(g, g_tot)] for k, (p, g) in table.items()],
-        fmt=[None, "{:.3f}", "{:.2f}", None, None])))  # fmt: skip
+    print(
+        f"\nFrameBaseline sizes ({config}, random init; {hw(size)} input; fvcore, "
+        "1 multiply-add = 1 flop)\n"
+    )
+    print(
+        "\n".join(
+            markdown_table(
+                ["component", "params M", "GFLOPs", "params share", "GFLOPs share"],
+                [
+                    [k, p, g, ratio_cell(p, p_tot), ratio_cell(g, g_tot)]
+                    for k, (p, g) in table.items()
+                ],
+                fmt=[None, "{:.3f}", "{:.2f}", None, None],
+            )
+        )
+    )
     print(f"\nOps not counted by fvcore: {', '.join(not_counted) or 'none'}.")
     runs = [(config, size)]
     if args.size:
@@ -148,13 +170,20 @@ def main(argv=None) -> int:
             timing.append([name, hw(s), time_frames(model, args.timed_frames)])
             del model
         results["ms_per_frame"] = [{"config": c, "size": s, "ms": ms} for c, s, ms in timing]
-        print(f"\nFrameBaseline streaming ms/frame ({dev}; batch 1; median of "
-              f"{args.timed_frames} frames after 1 warm-up)\n")  # fmt: skip
+        print(
+            f"\nFrameBaseline streaming ms/frame ({dev}; batch 1; median of "
+            f"{args.timed_frames} frames after 1 warm-up)\n"
+        )
         ref = timing[0][2]
-        print("\n".join(markdown_table(
-            ["config", "input", "ms/frame", f"vs {timing[0][0]} at {timing[0][1]}"],
-            [[c, s, ms, ratio_cell(ms, ref, "{:.2f}x")] for c, s, ms in timing],
-            fmt=[None, None, "{:.1f}", None])))  # fmt: skip
+        print(
+            "\n".join(
+                markdown_table(
+                    ["config", "input", "ms/frame", f"vs {timing[0][0]} at {timing[0][1]}"],
+                    [[c, s, ms, ratio_cell(ms, ref, "{:.2f}x")] for c, s, ms in timing],
+                    fmt=[None, None, "{:.1f}", None],
+                )
+            )
+        )
     if args.json:
         write_json(args.json, results)
     return 0

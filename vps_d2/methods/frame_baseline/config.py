@@ -6,8 +6,11 @@ from vps_d2.config import register_config_section, register_renamed_key
 # Earlier names of this section and its loss weights: still read, with a deprecation line.
 register_renamed_key("MODEL.BASELINE", "MODEL.FRAME_BASELINE", alias=True)
 for _name in ("BCE", "DICE"):
-    register_renamed_key(f"MODEL.FRAME_BASELINE.{_name}_WEIGHT",
-                         f"MODEL.FRAME_BASELINE.LOSS.{_name}_WEIGHT", alias=True)  # fmt: skip
+    register_renamed_key(
+        f"MODEL.FRAME_BASELINE.{_name}_WEIGHT",
+        f"MODEL.FRAME_BASELINE.LOSS.{_name}_WEIGHT",
+        alias=True,
+    )
 
 
 @register_config_section

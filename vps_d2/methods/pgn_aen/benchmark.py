@@ -65,9 +65,15 @@ PAPER = {"cffm": (26.49, 82.98), "aen_cffm": (33.81, 93.48)}
 # Public code, measured (methods.md section 1): params M / GFLOPs per component.
 PUBLIC = {
     "cffm": {"backbone": (23.669, None), "pgn": (2.827, None), "total": (26.496, 83.00)},
-    "aen_cffm": {"backbone": (23.669, 38.7), "pgn": (None, 16.1), "pgn_linear": (None, 10.4),
-                 "crl": (3.8, 1.6), "csa": (9.0, 11.7 + 2.7), "csa_encoder": (None, 11.7),
-                 "total": (None, 93.48)},  # fmt: skip
+    "aen_cffm": {
+        "backbone": (23.669, 38.7),
+        "pgn": (None, 16.1),
+        "pgn_linear": (None, 10.4),
+        "crl": (3.8, 1.6),
+        "csa": (9.0, 11.7 + 2.7),
+        "csa_encoder": (None, 11.7),
+        "total": (None, 93.48),
+    },
     "hrnet": {"backbone": (65.3, 3 * 47.4)},
 }
 
@@ -122,8 +128,10 @@ def measure(model, t: int, size, entries) -> dict:
     x = torch.randn(1, t, 3, *size, device=model.device)
     flops = count_flops(_Window(model, entries), x)
     total = flops.gflops
-    g = {k[len("model.") :] if k.startswith("model.") else k: v / 1e9
-         for k, v in flops.by_module.items()}  # fmt: skip
+    g = {
+        k[len("model.") :] if k.startswith("model.") else k: v / 1e9
+        for k, v in flops.by_module.items()
+    }
     aen = model.aen
     out = {
         "backbone": (params_m(model.backbone), g.get("backbone", 0.0)),
@@ -132,8 +140,10 @@ def measure(model, t: int, size, entries) -> dict:
     mining = getattr(model.pgn, "mining", None)
     if mining is not None:
         out["pgn_mining"] = (params_m(mining), g.get("pgn.mining", 0.0))
-        out["pgn_linear"] = (params_m(model.pgn) - params_m(mining),
-                             g.get("pgn", 0.0) - g.get("pgn.mining", 0.0))  # fmt: skip
+        out["pgn_linear"] = (
+            params_m(model.pgn) - params_m(mining),
+            g.get("pgn", 0.0) - g.get("pgn.mining", 0.0),
+        )
     if aen is not None:
         out["crl"] = (params_m(aen.crl), g.get("aen.crl", 0.0))
         if aen.csa is not None:
@@ -152,8 +162,12 @@ def time_clips(model, size, n: int) -> float:
     model.reset()
     x = torch.randn(t, 3, *size, device=model.device)
     with torch.no_grad():
-        stats = time_callable(lambda: model.forward_clip(x, model.memory, t), n,
-                              warmup=model.memory.maxlen, device=model.device)  # fmt: skip
+        stats = time_callable(
+            lambda: model.forward_clip(x, model.memory, t),
+            n,
+            warmup=model.memory.maxlen,
+            device=model.device,
+        )
     model.reset()
     return stats.median_ms / t
 
@@ -163,16 +177,22 @@ def memory_run(config: str, size: int, checkpoints: list[int], device: str) -> d
     model, _ = build(config, device, **({"INPUT.SIZE_TEST": (size, size)} if size else {}))
     h, w = model.test_size
     frames = synthetic_frames(max(checkpoints), h, w)
-    probe = lambda: {"windows": len(model.memory),
-                     "memory_mib": model.memory.nbytes() / 2**20}  # fmt: skip
+    probe = lambda: {"windows": len(model.memory), "memory_mib": model.memory.nbytes() / 2**20}
     return streaming_memory(model.stream(frames), checkpoints, probe)
 
 
 def table(title: str, rows: dict, public: dict, paper: tuple | None) -> list[str]:
-    names = {"backbone": "backbone", "pgn": "PGN (CFFM)", "pgn_linear": "  CFFM linear fuse part",
-             "pgn_mining": "  CFFM mining (CFFA + CFM)", "crl": "CRL", "csa": "CSA",
-             "csa_encoder": "  CSA encoder", "other": "interaction + upsampling",
-             "total": "**total**"}  # fmt: skip
+    names = {
+        "backbone": "backbone",
+        "pgn": "PGN (CFFM)",
+        "pgn_linear": "  CFFM linear fuse part",
+        "pgn_mining": "  CFFM mining (CFFA + CFM)",
+        "crl": "CRL",
+        "csa": "CSA",
+        "csa_encoder": "  CSA encoder",
+        "other": "interaction + upsampling",
+        "total": "**total**",
+    }
     cells = []
     for key, label in names.items():
         if key in rows:
@@ -180,11 +200,16 @@ def table(title: str, rows: dict, public: dict, paper: tuple | None) -> list[str
             cells.append([label, p, pp, g, pg])
     lines = [f"\n{title}\n"] + markdown_table(
         ["component", "params M", "public code params M", "GFLOPs", "public code GFLOPs"],
-        cells, fmt=[None, "{:.3f}", "{:.3f}", "{:.2f}", "{:.2f}"], missing="-")  # fmt: skip
+        cells,
+        fmt=[None, "{:.3f}", "{:.3f}", "{:.2f}", "{:.2f}"],
+        missing="-",
+    )
     if paper:
         p, g = rows["total"]
-        lines.append(f"\npaper (Table 4): {paper[0]} M, {paper[1]} GFLOPs; ours / paper: params "
-                     f"{p / paper[0]:.3f}x, GFLOPs {g / paper[1]:.3f}x")  # fmt: skip
+        lines.append(
+            f"\npaper (Table 4): {paper[0]} M, {paper[1]} GFLOPs; ours / paper: params "
+            f"{p / paper[0]:.3f}x, GFLOPs {g / paper[1]:.3f}x"
+        )
     return lines
 
 
@@ -195,13 +220,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-sizes", action="store_true", help="skip the sizes tables")
     p.add_argument("--skip-hrnet", action="store_true", help="skip the HRNet-W48 rows")
     p.add_argument("--timed-clips", type=int, default=3, help="timed clips (0: no timing)")
-    p.add_argument("--memory-frames", type=int, nargs="*", default=[100, 1000],
-                   help="checkpoints of the streaming memory run (none: skip it)")  # fmt: skip
-    p.add_argument("--memory-size", type=int, default=64,
-                   help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)")
+    p.add_argument(
+        "--memory-frames",
+        type=int,
+        nargs="*",
+        default=[100, 1000],
+        help="checkpoints of the streaming memory run (none: skip it)",
+    )
+    p.add_argument(
+        "--memory-size",
+        type=int,
+        default=64,
+        help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)",
+    )
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: pgn_aen_sample.yaml at its size, 1 timed clip, 6 frames")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: pgn_aen_sample.yaml at its size, 1 timed clip, 6 frames",
+    )
     args, _ = p.parse_known_args(argv)
     if args.quick:
         p.set_defaults(**QUICK)
@@ -219,21 +256,37 @@ def main(argv=None) -> int:
     hw = f"{clip_size[0]}x{clip_size[1]}"
     if not args.skip_sizes and not args.quick:
         # (a) the CFFM row: PGN alone, CFFM as published, 6-frame window at 256x448
-        model, _ = build(CFFM, args.device, **{
-            "MODEL.PGN_AEN.CLIP_LENGTH": 6, "INPUT.CLIP.LENGTH": 6,
-            "MODEL.PGN_AEN.CFFM.TARGETS": "last", "MODEL.PGN_AEN.CFFM.NUM_REFERENCES": 5,
-            "INPUT.SIZE_TEST": (256, 448)})  # fmt: skip
+        model, _ = build(
+            CFFM,
+            args.device,
+            **{
+                "MODEL.PGN_AEN.CLIP_LENGTH": 6,
+                "INPUT.CLIP.LENGTH": 6,
+                "MODEL.PGN_AEN.CFFM.TARGETS": "last",
+                "MODEL.PGN_AEN.CFFM.NUM_REFERENCES": 5,
+                "INPUT.SIZE_TEST": (256, 448),
+            },
+        )
         rows = measure(model, 6, (256, 448), [])
         results["cffm_6x256x448"] = rows
-        lines += table("(a) CFFM row: PGN alone (CFFM, TARGETS last, 5 references), Res2Net-50 "
-                       "(res2net50d), one 6-frame window at 256x448", rows, PUBLIC["cffm"],
-                       PAPER["cffm"])  # fmt: skip
+        lines += table(
+            "(a) CFFM row: PGN alone (CFFM, TARGETS last, 5 references), Res2Net-50 "
+            "(res2net50d), one 6-frame window at 256x448",
+            rows,
+            PUBLIC["cffm"],
+            PAPER["cffm"],
+        )
         del model
         # the paper's AEN accounting (methods.md): the CFFM row + AEN on one 3-frame sub-clip
         # at 256x448 (the public code's fixed input; CRL grids = the maps' size there)
-        model, _ = build(r2, args.device, **{
-            "INPUT.SIZE_TEST": (256, 448),
-            "MODEL.PGN_AEN.CRL.GRIDS": [[256 // k, 448 // k] for k in (4, 8, 16, 32)]})
+        model, _ = build(
+            r2,
+            args.device,
+            **{
+                "INPUT.SIZE_TEST": (256, 448),
+                "MODEL.PGN_AEN.CRL.GRIDS": [[256 // k, 448 // k] for k in (4, 8, 16, 32)],
+            },
+        )
         aen = measure(model, 3, (256, 448), [])
         results["aen_3x256x448"] = aen
         p_tot = rows["total"][0] + aen["crl"][0] + aen["csa"][0]
@@ -246,30 +299,48 @@ def main(argv=None) -> int:
             f"3-frame sub-clip at 256x448 = {p_tot:.2f} M, {g_tot:.2f} GFLOPs; paper {paper[0]} M "
             f"(public code CRL 3.2 M, CSA 9.0 M), {paper[1]} G (public code: 83.00 + CSA 9.19 + "
             f"CRL 1.29); ours / paper: params {p_tot / paper[0]:.3f}x, GFLOPs "
-            f"{g_tot / paper[1]:.3f}x")  # fmt: skip
+            f"{g_tot / paper[1]:.3f}x"
+        )
         del model
     if not args.skip_sizes:
         # (b) AEN + CFFM, one 3-frame clip at 320x448 (--quick: the sample model at its size)
-        variants = [("sample", SAMPLE, {})] if args.quick else [
-            ("res2net50d", r2, PUBLIC["aen_cffm"]), ("hrnet_w48", hr, PUBLIC["hrnet"])]
+        variants = (
+            [("sample", SAMPLE, {})]
+            if args.quick
+            else [("res2net50d", r2, PUBLIC["aen_cffm"]), ("hrnet_w48", hr, PUBLIC["hrnet"])]
+        )
         for name, config, public in variants:
             if name == "hrnet_w48" and args.skip_hrnet:
                 continue
             model, _ = build(config, args.device, **{"INPUT.SIZE_TEST": clip_size})
-            for state, entries in (("first clip", []),
-                                   ("memory full", full_memory(model, 3, clip_size))):
+            for state, entries in (
+                ("first clip", []),
+                ("memory full", full_memory(model, 3, clip_size)),
+            ):
                 rows = measure(model, 3, clip_size, entries)
                 results[f"aen_cffm_{name}_{state.replace(' ', '_')}"] = rows
-                lines += table(f"(b) AEN + CFFM, {name}, one 3-frame clip at {hw}, {state} "
-                               f"({len(entries)} windows in memory)", rows, public,
-                               PAPER["aen_cffm"] if name == "res2net50d" else None)  # fmt: skip
+                lines += table(
+                    f"(b) AEN + CFFM, {name}, one 3-frame clip at {hw}, {state} "
+                    f"({len(entries)} windows in memory)",
+                    rows,
+                    public,
+                    PAPER["aen_cffm"] if name == "res2net50d" else None,
+                )
             del model
     if args.timed_clips:
-        lines += [f"\nCPU streaming speed, clips of 3 at {hw}, memory full "
-                  f"({args.device}, {results['threads']} threads):\n"]  # fmt: skip
-        models = [("AEN + CFFM sample", SAMPLE)] if args.quick else [
-            ("AEN + CFFM res2net50d", r2), ("AEN + CFFM hrnet_w48", hr),
-            ("CFFM alone res2net50d", CFFM)]  # fmt: skip
+        lines += [
+            f"\nCPU streaming speed, clips of 3 at {hw}, memory full "
+            f"({args.device}, {results['threads']} threads):\n"
+        ]
+        models = (
+            [("AEN + CFFM sample", SAMPLE)]
+            if args.quick
+            else [
+                ("AEN + CFFM res2net50d", r2),
+                ("AEN + CFFM hrnet_w48", hr),
+                ("CFFM alone res2net50d", CFFM),
+            ]
+        )
         speed = []
         for name, config in models:
             if "hrnet" in name and args.skip_hrnet:
@@ -283,20 +354,25 @@ def main(argv=None) -> int:
     if args.memory_frames:
         mem = memory_run(r2, args.memory_size, args.memory_frames, args.device)
         results["memory_run"] = {"config": r2, "size": args.memory_size, "checkpoints": mem}
-        msize = (f"{args.memory_size}x{args.memory_size}" if args.memory_size
-                 else f"{hw}")  # fmt: skip
-        lines += [f"\nStreaming memory (AEN + CFFM {'sample' if args.quick else 'res2net50d'}, "
-                  f"{msize} frames, clips of 3):\n"]  # fmt: skip
+        msize = f"{args.memory_size}x{args.memory_size}" if args.memory_size else f"{hw}"
+        lines += [
+            f"\nStreaming memory (AEN + CFFM {'sample' if args.quick else 'res2net50d'}, "
+            f"{msize} frames, clips of 3):\n"
+        ]
         lines += markdown_table(
             ["frames streamed", "windows in memory", "memory MiB", "RSS MiB"],
             [[n, st["windows"], st["memory_mib"], st["rss_mib"]] for n, st in mem.items()],
-            fmt=[None, None, "{:.3f}", "{:.0f}"])  # fmt: skip
-    not_counted = sorted({op for v in results.values() if isinstance(v, dict)
-                          for op in v.get("not_counted", [])})  # fmt: skip
+            fmt=[None, None, "{:.3f}", "{:.0f}"],
+        )
+    not_counted = sorted(
+        {op for v in results.values() if isinstance(v, dict) for op in v.get("not_counted", [])}
+    )
     if not args.skip_sizes:
-        lines.append(f"\nOps not counted by fvcore: {', '.join(not_counted) or 'none'}; "
-                     "aten::scaled_dot_product_attention is counted by the handle of "
-                     "vps_d2.utils.benchmark.")
+        lines.append(
+            f"\nOps not counted by fvcore: {', '.join(not_counted) or 'none'}; "
+            "aten::scaled_dot_product_attention is counted by the handle of "
+            "vps_d2.utils.benchmark."
+        )
     print("\n".join(lines))
     if args.json:
         write_json(args.json, results)

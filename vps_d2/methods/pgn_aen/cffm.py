@@ -184,17 +184,23 @@ class CFMBlock(nn.Module):
     ) -> None:
         super().__init__()
         if len(ref_pool_sizes) != len(ref_neighbourhoods) or not ref_pool_sizes:
-            raise ValueError(f"CFFM: REF_POOL_SIZES {list(ref_pool_sizes)} and "
-                             f"REF_NEIGHBOURHOODS {list(ref_neighbourhoods)} must be non-empty "
-                             "lists of the same length")  # fmt: skip
+            raise ValueError(
+                f"CFFM: REF_POOL_SIZES {list(ref_pool_sizes)} and "
+                f"REF_NEIGHBOURHOODS {list(ref_neighbourhoods)} must be non-empty "
+                "lists of the same length"
+            )
         ks = [target_pool_neighbourhood, *ref_neighbourhoods]
         if any(k < 1 or k % 2 == 0 for k in ks):
-            raise ValueError(f"CFFM: neighbourhoods must be odd and >= 1, got "
-                             f"TARGET_POOL_NEIGHBOURHOOD {target_pool_neighbourhood}, "
-                             f"REF_NEIGHBOURHOODS {list(ref_neighbourhoods)}")  # fmt: skip
+            raise ValueError(
+                f"CFFM: neighbourhoods must be odd and >= 1, got "
+                f"TARGET_POOL_NEIGHBOURHOOD {target_pool_neighbourhood}, "
+                f"REF_NEIGHBOURHOODS {list(ref_neighbourhoods)}"
+            )
         if window_size < 1 or not 0 <= expand_size < window_size:
-            raise ValueError(f"CFFM: WINDOW_SIZE ({window_size}) must be >= 1 and EXPAND_SIZE "
-                             f"({expand_size}) in [0, WINDOW_SIZE)")  # fmt: skip
+            raise ValueError(
+                f"CFFM: WINDOW_SIZE ({window_size}) must be >= 1 and EXPAND_SIZE "
+                f"({expand_size}) in [0, WINDOW_SIZE)"
+            )
         if any(p < 1 for p in ref_pool_sizes):
             raise ValueError(f"CFFM: REF_POOL_SIZES must be >= 1, got {list(ref_pool_sizes)}")
         self.dim, self.num_heads = dim, num_heads
@@ -214,8 +220,9 @@ class CFMBlock(nn.Module):
         self.register_buffer("ring_rows", rows, persistent=False)
         self.register_buffer("ring_cols", cols, persistent=False)
         span = self.ws + self.expand
-        qr, qc = torch.meshgrid(torch.arange(self.ws) + self.expand,
-                                torch.arange(self.ws) + self.expand, indexing="ij")  # fmt: skip
+        qr, qc = torch.meshgrid(
+            torch.arange(self.ws) + self.expand, torch.arange(self.ws) + self.expand, indexing="ij"
+        )
         dy = rows[None, :] - qr.flatten()[:, None] + span - 1  # N, n_ring in [0, 2 span - 2]
         dx = cols[None, :] - qc.flatten()[:, None] + span - 1
         self.register_buffer("ring_bias_index", dy * (2 * span - 1) + dx, persistent=False)
@@ -300,15 +307,15 @@ class CrossFrameMining(nn.Module):
     frames]) -> (B, len(targets), C, h, w) the refined targets.
     """
 
-    def __init__(self, dim: int, depth: int = 2, num_heads: int = 8, num_references: int = 3,
-                 **block_kwargs) -> None:  # fmt: skip
+    def __init__(
+        self, dim: int, depth: int = 2, num_heads: int = 8, num_references: int = 3, **block_kwargs
+    ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"CFFM: DEPTH must be >= 1, got {depth}")
         if num_references < 0:
             raise ValueError(f"CFFM: NUM_REFERENCES must be >= 0, got {num_references}")
-        self.blocks = nn.ModuleList(CFMBlock(dim, num_heads, **block_kwargs)
-                                    for _ in range(depth))  # fmt: skip
+        self.blocks = nn.ModuleList(CFMBlock(dim, num_heads, **block_kwargs) for _ in range(depth))
         self.num_references = int(num_references)
         self.window_size = self.blocks[0].ws
 

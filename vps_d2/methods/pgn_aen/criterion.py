@@ -36,23 +36,28 @@ class PGNAENCriterion(Criterion):
     def from_config(cls, cfg) -> dict:
         loss = cfg.MODEL.PGN_AEN.LOSS
         aux = float(loss.PGN_AUX_WEIGHT) if loss.PGN_AUX else 0.0
-        return {"weight_dict": {
-            "loss_bce": loss.BCE_WEIGHT,
-            "loss_dice": loss.DICE_WEIGHT,
-            "loss_pgn_aux_bce": aux * loss.BCE_WEIGHT,
-            "loss_pgn_aux_dice": aux * loss.DICE_WEIGHT,
-        }}  # fmt: skip
+        return {
+            "weight_dict": {
+                "loss_bce": loss.BCE_WEIGHT,
+                "loss_dice": loss.DICE_WEIGHT,
+                "loss_pgn_aux_bce": aux * loss.BCE_WEIGHT,
+                "loss_pgn_aux_dice": aux * loss.DICE_WEIGHT,
+            }
+        }
 
-    def forward(self, logits: torch.Tensor, masks: torch.Tensor,
-                aux_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    def forward(
+        self, logits: torch.Tensor, masks: torch.Tensor, aux_logits: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         out = {}
         for prefix, x in (("loss_", logits), ("loss_pgn_aux_", aux_logits)):
             names = (prefix + "bce", prefix + "dice")
             if not any(self.is_active(n) for n in names):
                 continue
             if x is None:
-                raise ValueError(f"PGNAENCriterion: {names} have non-zero weights but no "
-                                 "logits were given for them")  # fmt: skip
+                raise ValueError(
+                    f"PGNAENCriterion: {names} have non-zero weights but no "
+                    "logits were given for them"
+                )
             if self.is_active(names[0]):
                 out[names[0]] = bce_loss(x, masks)
             if self.is_active(names[1]):

@@ -52,17 +52,21 @@ class RegionLinking(nn.Module):
     ) -> None:
         super().__init__()
         if sharing not in SHARING_MODES:
-            raise ValueError(f"MODEL.PGN_AEN.CRL.SHARING must be one of {SHARING_MODES}, got "
-                             f"{sharing!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.PGN_AEN.CRL.SHARING must be one of {SHARING_MODES}, got {sharing!r}"
+            )
         if len(dilations) != 2:
             raise ValueError(f"MODEL.PGN_AEN.CRL.DILATIONS needs 2 values, got {list(dilations)}")
         if sharing == "parallel" and num_regions % 2:
-            raise ValueError(f"MODEL.PGN_AEN.CRL.NUM_REGIONS ({num_regions}) must be even with "
-                             "SHARING 'parallel' (two halves)")  # fmt: skip
+            raise ValueError(
+                f"MODEL.PGN_AEN.CRL.NUM_REGIONS ({num_regions}) must be even with "
+                "SHARING 'parallel' (two halves)"
+            )
         grid = tuple(int(g) for g in grid)
         if len(grid) != 2 or min(grid) < 1:
-            raise ValueError(f"MODEL.PGN_AEN.CRL.GRIDS: each grid must be [h, w] >= 1, got "
-                             f"{list(grid)}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.PGN_AEN.CRL.GRIDS: each grid must be [h, w] >= 1, got {list(grid)}"
+            )
         self.tied = stage_channels == feature_channels
         self.expand = nn.Conv2d(stage_channels, num_regions, 1, bias=False)
         self.expand_feature = (
@@ -73,12 +77,12 @@ class RegionLinking(nn.Module):
             half = num_regions // 2
             self.share = nn.ModuleList(
                 nn.Conv2d(half, half, 3, padding=d, dilation=d, bias=False) for d in dilations
-            )  # fmt: skip
+            )
         else:
             self.share = nn.ModuleList(
                 nn.Conv2d(num_regions, num_regions, 3, padding=d, dilation=d, bias=False)
                 for d in dilations
-            )  # fmt: skip
+            )
         self.norm = nn.BatchNorm2d(num_regions)
         self.grid = grid
         self.mlp = MLP(grid[0] * grid[1], embed_dim, embed_dim, mlp_layers)
@@ -105,20 +109,28 @@ class RegionLinking(nn.Module):
 
 
 class LinearRegionTokens(nn.Module):
-    """"w/o CRL" (Table 2): a linear layer in CRL's place, per scale.
+    """ "w/o CRL" (Table 2): a linear layer in CRL's place, per scale.
 
     forward(stage (N, C', H, W), feature (N, C, H, W)) -> (N, S, D): [F'_i, F_i] are
     average-pooled to a grid of gh x gw = S cells and each cell's feature vector goes
     through one Linear(C' + C -> D).
     """
 
-    def __init__(self, stage_channels: int, feature_channels: int, num_regions: int = 50,
-                 embed_dim: int = 256, grid: Sequence[int] = (5, 10)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        stage_channels: int,
+        feature_channels: int,
+        num_regions: int = 50,
+        embed_dim: int = 256,
+        grid: Sequence[int] = (5, 10),
+    ) -> None:
         super().__init__()
         grid = tuple(int(g) for g in grid)
         if len(grid) != 2 or grid[0] * grid[1] != num_regions:
-            raise ValueError(f"MODEL.PGN_AEN.CRL.LINEAR_GRID {list(grid)} must be [h, w] with "
-                             f"h * w = NUM_REGIONS ({num_regions})")  # fmt: skip
+            raise ValueError(
+                f"MODEL.PGN_AEN.CRL.LINEAR_GRID {list(grid)} must be [h, w] with "
+                f"h * w = NUM_REGIONS ({num_regions})"
+            )
         self.grid = grid
         self.linear = nn.Linear(stage_channels + feature_channels, embed_dim)
         self.num_regions = num_regions
@@ -144,5 +156,6 @@ class CrossScaleRegionLinking(nn.Module):
         self.num_tokens = sum(s.num_regions for s in scales)
 
     def forward(self, stage: dict, features: dict) -> torch.Tensor:
-        return torch.cat([m(stage[f], features[f]) for m, f in zip(self.scales,
-                                                                   self.in_features)], dim=1)
+        return torch.cat(
+            [m(stage[f], features[f]) for m, f in zip(self.scales, self.in_features)], dim=1
+        )

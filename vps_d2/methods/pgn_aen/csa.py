@@ -59,10 +59,12 @@ class PixelDecoder(nn.Module):
     def __init__(self, num_tokens: int, dim: int, mode: str = "linear") -> None:
         super().__init__()
         if mode not in PIXEL_DECODERS:
-            raise ValueError(f"MODEL.PGN_AEN.CSA.PIXEL_DECODER must be one of {PIXEL_DECODERS}, "
-                             f"got {mode!r}")  # fmt: skip
-        self.proj = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim)) if mode == "linear" \
-            else None  # fmt: skip
+            raise ValueError(
+                f"MODEL.PGN_AEN.CSA.PIXEL_DECODER must be one of {PIXEL_DECODERS}, got {mode!r}"
+            )
+        self.proj = (
+            nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim)) if mode == "linear" else None
+        )
         self.position = PositionEmbeddingLearned(num_tokens, dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,10 +124,15 @@ class CrossWiseScaleAlignment(nn.Module):
     ) -> None:
         super().__init__()
         if self_attention_scope not in SELF_ATTENTION_SCOPES:
-            raise ValueError(f"MODEL.PGN_AEN.CSA.SELF_ATTENTION_SCOPE must be one of "
-                             f"{SELF_ATTENTION_SCOPES}, got {self_attention_scope!r}")  # fmt: skip
-        for key, v, lo in (("ENC_LAYERS", enc_layers, 0), ("CENTRE_LAYERS", centre_layers, 1),
-                           ("DEC_LAYERS", dec_layers, 1)):  # fmt: skip
+            raise ValueError(
+                f"MODEL.PGN_AEN.CSA.SELF_ATTENTION_SCOPE must be one of "
+                f"{SELF_ATTENTION_SCOPES}, got {self_attention_scope!r}"
+            )
+        for key, v, lo in (
+            ("ENC_LAYERS", enc_layers, 0),
+            ("CENTRE_LAYERS", centre_layers, 1),
+            ("DEC_LAYERS", dec_layers, 1),
+        ):
             if v < lo:
                 raise ValueError(f"MODEL.PGN_AEN.CSA.{key} must be >= {lo}, got {v}")
         self.num_tokens, self.dim, self.clip_length = num_tokens, dim, clip_length
@@ -136,7 +143,7 @@ class CrossWiseScaleAlignment(nn.Module):
         self.encoder = nn.ModuleList(
             TransformerEncoderLayer(dim, num_heads, ffn_dim, dropout, "relu", pre_norm)
             for _ in range(enc_layers)
-        )  # fmt: skip
+        )
         self.encoder_norm = nn.LayerNorm(dim) if pre_norm and enc_layers else nn.Identity()
         self.pixel_decoder = PixelDecoder(num_tokens, dim, pixel_decoder)
         self.query_feat = nn.Embedding(num_tokens, dim)
@@ -148,12 +155,20 @@ class CrossWiseScaleAlignment(nn.Module):
             FFNLayer(dim, ffn_dim, dropout, "relu", pre_norm) for _ in range(centre_layers)
         )
         self.memory_read = ClipMemoryRead(dim, memory_scale) if self.clip_wise else None
-        self.cross_attn = nn.ModuleList(
-            CrossAttentionLayer(dim, num_heads, dropout, pre_norm) for _ in range(dec_layers)
-        ) if self.clip_wise else None  # fmt: skip
-        self.self_attn = nn.ModuleList(
-            SelfAttentionLayer(dim, num_heads, dropout, pre_norm) for _ in range(dec_layers)
-        ) if self.frame_wise else None  # fmt: skip
+        self.cross_attn = (
+            nn.ModuleList(
+                CrossAttentionLayer(dim, num_heads, dropout, pre_norm) for _ in range(dec_layers)
+            )
+            if self.clip_wise
+            else None
+        )
+        self.self_attn = (
+            nn.ModuleList(
+                SelfAttentionLayer(dim, num_heads, dropout, pre_norm) for _ in range(dec_layers)
+            )
+            if self.frame_wise
+            else None
+        )
         self.ffn = nn.ModuleList(
             FFNLayer(dim, ffn_dim, dropout, "relu", pre_norm) for _ in range(dec_layers)
         )
@@ -169,8 +184,9 @@ class CrossWiseScaleAlignment(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, q, d = e2.shape
         if q != self.num_tokens or d != self.dim:
-            raise ValueError(f"CSA: e2 must be (B, T, {self.num_tokens}, {self.dim}), got "
-                             f"{tuple(e2.shape)}")  # fmt: skip
+            raise ValueError(
+                f"CSA: e2 must be (B, T, {self.num_tokens}, {self.dim}), got {tuple(e2.shape)}"
+            )
         if t > self.clip_length:
             raise ValueError(f"CSA: {t} frames in a clip of length {self.clip_length}")
         frame_pos = self.frame_embedding(e2)  # 1, T, 1, D

@@ -26,7 +26,9 @@ def semantic_interaction(e1: torch.Tensor, e3: torch.Tensor) -> torch.Tensor:
     if e3.dim() == 3:
         e3 = e3[:, None]
     if e1.dim() != 4 or e3.dim() != 4 or e1.shape[:2] != (e3.shape[0], e3.shape[2]):
-        raise ValueError(f"semantic_interaction: e1 (N, q, H, W) and e3 (N, [c,] q, D) must "
-                         f"agree on N and q; got {tuple(e1.shape)} and {tuple(e3.shape)}")
+        raise ValueError(
+            f"semantic_interaction: e1 (N, q, H, W) and e3 (N, [c,] q, D) must "
+            f"agree on N and q; got {tuple(e1.shape)} and {tuple(e3.shape)}"
+        )
     weights = e3.sum(dim=-1)  # N, c, q
     return torch.einsum("ncq,nqhw->nchw", weights, e1)

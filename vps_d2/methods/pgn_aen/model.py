@@ -18,9 +18,9 @@ each frame's size) is :class:`~vps_d2.modeling.meta_arch.ClipVideoMetaArch`'s.
 Training (``losses``): each training clip holds K * L consecutive frames (the clip contract:
 INPUT.CLIP.LENGTH a multiple K * L, by default K = 3, "window" sampling); its K sub-clips run
 in order through a fresh clip memory, as a video is processed at test time, so the memory
-read, the carried queries and the mining of past frames are trained. The loss is Eq. 10 on every frame of every sub-clip, averaged over
-the K sub-clips. ``MODEL.PGN_AEN.USE_AEN False`` is the PGN alone (its single output map
-is the prediction).
+read, the carried queries and the mining of past frames are trained. The loss is Eq. 10 on
+every frame of every sub-clip, averaged over the K sub-clips. ``MODEL.PGN_AEN.USE_AEN False``
+is the PGN alone (its single output map is the prediction).
 """
 
 from __future__ import annotations
@@ -101,16 +101,25 @@ class PGNAEN(ClipVideoMetaArch):
         pixel_std: Sequence[float],
         test_size: Sequence[int] = (320, 448),
     ) -> None:
-        super().__init__(clip_length=clip_length, stream_mode=stream_mode,
-                         memory_length=memory_length, pixel_mean=pixel_mean,
-                         pixel_std=pixel_std, test_size=test_size)  # fmt: skip
+        super().__init__(
+            clip_length=clip_length,
+            stream_mode=stream_mode,
+            memory_length=memory_length,
+            pixel_mean=pixel_mean,
+            pixel_std=pixel_std,
+            test_size=test_size,
+        )
         expected = aen.num_tokens if aen is not None else 1
         if pgn.num_outputs != expected:
-            raise ValueError(f"PGN+AEN: the PGN gives {pgn.num_outputs} proposal maps per frame, "
-                             f"the AEN needs q = {expected}")  # fmt: skip
+            raise ValueError(
+                f"PGN+AEN: the PGN gives {pgn.num_outputs} proposal maps per frame, "
+                f"the AEN needs q = {expected}"
+            )
         if aen is not None and aen.csa is not None and aen.csa.clip_length < clip_length:
-            raise ValueError(f"PGN+AEN: the CSA was built for clips of {aen.csa.clip_length} "
-                             f"frames, the model uses {clip_length}")  # fmt: skip
+            raise ValueError(
+                f"PGN+AEN: the CSA was built for clips of {aen.csa.clip_length} "
+                f"frames, the model uses {clip_length}"
+            )
         self.backbone = backbone
         self.pgn = pgn
         self.aen = aen
@@ -127,13 +136,17 @@ class PGNAEN(ClipVideoMetaArch):
         if length < 1:
             raise ValueError(f"MODEL.PGN_AEN.CLIP_LENGTH must be >= 1, got {length}")
         if p.STREAM_MODE not in STREAM_MODES:
-            raise ValueError(f"MODEL.PGN_AEN.STREAM_MODE must be one of {STREAM_MODES}, got "
-                             f"{p.STREAM_MODE!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.PGN_AEN.STREAM_MODE must be one of {STREAM_MODES}, got {p.STREAM_MODE!r}"
+            )
         return cls.stream_contract(
-            length, p.STREAM_MODE, train_length=DEFAULT_TRAIN_SUBCLIPS * length,
-            train_length_multiple=length, train_sampler="window",
+            length,
+            p.STREAM_MODE,
+            train_length=DEFAULT_TRAIN_SUBCLIPS * length,
+            train_length_multiple=length,
+            train_sampler="window",
             reason=f"trains on K consecutive sub-clips of MODEL.PGN_AEN.CLIP_LENGTH {length}",
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -142,15 +155,17 @@ class PGNAEN(ClipVideoMetaArch):
         if length < 1:
             raise ValueError(f"MODEL.PGN_AEN.CLIP_LENGTH must be >= 1, got {length}")
         if mode not in STREAM_MODES:
-            raise ValueError(f"MODEL.PGN_AEN.STREAM_MODE must be one of {STREAM_MODES}, got "
-                             f"{mode!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.PGN_AEN.STREAM_MODE must be one of {STREAM_MODES}, got {mode!r}"
+            )
         if p.MEMORY_LENGTH < 0:
             raise ValueError(f"MODEL.PGN_AEN.MEMORY_LENGTH must be >= 0, got {p.MEMORY_LENGTH}")
         backbone = build_backbone(cfg, list(p.IN_FEATURES))
         shapes = backbone.output_shape()
         num_tokens = p.CRL.NUM_REGIONS * len(p.IN_FEATURES)
-        pgn = build_pgn(cfg, shapes, num_outputs=num_tokens if p.USE_AEN else 1,
-                        aux_head=bool(p.LOSS.PGN_AUX))  # fmt: skip
+        pgn = build_pgn(
+            cfg, shapes, num_outputs=num_tokens if p.USE_AEN else 1, aux_head=bool(p.LOSS.PGN_AUX)
+        )
         aen = build_aen(cfg, pgn.stage_channels, shapes, length) if p.USE_AEN else None
         return {
             "backbone": backbone,
@@ -165,8 +180,9 @@ class PGNAEN(ClipVideoMetaArch):
         }
 
     # ------------------------------------------------------------------ one window
-    def window(self, x: torch.Tensor, entries: Sequence[Mapping], num_new: int
-               ) -> tuple[dict[str, torch.Tensor | None], dict]:  # fmt: skip
+    def window(
+        self, x: torch.Tensor, entries: Sequence[Mapping], num_new: int
+    ) -> tuple[dict[str, torch.Tensor | None], dict]:
         """One window of B clips through the model.
 
         Args:
@@ -188,9 +204,10 @@ class PGNAEN(ClipVideoMetaArch):
         else:
             logits = out.proposals
         size = x.shape[-2:]
-        result = {"logits": self._upsample(logits, size),
-                  "aux_logits": None if out.aux_logits is None
-                  else self._upsample(out.aux_logits, size)}  # fmt: skip
+        result = {
+            "logits": self._upsample(logits, size),
+            "aux_logits": None if out.aux_logits is None else self._upsample(out.aux_logits, size),
+        }
         return result, {"num_new": int(num_new), "pgn": out.memory, "aen": state}
 
     @staticmethod
@@ -213,9 +230,11 @@ class PGNAEN(ClipVideoMetaArch):
         masks = torch.stack([b["sem_seg"] for b in batched_inputs]).to(self.device)  # B, K*L, H, W
         length = self.clip_length
         if images.dim() != 5 or images.shape[1] % length:
-            raise ValueError(f"PGN+AEN trains on clips of K * {length} frames (its clip contract: "
-                             f"INPUT.CLIP.LENGTH a multiple of MODEL.PGN_AEN.CLIP_LENGTH); got "
-                             f"'image' of shape {tuple(images.shape[1:])}")  # fmt: skip
+            raise ValueError(
+                f"PGN+AEN trains on clips of K * {length} frames (its clip contract: "
+                f"INPUT.CLIP.LENGTH a multiple of MODEL.PGN_AEN.CLIP_LENGTH); got "
+                f"'image' of shape {tuple(images.shape[1:])}"
+            )
         x = self.normalize(images)
         k = images.shape[1] // length
         csa = self.aen.csa if self.aen is not None else None
@@ -225,8 +244,11 @@ class PGNAEN(ClipVideoMetaArch):
                 "training clips of %d frames = %d sub-clip(s) of %d: the clip memory's softmax "
                 "over entries is only trained when a sub-clip reads >= 2 past ones (K >= 3); "
                 "with K = 1 its parameters get no gradient (DDP then needs "
-                "SOLVER.DDP.FIND_UNUSED_PARAMETERS True)", images.shape[1], k, length,
-            )  # fmt: skip
+                "SOLVER.DDP.FIND_UNUSED_PARAMETERS True)",
+                images.shape[1],
+                k,
+                length,
+            )
         memory = WindowMemory(self.memory.maxlen)
         totals: dict[str, torch.Tensor] = {}
         for i in range(k):
@@ -234,8 +256,11 @@ class PGNAEN(ClipVideoMetaArch):
             out, entry = self.window(x[:, sl], memory.entries, length)
             memory.append(entry)
             aux = out["aux_logits"]
-            losses = self.criterion(out["logits"].flatten(0, 1), masks[:, sl].flatten(0, 1),
-                                    None if aux is None else aux.flatten(0, 1))  # fmt: skip
+            losses = self.criterion(
+                out["logits"].flatten(0, 1),
+                masks[:, sl].flatten(0, 1),
+                None if aux is None else aux.flatten(0, 1),
+            )
             for name, v in losses.items():
                 totals[name] = totals[name] + v if name in totals else v
         return self.criterion.apply_weights({n: v / k for n, v in totals.items()})

@@ -55,27 +55,34 @@ class PGNOutput:
     memory: dict = field(default_factory=dict)
 
 
-def build_pgn(cfg, input_shape: Mapping[str, ShapeSpec], num_outputs: int,
-              aux_head: bool = False) -> nn.Module:  # fmt: skip
+def build_pgn(
+    cfg, input_shape: Mapping[str, ShapeSpec], num_outputs: int, aux_head: bool = False
+) -> nn.Module:
     """Build ``cfg.MODEL.PGN_AEN.PGN.NAME`` from PGN_REGISTRY."""
     name = cfg.MODEL.PGN_AEN.PGN.NAME
     try:
         cls = PGN_REGISTRY.get(name)
     except KeyError as e:
-        raise KeyError(f"MODEL.PGN_AEN.PGN.NAME = {name!r} is not registered; available: "
-                       f"{sorted(k for k, _ in PGN_REGISTRY)}") from e  # fmt: skip
+        raise KeyError(
+            f"MODEL.PGN_AEN.PGN.NAME = {name!r} is not registered; available: "
+            f"{sorted(k for k, _ in PGN_REGISTRY)}"
+        ) from e
     return cls(cfg, input_shape, num_outputs=num_outputs, aux_head=aux_head)
 
 
 def _check_levels(input_shape: Mapping[str, ShapeSpec], in_features: Sequence[str]) -> None:
     missing = [f for f in in_features if f not in input_shape]
     if missing:
-        raise KeyError(f"MODEL.PGN_AEN.IN_FEATURES {missing} not produced by the backbone "
-                       f"(it gives {list(input_shape)})")  # fmt: skip
+        raise KeyError(
+            f"MODEL.PGN_AEN.IN_FEATURES {missing} not produced by the backbone "
+            f"(it gives {list(input_shape)})"
+        )
     strides = [input_shape[f].stride for f in in_features]
     if strides[0] != 4 or any(b != 2 * a for a, b in zip(strides, strides[1:])):
-        raise ValueError(f"MODEL.PGN_AEN.IN_FEATURES {list(in_features)} must start at stride "
-                         f"4 with strides doubling (got {strides})")  # fmt: skip
+        raise ValueError(
+            f"MODEL.PGN_AEN.IN_FEATURES {list(in_features)} must start at stride "
+            f"4 with strides doubling (got {strides})"
+        )
 
 
 class FuseHead(nn.Module):
@@ -102,8 +109,7 @@ class FuseHead(nn.Module):
         self.in_features = in_features
         self.channels = int(channels)
         # per-pixel Linear of each level (CFFM / SegFormer's "linear_c")
-        self.proj = nn.ModuleList(nn.Linear(input_shape[f].channels, channels)
-                                  for f in in_features)  # fmt: skip
+        self.proj = nn.ModuleList(nn.Linear(input_shape[f].channels, channels) for f in in_features)
         self.fuse = ConvNormAct(len(in_features) * channels, channels, 1, norm="BN", act="relu")
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(self._classifier_in(), num_outputs, 1)
@@ -130,20 +136,23 @@ class FuseHead(nn.Module):
         """Channels of each F'_l."""
         return {f: self.channels for f in self.in_features}
 
-    def project(self, features: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor],
-                                                                       torch.Tensor]:  # fmt: skip
+    def project(
+        self, features: Mapping[str, torch.Tensor]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """{level: (N, C_l, H_l, W_l)} -> (per-level projections [(N, C, H_l, W_l)], fused
         (N, C, H/4, W/4))."""
         projs = []
         for lin, f in zip(self.proj, self.in_features):
             projs.append(lin(features[f].permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
         size = projs[0].shape[-2:]
-        ups = [projs[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False)
-                            for p in projs[1:]]  # fmt: skip
+        ups = [projs[0]] + [
+            F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in projs[1:]
+        ]
         return projs, self.fuse(torch.cat(ups[::-1], dim=1))
 
-    def forward(self, features: Mapping[str, torch.Tensor], past: Sequence = (),
-                num_new: int | None = None) -> PGNOutput:  # fmt: skip
+    def forward(
+        self, features: Mapping[str, torch.Tensor], past: Sequence = (), num_new: int | None = None
+    ) -> PGNOutput:
         b, t = features[self.in_features[0]].shape[:2]
         flat = {f: features[f].flatten(0, 1) for f in self.in_features}
         projs, fused = self.project(flat)
@@ -166,23 +175,37 @@ class CFFM(FuseHead):
     """
 
     @configurable
-    def __init__(self, *, targets: str = "all", depth: int = 2, num_heads: int = 8,
-                 mlp_ratio: float = 4.0, window_size: int = 7, expand_size: int = 3,
-                 target_pool_neighbourhood: int = 5, num_references: int = 3,
-                 ref_pool_sizes: Sequence[int] = (2, 3, 7),
-                 ref_neighbourhoods: Sequence[int] = (3, 5, 7), **kwargs) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        targets: str = "all",
+        depth: int = 2,
+        num_heads: int = 8,
+        mlp_ratio: float = 4.0,
+        window_size: int = 7,
+        expand_size: int = 3,
+        target_pool_neighbourhood: int = 5,
+        num_references: int = 3,
+        ref_pool_sizes: Sequence[int] = (2, 3, 7),
+        ref_neighbourhoods: Sequence[int] = (3, 5, 7),
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if targets not in ("all", "last"):
-            raise ValueError(f"MODEL.PGN_AEN.CFFM.TARGETS must be 'all' or 'last', got "
-                             f"{targets!r}")  # fmt: skip
+            raise ValueError(f"MODEL.PGN_AEN.CFFM.TARGETS must be 'all' or 'last', got {targets!r}")
         self.targets = targets
         self.mining = CrossFrameMining(
-            self.channels, depth=depth, num_heads=num_heads, num_references=num_references,
-            window_size=window_size, expand_size=expand_size,
+            self.channels,
+            depth=depth,
+            num_heads=num_heads,
+            num_references=num_references,
+            window_size=window_size,
+            expand_size=expand_size,
             target_pool_neighbourhood=target_pool_neighbourhood,
-            ref_pool_sizes=list(ref_pool_sizes), ref_neighbourhoods=list(ref_neighbourhoods),
+            ref_pool_sizes=list(ref_pool_sizes),
+            ref_neighbourhoods=list(ref_neighbourhoods),
             mlp_ratio=mlp_ratio,
-        )  # fmt: skip
+        )
 
     def _classifier_in(self) -> int:
         return 2 * self.channels
@@ -204,8 +227,9 @@ class CFFM(FuseHead):
             "ref_neighbourhoods": list(c.REF_NEIGHBOURHOODS),
         }
 
-    def forward(self, features: Mapping[str, torch.Tensor], past: Sequence = (),
-                num_new: int | None = None) -> PGNOutput:  # fmt: skip
+    def forward(
+        self, features: Mapping[str, torch.Tensor], past: Sequence = (), num_new: int | None = None
+    ) -> PGNOutput:
         b, t = features[self.in_features[0]].shape[:2]
         num_new = t if num_new is None else int(num_new)
         flat = {f: features[f].flatten(0, 1) for f in self.in_features}

@@ -51,13 +51,21 @@ class ModulatedDeformConv2d(nn.Module):
     plain convolution with the same weight).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 deformable_groups: int = 8, dilation: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        deformable_groups: int = 8,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
         if in_channels % deformable_groups:
-            raise ValueError(f"ModulatedDeformConv2d: in_channels {in_channels} (MODEL.SALI."
-                             f"CHANNELS) not divisible by deformable_groups {deformable_groups} "
-                             "(MODEL.SALI.SAM.DEFORMABLE_GROUPS)")  # fmt: skip
+            raise ValueError(
+                f"ModulatedDeformConv2d: in_channels {in_channels} (MODEL.SALI."
+                f"CHANNELS) not divisible by deformable_groups {deformable_groups} "
+                "(MODEL.SALI.SAM.DEFORMABLE_GROUPS)"
+            )
         self.kernel_size = kernel_size
         self.dilation = dilation
         self.deformable_groups = deformable_groups
@@ -72,8 +80,9 @@ class ModulatedDeformConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pad = self.dilation * (self.kernel_size // 2)
-        return deform_conv2d(x, offset, self.weight, self.bias, padding=pad,
-                             dilation=self.dilation, mask=mask)  # fmt: skip
+        return deform_conv2d(
+            x, offset, self.weight, self.bias, padding=pad, dilation=self.dilation, mask=mask
+        )
 
 
 class DeformAlignConv(nn.Module):
@@ -132,8 +141,10 @@ class PyramidAlignment(nn.Module):
         self, src: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]
     ) -> list[torch.Tensor]:
         if len(src) != self.num_levels or len(ref) != self.num_levels:
-            raise ValueError(f"PyramidAlignment: expected {self.num_levels} levels, got "
-                             f"{len(src)} and {len(ref)}")  # fmt: skip
+            raise ValueError(
+                f"PyramidAlignment: expected {self.num_levels} levels, got "
+                f"{len(src)} and {len(ref)}"
+            )
         out: list[torch.Tensor] = [None] * self.num_levels  # type: ignore[list-item]
         prev_offset = prev_feat = None
         for lvl in reversed(range(self.num_levels)):
@@ -141,14 +152,19 @@ class PyramidAlignment(nn.Module):
             offset = self.act(self.offset_in[lvl](torch.cat([s, r], 1)))
             if prev_offset is not None:
                 scale = s.shape[-2] / prev_offset.shape[-2]
-                up = F.interpolate(prev_offset, size=s.shape[-2:], mode="bilinear",
-                                   align_corners=False) * scale  # fmt: skip
+                up = (
+                    F.interpolate(
+                        prev_offset, size=s.shape[-2:], mode="bilinear", align_corners=False
+                    )
+                    * scale
+                )
                 offset = self.act(self.offset_fuse[lvl](torch.cat([offset, up], 1)))
                 offset = self.act(self.offset_out[lvl](offset))
             feat = self.dcn[lvl](s, offset)
             if prev_feat is not None:
-                up = F.interpolate(prev_feat, size=s.shape[-2:], mode="bilinear",
-                                   align_corners=False)  # fmt: skip
+                up = F.interpolate(
+                    prev_feat, size=s.shape[-2:], mode="bilinear", align_corners=False
+                )
                 feat = self.feat_fuse[lvl](torch.cat([feat, up], 1))
             if lvl > 0:
                 feat = self.act(feat)
@@ -170,8 +186,14 @@ class NonLocalHarmonisation(nn.Module):
     :func:`effective_pool_size`).
     """
 
-    def __init__(self, *, channels: int = 32, num_frames: int = 2, pool_size: int = 2,
-                 inter_channels: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        channels: int = 32,
+        num_frames: int = 2,
+        pool_size: int = 2,
+        inter_channels: int | None = None,
+    ) -> None:
         super().__init__()
         ci = inter_channels or max(1, channels // 2)
         self.num_frames = num_frames
@@ -189,8 +211,9 @@ class NonLocalHarmonisation(nn.Module):
 
     def forward(self, frames: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(frames) != self.num_frames:
-            raise ValueError(f"NonLocalHarmonisation: expected {self.num_frames} frames, got "
-                             f"{len(frames)}")  # fmt: skip
+            raise ValueError(
+                f"NonLocalHarmonisation: expected {self.num_frames} frames, got {len(frames)}"
+            )
         t = self.num_frames
         b, c, h, w = frames[0].shape
         x = torch.stack(list(frames), 1).flatten(0, 1)  # B*T, C, H, W
@@ -227,20 +250,27 @@ class ShortTermAlignment(nn.Module):
     ) -> None:
         super().__init__()
         if len(pool_sizes) != num_levels:
-            raise ValueError(f"MODEL.SALI.SAM.POOL_SIZES needs {num_levels} values (one per "
-                             f"level), got {list(pool_sizes)}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.SAM.POOL_SIZES needs {num_levels} values (one per "
+                f"level), got {list(pool_sizes)}"
+            )
         self.align = (
-            PyramidAlignment(channels=channels, num_levels=num_levels,
-                             deformable_groups=deformable_groups)
-            if use_alignment else None
-        )  # fmt: skip
+            PyramidAlignment(
+                channels=channels, num_levels=num_levels, deformable_groups=deformable_groups
+            )
+            if use_alignment
+            else None
+        )
         self.harmonise = nn.ModuleList(
-            [NonLocalHarmonisation(channels=channels, num_frames=2, pool_size=p)
-             for p in pool_sizes]
-        )  # fmt: skip
+            [
+                NonLocalHarmonisation(channels=channels, num_frames=2, pool_size=p)
+                for p in pool_sizes
+            ]
+        )
 
-    def forward(self, current: Sequence[torch.Tensor],
-                neighbour: Sequence[torch.Tensor]) -> list[torch.Tensor]:  # fmt: skip
+    def forward(
+        self, current: Sequence[torch.Tensor], neighbour: Sequence[torch.Tensor]
+    ) -> list[torch.Tensor]:
         if self.align is not None:
             neighbour = self.align(neighbour, current)
         return [h([c, n]) for h, c, n in zip(self.harmonise, current, neighbour)]

@@ -49,10 +49,19 @@ from vps_d2.utils.benchmark import (
     write_json,
 )
 
-CONFIGS = {"pvt_v2_b2": "sali_pvtv2_b2.yaml", "pvt_v2_b5": "sali_pvtv2_b5.yaml",
-           "sample": "sali_sample.yaml"}  # fmt: skip
-QUICK = {"backbones": ["sample"], "size": 0, "timed_frames": 1, "memory_frames": [3, 6],
-         "memory_size": 0, "memory_backbone": "sample"}  # fmt: skip
+CONFIGS = {
+    "pvt_v2_b2": "sali_pvtv2_b2.yaml",
+    "pvt_v2_b5": "sali_pvtv2_b5.yaml",
+    "sample": "sali_sample.yaml",
+}
+QUICK = {
+    "backbones": ["sample"],
+    "size": 0,
+    "timed_frames": 1,
+    "memory_frames": [3, 6],
+    "memory_size": 0,
+    "memory_backbone": "sample",
+}
 
 
 def build(backbone: str, size: int, device: str):
@@ -84,8 +93,11 @@ def fill_memory(model, frames: int) -> None:
             t = model._t
             while bank.num_frames < frames:
                 t = max(bank.stored_frames()) + bank.write_every
-                bank.write(torch.randn(1, kp.out_channels, n, device=x.device),
-                           torch.randn(1, vp.out_channels, n, device=x.device), t)  # fmt: skip
+                bank.write(
+                    torch.randn(1, kp.out_channels, n, device=x.device),
+                    torch.randn(1, vp.out_channels, n, device=x.device),
+                    t,
+                )
         model._t = t + 1  # next step reads, does not write (t + 1 is not a write frame)
 
 
@@ -126,8 +138,7 @@ def time_steps(model, memory_frames: int, n: int) -> float:
         model._t = model._t if model._t % model.banks[0].write_every else model._t + 1
         return (x,)
 
-    return time_callable(model.step_logits, n, warmup=1, setup=setup,
-                         device=model.device).median_ms  # fmt: skip
+    return time_callable(model.step_logits, n, warmup=1, setup=setup, device=model.device).median_ms
 
 
 def memory_run(backbone: str, size: int, checkpoints: list[int], device: str) -> dict:
@@ -135,29 +146,51 @@ def memory_run(backbone: str, size: int, checkpoints: list[int], device: str) ->
     model.reset()
     h, w = model.test_size
     frames = synthetic_frames(max(checkpoints), h, w)
-    probe = lambda: {"bank_frames": [b.num_frames for b in model.banks],
-                     "bank_mib": sum(b.nbytes() for b in model.banks) / 2**20}  # fmt: skip
+    probe = lambda: {
+        "bank_frames": [b.num_frames for b in model.banks],
+        "bank_mib": sum(b.nbytes() for b in model.banks) / 2**20,
+    }
     return streaming_memory(map(model.step, frames), checkpoints, probe)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--backbones", nargs="*", default=["pvt_v2_b2", "pvt_v2_b5"],
-                   help="models of the parameters/GFLOPs/speed table (none: skip it; "
-                   "'sample': sali_sample.yaml)")  # fmt: skip
-    p.add_argument("--size", type=int, default=352,
-                   help="frame size for GFLOPs and timing (0: the config's INPUT.SIZE_TEST)")
+    p.add_argument(
+        "--backbones",
+        nargs="*",
+        default=["pvt_v2_b2", "pvt_v2_b5"],
+        help="models of the parameters/GFLOPs/speed table (none: skip it; "
+        "'sample': sali_sample.yaml)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=352,
+        help="frame size for GFLOPs and timing (0: the config's INPUT.SIZE_TEST)",
+    )
     p.add_argument("--timed-frames", type=int, default=3, help="timed steps per memory state")
-    p.add_argument("--memory-frames", type=int, nargs="*", default=[100, 1000],
-                   help="checkpoints of the streaming memory run (none: skip it)")  # fmt: skip
-    p.add_argument("--memory-size", type=int, default=64,
-                   help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)")
+    p.add_argument(
+        "--memory-frames",
+        type=int,
+        nargs="*",
+        default=[100, 1000],
+        help="checkpoints of the streaming memory run (none: skip it)",
+    )
+    p.add_argument(
+        "--memory-size",
+        type=int,
+        default=64,
+        help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)",
+    )
     p.add_argument("--memory-backbone", default="pvt_v2_b2")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: sali_sample.yaml at its size, 1 timed frame, 6 frames")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: sali_sample.yaml at its size, 1 timed frame, 6 frames",
+    )
     args, _ = p.parse_known_args(argv)
     if args.quick:
         p.set_defaults(**QUICK)
@@ -184,27 +217,47 @@ def main(argv=None) -> int:
         bank_full = sum(b.nbytes() for b in model.banks) / 2**20
         ms1 = time_steps(model, 1, args.timed_frames)
         msfull = time_steps(model, cap, args.timed_frames)
-        r = {"params_m": n_all / 1e6, "backbone_params_m": n_bb / 1e6,
-             "sali_params_m": (n_all - n_bb) / 1e6, "gflops_mem1": g1,
-             "gflops_memfull": gfull, "ms_mem1": ms1, "ms_memfull": msfull,
-             "bank_mib_full": bank_full, "capacity": cap, "not_counted": skipped}  # fmt: skip
+        r = {
+            "params_m": n_all / 1e6,
+            "backbone_params_m": n_bb / 1e6,
+            "sali_params_m": (n_all - n_bb) / 1e6,
+            "gflops_mem1": g1,
+            "gflops_memfull": gfull,
+            "ms_mem1": ms1,
+            "ms_memfull": msfull,
+            "bank_mib_full": bank_full,
+            "capacity": cap,
+            "not_counted": skipped,
+        }
         results[name] = r
-        rows.append([
-            f"SALI {name}",
-            f"{r['params_m']:.2f} ({r['backbone_params_m']:.2f} + {r['sali_params_m']:.2f})",
-            f"{g1:.2f} / {gfull:.2f}", f"{ms1:.0f} / {msfull:.0f}", f"{bank_full:.2f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                f"SALI {name}",
+                f"{r['params_m']:.2f} ({r['backbone_params_m']:.2f} + {r['sali_params_m']:.2f})",
+                f"{g1:.2f} / {gfull:.2f}",
+                f"{ms1:.0f} / {msfull:.0f}",
+                f"{bank_full:.2f}",
+            ]
+        )
         del model
     mem = {}
     if args.memory_frames:
         mem = memory_run(args.memory_backbone, args.memory_size, args.memory_frames, args.device)
-        results["memory_run"] = {"backbone": args.memory_backbone, "size": args.memory_size,
-                                 "checkpoints": mem}  # fmt: skip
+        results["memory_run"] = {
+            "backbone": args.memory_backbone,
+            "size": args.memory_size,
+            "checkpoints": mem,
+        }
     dev = f"{args.device}, {results['threads']} threads"
     if rows:
         print(f"\nSALI benchmark ({dev}; random init; {size_text} input)\n")
-        header = ["model", "params M (backbone + SALI)", f"GFLOPs/frame, memory 1 / {cap} frames",
-                  f"ms/frame, memory 1 / {cap} frames", f"bank MiB at {cap} frames"]  # fmt: skip
+        header = [
+            "model",
+            "params M (backbone + SALI)",
+            f"GFLOPs/frame, memory 1 / {cap} frames",
+            f"ms/frame, memory 1 / {cap} frames",
+            f"bank MiB at {cap} frames",
+        ]
         print("\n".join(markdown_table(header, rows)))
         skipped = sorted({op for n in args.backbones for op in results[n]["not_counted"]})
         print(
@@ -213,13 +266,25 @@ def main(argv=None) -> int:
             "the handles of vps_d2.utils.benchmark."
         )
     if mem:
-        msize = (f"{args.memory_size}x{args.memory_size}" if args.memory_size
-                 else "the config's")  # fmt: skip
+        msize = f"{args.memory_size}x{args.memory_size}" if args.memory_size else "the config's"
         print(f"\nStreaming memory ({args.memory_backbone}, {msize} frames, {dev}):\n")
-        print("\n".join(markdown_table(
-            ["frames streamed", "frames in each bank (1/8, 1/16, 1/32)", "bank MiB", "RSS MiB"],
-            [[n, str(st["bank_frames"]), st["bank_mib"], st["rss_mib"]] for n, st in mem.items()],
-            fmt=[None, None, "{:.3f}", "{:.0f}"])))  # fmt: skip
+        print(
+            "\n".join(
+                markdown_table(
+                    [
+                        "frames streamed",
+                        "frames in each bank (1/8, 1/16, 1/32)",
+                        "bank MiB",
+                        "RSS MiB",
+                    ],
+                    [
+                        [n, str(st["bank_frames"]), st["bank_mib"], st["rss_mib"]]
+                        for n, st in mem.items()
+                    ],
+                    fmt=[None, None, "{:.3f}", "{:.0f}"],
+                )
+            )
+        )
     if args.json:
         write_json(args.json, results)
     return 0

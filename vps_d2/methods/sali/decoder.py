@@ -62,8 +62,9 @@ class GroupReversalAttention(nn.Module):
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
         if channels % groups:
-            raise ValueError(f"MODEL.SALI.DECODER.GRA_GROUPS: {groups} groups do not divide "
-                             f"{channels} channels")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.DECODER.GRA_GROUPS: {groups} groups do not divide {channels} channels"
+            )
         self.groups = groups
         self.conv = ConvNormAct(channels + groups, channels)
         self.score = nn.Conv2d(channels, 1, 3, padding=1)
@@ -95,8 +96,13 @@ class SALIDecoder(nn.Module):
     """forward(list of 3 (B, C, H_l, W_l), finest first) -> {"sg", "s<coarsest>", ...,
     "s<finest>"}: logits (B, 1, H_l, W_l) at each map's own level (sg at the finest)."""
 
-    def __init__(self, *, channels: int = 32, level_names: Sequence[str] = ("s3", "s4", "s5"),
-                 gra_groups: Sequence[int] = (1, 4, 32)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        channels: int = 32,
+        level_names: Sequence[str] = ("s3", "s4", "s5"),
+        gra_groups: Sequence[int] = (1, 4, 32),
+    ) -> None:
         super().__init__()
         if len(level_names) != 3:
             raise ValueError(f"SALIDecoder needs exactly 3 levels, got {list(level_names)}")
@@ -116,7 +122,8 @@ class SALIDecoder(nn.Module):
         guide = out["sg"]
         for lvl in (2, 1, 0):
             x = feats[lvl]
-            guide = self.stages[lvl](x, F.interpolate(guide, size=x.shape[-2:], mode="bilinear",
-                                                      align_corners=False))  # fmt: skip
+            guide = self.stages[lvl](
+                x, F.interpolate(guide, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            )
             out[self.level_names[lvl]] = guide
         return out

@@ -78,8 +78,10 @@ class LongTermInteraction(nn.Module):
     ) -> None:
         super().__init__()
         if mask_weighting not in MASK_WEIGHTINGS:
-            raise ValueError(f"MODEL.SALI.LIM.MASK_WEIGHTING must be one of {MASK_WEIGHTINGS}, "
-                             f"got {mask_weighting!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.LIM.MASK_WEIGHTING must be one of {MASK_WEIGHTINGS}, "
+                f"got {mask_weighting!r}"
+            )
         self.key_proj = nn.ModuleList(
             [nn.Conv2d(channels, key_channels, 3, padding=1) for _ in range(num_levels)]
         )
@@ -100,17 +102,24 @@ class LongTermInteraction(nn.Module):
         values = [p(f) for p, f in zip(self.value_proj, feats)]
         return keys, values
 
-    def memory_values(self, values: Sequence[torch.Tensor], mask: torch.Tensor | None,
-                      is_logits: bool) -> list[torch.Tensor]:  # fmt: skip
+    def memory_values(
+        self, values: Sequence[torch.Tensor], mask: torch.Tensor | None, is_logits: bool
+    ) -> list[torch.Tensor]:
         """Values to store: each (B, Cv, H, W) weighted by ``mask`` (B, 1, H0, W0) under MA."""
         if not self.masked_attention or mask is None:
             return list(values)
-        return [v * mask_weights(mask, tuple(v.shape[-2:]), self.mask_weighting, is_logits)
-                for v in values]  # fmt: skip
+        return [
+            v * mask_weights(mask, tuple(v.shape[-2:]), self.mask_weighting, is_logits)
+            for v in values
+        ]
 
-    def interact(self, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor],
-                 mem_keys: Sequence[torch.Tensor],
-                 mem_values: Sequence[torch.Tensor]) -> list[torch.Tensor]:  # fmt: skip
+    def interact(
+        self,
+        keys: Sequence[torch.Tensor],
+        values: Sequence[torch.Tensor],
+        mem_keys: Sequence[torch.Tensor],
+        mem_values: Sequence[torch.Tensor],
+    ) -> list[torch.Tensor]:
         """Read a memory given as tensors and concatenate with the current value.
 
         keys/values: current (B, Ck|Cv, H, W); mem_keys/mem_values: (B, Ck|Cv, N) per level.
@@ -122,8 +131,9 @@ class LongTermInteraction(nn.Module):
             out.append(torch.cat([v, r.view_as(v)], 1))
         return out
 
-    def read_banks(self, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor],
-                   empty_read: str = "self") -> list[torch.Tensor]:  # fmt: skip
+    def read_banks(
+        self, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], empty_read: str = "self"
+    ) -> list[torch.Tensor]:
         """Streaming read (before write). With empty banks (a video's first frame):
         ``"self"`` reads the current frame's own keys/values, ``"zeros"`` reads zeros."""
         if not self.banks:
@@ -131,15 +141,21 @@ class LongTermInteraction(nn.Module):
         if self.banks[0].is_empty:
             if empty_read == "zeros":
                 return [torch.cat([v, torch.zeros_like(v)], 1) for v in values]
-            return self.interact(keys, values, [k.flatten(2) for k in keys],
-                                 [v.flatten(2) for v in values])  # fmt: skip
+            return self.interact(
+                keys, values, [k.flatten(2) for k in keys], [v.flatten(2) for v in values]
+            )
         out = []
         for bank, k, v in zip(self.banks, keys, values):
             out.append(torch.cat([v, bank.read(k.flatten(2)).view_as(v)], 1))
         return out
 
-    def write_banks(self, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor],
-                    mask_logits: torch.Tensor, frame_index: int) -> None:  # fmt: skip
+    def write_banks(
+        self,
+        keys: Sequence[torch.Tensor],
+        values: Sequence[torch.Tensor],
+        mask_logits: torch.Tensor,
+        frame_index: int,
+    ) -> None:
         """Store a frame: keys/values per level (B, C, H, W), mask_logits (B, 1, H0, W0)."""
         stored = self.memory_values(values, mask_logits, is_logits=True)
         for bank, k, v in zip(self.banks, keys, stored):

@@ -70,11 +70,14 @@ class SALICriterion(Criterion):
         weights = (loss.GLOBAL_WEIGHT, loss.COARSE_WEIGHT, loss.MIDDLE_WEIGHT, loss.FINE_WEIGHT)
         return cls(dict(zip(LOSS_NAMES, weights)))
 
-    def forward(self, maps: dict[str, torch.Tensor], target: torch.Tensor
-                ) -> dict[str, torch.Tensor]:  # fmt: skip
+    def forward(
+        self, maps: dict[str, torch.Tensor], target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         if len(maps) != len(LOSS_NAMES):
-            raise ValueError(f"SALICriterion: {len(LOSS_NAMES)} outputs expected (global map, "
-                             f"3 stages), got {list(maps)}")  # fmt: skip
+            raise ValueError(
+                f"SALICriterion: {len(LOSS_NAMES)} outputs expected (global map, "
+                f"3 stages), got {list(maps)}"
+            )
         size = target.shape[-2:]
         out = {}
         for name, logits in zip(LOSS_NAMES, maps.values()):
@@ -122,61 +125,96 @@ class SALI(VideoMetaArch):
         shapes = backbone.output_shape()
         in_features = list(in_features)
         if len(in_features) != 3:
-            raise ValueError(f"MODEL.SALI.IN_FEATURES needs exactly 3 levels, finest first, "
-                             f"got {in_features}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.IN_FEATURES needs exactly 3 levels, finest first, got {in_features}"
+            )
         missing = [f for f in in_features if f not in shapes]
         if missing:
-            raise KeyError(f"MODEL.SALI.IN_FEATURES {missing} not produced by the backbone "
-                           f"(it gives {list(shapes)})")  # fmt: skip
+            raise KeyError(
+                f"MODEL.SALI.IN_FEATURES {missing} not produced by the backbone "
+                f"(it gives {list(shapes)})"
+            )
         strides = [shapes[f].stride for f in in_features]
         if any(b != 2 * a for a, b in zip(strides, strides[1:])):
-            raise ValueError(f"MODEL.SALI.IN_FEATURES {in_features} must be consecutive levels "
-                             f"(strides doubling), got strides {strides}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.IN_FEATURES {in_features} must be consecutive levels "
+                f"(strides doubling), got strides {strides}"
+            )
         if use_lim and 2 * value_channels != channels:
-            raise ValueError(f"MODEL.SALI.LIM.VALUE_CHANNELS ({value_channels}) x 2 must equal "
-                             f"MODEL.SALI.CHANNELS ({channels})")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.LIM.VALUE_CHANNELS ({value_channels}) x 2 must equal "
+                f"MODEL.SALI.CHANNELS ({channels})"
+            )
         if empty_read not in ("self", "zeros"):
-            raise ValueError(f"MODEL.SALI.LIM.EMPTY_READ must be 'self' or 'zeros', got "
-                             f"{empty_read!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.LIM.EMPTY_READ must be 'self' or 'zeros', got {empty_read!r}"
+            )
         if eviction not in EVICTION_POLICIES:
-            raise ValueError(f"MODEL.SALI.MEMORY.EVICTION must be one of {EVICTION_POLICIES}, "
-                             f"got {eviction!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.MEMORY.EVICTION must be one of {EVICTION_POLICIES}, got {eviction!r}"
+            )
         if memory_capacity < 1 or write_every < 1:
-            raise ValueError(f"MODEL.SALI.MEMORY.CAPACITY ({memory_capacity}) and WRITE_EVERY "
-                             f"({write_every}) must be >= 1")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.MEMORY.CAPACITY ({memory_capacity}) and WRITE_EVERY "
+                f"({write_every}) must be >= 1"
+            )
         if mask_weighting not in MASK_WEIGHTINGS:
-            raise ValueError(f"MODEL.SALI.LIM.MASK_WEIGHTING must be one of {MASK_WEIGHTINGS}, "
-                             f"got {mask_weighting!r}")  # fmt: skip
+            raise ValueError(
+                f"MODEL.SALI.LIM.MASK_WEIGHTING must be one of {MASK_WEIGHTINGS}, "
+                f"got {mask_weighting!r}"
+            )
         self.backbone = backbone
         self.in_features = in_features
         self.rfb = nn.ModuleList([RFB(shapes[f].channels, channels) for f in in_features])
         self.sam = (
-            ShortTermAlignment(channels=channels, num_levels=3,
-                               deformable_groups=deformable_groups, pool_sizes=pool_sizes,
-                               use_alignment=use_alignment)
-            if use_sam else None
-        )  # fmt: skip
+            ShortTermAlignment(
+                channels=channels,
+                num_levels=3,
+                deformable_groups=deformable_groups,
+                pool_sizes=pool_sizes,
+                use_alignment=use_alignment,
+            )
+            if use_sam
+            else None
+        )
         banks = [
-            MemoryBank(capacity=memory_capacity, write_every=write_every, top_k=top_k,
-                       eviction=eviction, query_chunk=query_chunk)
+            MemoryBank(
+                capacity=memory_capacity,
+                write_every=write_every,
+                top_k=top_k,
+                eviction=eviction,
+                query_chunk=query_chunk,
+            )
             for _ in in_features
-        ]  # fmt: skip
+        ]
         self.lim = (
-            LongTermInteraction(channels=channels, num_levels=3, key_channels=key_channels,
-                                value_channels=value_channels,
-                                masked_attention=use_masked_attention,
-                                mask_weighting=mask_weighting, top_k=top_k,
-                                query_chunk=query_chunk, banks=banks)
-            if use_lim else None
-        )  # fmt: skip
+            LongTermInteraction(
+                channels=channels,
+                num_levels=3,
+                key_channels=key_channels,
+                value_channels=value_channels,
+                masked_attention=use_masked_attention,
+                mask_weighting=mask_weighting,
+                top_k=top_k,
+                query_chunk=query_chunk,
+                banks=banks,
+            )
+            if use_lim
+            else None
+        )
         self.align_readout = bool(
-            align_readout and use_sam and use_lim and self.sam is not None
+            align_readout
+            and use_sam
+            and use_lim
+            and self.sam is not None
             and self.sam.align is not None
-        )  # fmt: skip
-        level_names = ["s" + f[len("res"):] if f.startswith("res") else "s_" + f
-                       for f in in_features]  # fmt: skip
-        self.decoder = SALIDecoder(channels=channels, level_names=level_names,
-                                   gra_groups=gra_groups)  # fmt: skip
+        )
+        level_names = [
+            "s" + f[len("res") :] if f.startswith("res") else "s_" + f for f in in_features
+        ]
+        self.decoder = SALIDecoder(
+            channels=channels, level_names=level_names, gra_groups=gra_groups
+        )
         self.criterion = criterion or SALICriterion(dict.fromkeys(LOSS_NAMES, 1.0))
         self.empty_read = empty_read
         self.test_minmax_norm = test_minmax_norm
@@ -214,8 +252,11 @@ class SALI(VideoMetaArch):
     @classmethod
     def clip_contract(cls, cfg) -> ClipContract:
         """Triplets [memory, neighbour, current] (MODEL.SALI.TRIPLET); online, frame by frame."""
-        return ClipContract(train_length=3, train_sampler="triplet",
-                            reason="trains on triplets [memory, neighbour, current]")  # fmt: skip
+        return ClipContract(
+            train_length=3,
+            train_sampler="triplet",
+            reason="trains on triplets [memory, neighbour, current]",
+        )
 
     # ------------------------------------------------------------------ building blocks
     @property
@@ -277,8 +318,9 @@ class SALI(VideoMetaArch):
             mem_k, mem_v = self.lim.encode(fs_mem)
             mem_v = self.lim.memory_values(mem_v, masks[:, 0:1], is_logits=False)
             keys, values = self.lim.encode(fs)
-            fl = self.lim.interact(keys, values, [k.flatten(2) for k in mem_k],
-                                   [v.flatten(2) for v in mem_v])  # fmt: skip
+            fl = self.lim.interact(
+                keys, values, [k.flatten(2) for k in mem_k], [v.flatten(2) for v in mem_v]
+            )
             feats_out = self.long_term_output(fs, fl)
         else:
             feats_out = fs

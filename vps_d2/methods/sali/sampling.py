@@ -52,9 +52,13 @@ class TripletClipSampler(ClipSampler):
 
     @configurable
     def __init__(
-        self, *, clip_length: int, max_skip: int = 1, memory_range: int = 5,
+        self,
+        *,
+        clip_length: int,
+        max_skip: int = 1,
+        memory_range: int = 5,
         neighbour_offset: int = -1,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(clip_length=clip_length, max_skip=max_skip)
         if isinstance(memory_range, bool) or int(memory_range) < 1:
             raise ValueError(f"MODEL.SALI.TRIPLET.MEMORY_RANGE must be >= 1, got {memory_range}")
@@ -74,5 +78,7 @@ class TripletClipSampler(ClipSampler):
         return sample_triplet_indices(length, rng, ref, self.memory_range, self.neighbour_offset)
 
     def __repr__(self) -> str:
-        return (f"TripletClipSampler(memory_range={self.memory_range}, "
-                f"neighbour_offset={self.neighbour_offset})")  # fmt: skip
+        return (
+            f"TripletClipSampler(memory_range={self.memory_range}, "
+            f"neighbour_offset={self.neighbour_offset})"
+        )

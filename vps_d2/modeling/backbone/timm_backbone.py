@@ -60,14 +60,20 @@ def load_backbone_weights(module: nn.Module, path: str, what: str = "backbone") 
             state = state[key]
     own = module.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-             for k, v in state.items() if k in own and own[k].shape != v.shape]  # fmt: skip
+    wrong = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape
+    ]
     if wrong:
         logger.warning(
             "%s weights %s: %d tensor(s) have another shape than the model's and stay randomly "
             "initialised (another variant of the architecture? e.g. MLP ratios): %s",
-            what, path, len(wrong), wrong[:5],
-        )  # fmt: skip
+            what,
+            path,
+            len(wrong),
+            wrong[:5],
+        )
     if not usable:
         raise RuntimeError(
             f"{what} weights {path!r} share no parameter name/shape with the model "
@@ -77,8 +83,13 @@ def load_backbone_weights(module: nn.Module, path: str, what: str = "backbone") 
     module.load_state_dict(usable, strict=False)
     logger.info(
         "Loaded %d/%d %s tensors from %s (%d not in the file, e.g. %s)",
-        len(usable), len(own), what, path, len(missing), missing[:3],
-    )  # fmt: skip
+        len(usable),
+        len(own),
+        what,
+        path,
+        len(missing),
+        missing[:3],
+    )
 
 
 @BACKBONE_REGISTRY.register()
@@ -114,8 +125,13 @@ class TimmBackbone(Backbone):
             names = [_level_name(r) for r in self.body.feature_info.reduction()]
             keep = [i for i, n in zip(out_indices, names) if n in out_features]
             if len(keep) != len(names) and keep:
-                logger.info("TimmBackbone %s: levels %s instead of %s (the model uses %s)",
-                            model_name, keep, list(out_indices), list(out_features))  # fmt: skip
+                logger.info(
+                    "TimmBackbone %s: levels %s instead of %s (the model uses %s)",
+                    model_name,
+                    keep,
+                    list(out_indices),
+                    list(out_features),
+                )
                 self.body = self._create(model_name, keep, timm_kwargs)
         if weights:
             load_backbone_weights(self.body, weights)
@@ -205,12 +221,17 @@ class SmallCNN(Backbone):
             )
         c = list(channels)
         self.stem = nn.Sequential(ConvNormAct(3, c[0], 3, 2), ConvNormAct(c[0], c[0], 3, 2))
-        stages = [nn.Sequential(ConvNormAct(c[i], c[i + 1], 3, 2), ConvNormAct(c[i + 1], c[i + 1]))
-                  for i in range(3)]  # fmt: skip
+        stages = [
+            nn.Sequential(ConvNormAct(c[i], c[i + 1], 3, 2), ConvNormAct(c[i + 1], c[i + 1]))
+            for i in range(3)
+        ]
         self.stages = nn.ModuleList(stages[: max(out_indices) - 1])
         self._out = [f"res{i + 1}" for i in sorted(set(out_indices))]
-        self._shapes = {f"res{i + 2}": ShapeSpec(c[i], 2 ** (i + 2)) for i in range(4)
-                        if f"res{i + 2}" in self._out}  # fmt: skip
+        self._shapes = {
+            f"res{i + 2}": ShapeSpec(c[i], 2 ** (i + 2))
+            for i in range(4)
+            if f"res{i + 2}" in self._out
+        }
         if weights:
             load_backbone_weights(self, weights)
 
@@ -221,8 +242,9 @@ class SmallCNN(Backbone):
             names = [f"res{i}" for i in range(2, 6)]
             bad = [f for f in out_features if f not in names]
             if bad:
-                raise ValueError(f"SmallCNN produces {names}, not {bad} (asked for by the "
-                                 "model's IN_FEATURES)")  # fmt: skip
+                raise ValueError(
+                    f"SmallCNN produces {names}, not {bad} (asked for by the model's IN_FEATURES)"
+                )
             indices = [names.index(f) + 1 for f in out_features]
         return {
             "channels": tuple(cfg.MODEL.BACKBONE.SMALL_CNN_CHANNELS),

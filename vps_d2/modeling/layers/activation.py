@@ -28,8 +28,9 @@ def build_activation(
     if not name:
         return None
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)} "
-                         "or '' for none")  # fmt: skip
+        raise ValueError(
+            f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)} or '' for none"
+        )
     kwargs: dict = {"inplace": inplace} if name in _INPLACE else {}
     if name == "leaky_relu":
         kwargs["negative_slope"] = negative_slope

@@ -89,8 +89,10 @@ class MultiHeadAttention(nn.Module):
     ) -> None:
         super().__init__()
         if embed_dim % num_heads:
-            raise ValueError(f"MultiHeadAttention: embed_dim {embed_dim} is not divisible by "
-                             f"num_heads {num_heads}")  # fmt: skip
+            raise ValueError(
+                f"MultiHeadAttention: embed_dim {embed_dim} is not divisible by "
+                f"num_heads {num_heads}"
+            )
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
@@ -128,16 +130,21 @@ class MultiHeadAttention(nn.Module):
         key = query if key is None else key
         value = key if value is None else value
         if query.dim() != 3 or query.shape[2] != self.embed_dim:
-            raise ValueError(f"MultiHeadAttention: query must be (B, Lq, {self.embed_dim}), got "
-                             f"{tuple(query.shape)}")  # fmt: skip
+            raise ValueError(
+                f"MultiHeadAttention: query must be (B, Lq, {self.embed_dim}), got "
+                f"{tuple(query.shape)}"
+            )
         b, len_q, _ = query.shape
         if key.dim() != 3 or key.shape[0] != b or key.shape[2] != self.kdim:
-            raise ValueError(f"MultiHeadAttention: key must be (B={b}, Lk, {self.kdim}), got "
-                             f"{tuple(key.shape)}")  # fmt: skip
+            raise ValueError(
+                f"MultiHeadAttention: key must be (B={b}, Lk, {self.kdim}), got {tuple(key.shape)}"
+            )
         len_k = key.shape[1]
         if value.dim() != 3 or value.shape[:2] != key.shape[:2] or value.shape[2] != self.vdim:
-            raise ValueError(f"MultiHeadAttention: value must be (B={b}, Lk={len_k}, "
-                             f"{self.vdim}), got {tuple(value.shape)}")  # fmt: skip
+            raise ValueError(
+                f"MultiHeadAttention: value must be (B={b}, Lk={len_k}, "
+                f"{self.vdim}), got {tuple(value.shape)}"
+            )
         q = self._split_heads(self.q_proj(query))  # B, H, Lq, d
         k = self._split_heads(self.k_proj(key))  # B, H, Lk, d
         v = self._split_heads(self.v_proj(value))  # B, H, Lk, d

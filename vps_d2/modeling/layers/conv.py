@@ -20,8 +20,10 @@ def _norm_layer(norm: str, num_groups: int, out_ch: int) -> Callable[[int], nn.M
         return nn.BatchNorm2d
     if norm == "GN":
         if out_ch % num_groups:
-            raise ValueError(f"ConvNormAct: GroupNorm with num_groups={num_groups} does not "
-                             f"divide out_ch={out_ch}")  # fmt: skip
+            raise ValueError(
+                f"ConvNormAct: GroupNorm with num_groups={num_groups} does not "
+                f"divide out_ch={out_ch}"
+            )
         return functools.partial(nn.GroupNorm, num_groups)
     if norm == "":
         return None
@@ -68,8 +70,9 @@ class ConvNormAct(Conv2dNormActivation):
     ) -> None:
         norm_layer = _norm_layer(norm, num_groups, out_ch)
         if act and act not in ACTIVATIONS:
-            raise ValueError(f"ConvNormAct: unknown act {act!r}; expected one of "
-                             f"{sorted(ACTIVATIONS)} or ''")  # fmt: skip
+            raise ValueError(
+                f"ConvNormAct: unknown act {act!r}; expected one of {sorted(ACTIVATIONS)} or ''"
+            )
 
         def act_layer(**_ignored) -> nn.Module:
             return build_activation(act, inplace=inplace, negative_slope=negative_slope)

@@ -38,8 +38,9 @@ class PositionEmbeddingSine(nn.Module):
     ) -> None:
         super().__init__()
         if num_pos_feats % 2:
-            raise ValueError(f"PositionEmbeddingSine: num_pos_feats must be even, got "
-                             f"{num_pos_feats}")  # fmt: skip
+            raise ValueError(
+                f"PositionEmbeddingSine: num_pos_feats must be even, got {num_pos_feats}"
+            )
         if scale is not None and not normalize:
             raise ValueError("PositionEmbeddingSine: scale is only used with normalize=True")
         self.num_pos_feats = num_pos_feats
@@ -51,15 +52,16 @@ class PositionEmbeddingSine(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 4:
-            raise ValueError(f"PositionEmbeddingSine: x must be (B, C, H, W), got "
-                             f"{tuple(x.shape)}")  # fmt: skip
+            raise ValueError(f"PositionEmbeddingSine: x must be (B, C, H, W), got {tuple(x.shape)}")
         b, _, h, w = x.shape
         if mask is None:
             not_mask = torch.ones(b, h, w, dtype=torch.float32, device=x.device)
         else:
             if mask.shape != (b, h, w):
-                raise ValueError(f"PositionEmbeddingSine: mask must be (B, H, W) = "
-                                 f"{(b, h, w)}, got {tuple(mask.shape)}")  # fmt: skip
+                raise ValueError(
+                    f"PositionEmbeddingSine: mask must be (B, H, W) = "
+                    f"{(b, h, w)}, got {tuple(mask.shape)}"
+                )
             not_mask = (~mask.bool()).float()
         y_embed = not_mask.cumsum(1)  # B, H, W
         x_embed = not_mask.cumsum(2)  # B, H, W
@@ -88,19 +90,22 @@ class PositionEmbeddingLearned(nn.Module):
     def __init__(self, num_positions: int, dim: int) -> None:
         super().__init__()
         if num_positions < 1:
-            raise ValueError(f"PositionEmbeddingLearned: num_positions must be >= 1, got "
-                             f"{num_positions}")  # fmt: skip
+            raise ValueError(
+                f"PositionEmbeddingLearned: num_positions must be >= 1, got {num_positions}"
+            )
         self.num_positions = num_positions
         self.embed = nn.Embedding(num_positions, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
-            raise ValueError(f"PositionEmbeddingLearned: x must be (B, L, ...), got "
-                             f"{tuple(x.shape)}")  # fmt: skip
+            raise ValueError(
+                f"PositionEmbeddingLearned: x must be (B, L, ...), got {tuple(x.shape)}"
+            )
         b, n = x.shape[:2]
         if n > self.num_positions:
-            raise ValueError(f"PositionEmbeddingLearned: {n} positions but the table holds "
-                             f"{self.num_positions}")  # fmt: skip
+            raise ValueError(
+                f"PositionEmbeddingLearned: {n} positions but the table holds {self.num_positions}"
+            )
         return self.embed.weight[:n][None].expand(b, -1, -1)
 
 
@@ -120,8 +125,9 @@ class PositionEmbeddingLearned2D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
-            raise ValueError(f"PositionEmbeddingLearned2D: x must be (B, C, H, W), got "
-                             f"{tuple(x.shape)}")  # fmt: skip
+            raise ValueError(
+                f"PositionEmbeddingLearned2D: x must be (B, C, H, W), got {tuple(x.shape)}"
+            )
         b, _, h, w = x.shape
         if h > self.row_embed.num_embeddings or w > self.col_embed.num_embeddings:
             raise ValueError(

@@ -31,8 +31,9 @@ class SelfAttentionLayer(nn.Module):
     pre-norm: ``y = norm(x); x + drop(attn(q=k=y+pos, v=y))``.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0,
-                 norm_first: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, dim: int, num_heads: int, dropout: float = 0.0, norm_first: bool = False
+    ) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
         self.norm = nn.LayerNorm(dim)
@@ -63,8 +64,9 @@ class CrossAttentionLayer(nn.Module):
     pre-norm: ``q + drop(attn(norm(q)+qpos, m+mpos, m))`` (the memory is not normalised here).
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0,
-                 norm_first: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, dim: int, num_heads: int, dropout: float = 0.0, norm_first: bool = False
+    ) -> None:
         super().__init__()
         self.cross_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
         self.norm = nn.LayerNorm(dim)
@@ -81,9 +83,13 @@ class CrossAttentionLayer(nn.Module):
         attn_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         y = self.norm(query) if self.norm_first else query
-        y = self.cross_attn(_with_pos(y, query_pos), _with_pos(memory, memory_pos), memory,
-                            key_padding_mask=memory_key_padding_mask,
-                            attn_bias=attn_bias)  # fmt: skip
+        y = self.cross_attn(
+            _with_pos(y, query_pos),
+            _with_pos(memory, memory_pos),
+            memory,
+            key_padding_mask=memory_key_padding_mask,
+            attn_bias=attn_bias,
+        )
         x = query + self.dropout(y)
         return x if self.norm_first else self.norm(x)
 
@@ -96,8 +102,14 @@ class FFNLayer(nn.Module):
     pre-norm ``x + drop(f(norm(x)))``. ``act``: relu | gelu | leaky_relu | silu.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0, act: str = "relu",
-                 norm_first: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dim: int,
+        hidden_dim: int,
+        dropout: float = 0.0,
+        act: str = "relu",
+        norm_first: bool = False,
+    ) -> None:
         super().__init__()
         if not act:
             raise ValueError("FFNLayer: act must name an activation (relu, gelu, ...)")
@@ -125,8 +137,15 @@ class TransformerEncoderLayer(nn.Module):
     attn_bias (B|1, H|1, L, L) or (L, L) additive float) -> (B, L, D).
     """
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.0,
-                 act: str = "relu", norm_first: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.0,
+        act: str = "relu",
+        norm_first: bool = False,
+    ) -> None:
         super().__init__()
         self.self_attn = SelfAttentionLayer(dim, num_heads, dropout, norm_first)
         self.ffn = FFNLayer(dim, ffn_dim, dropout, act, norm_first)

@@ -82,12 +82,15 @@ class ClipContract:
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"ClipContract.{name} must be >= 0, got {getattr(self, name)}")
         if int(self.test_frames_per_batch) < 1:
-            raise ValueError(f"ClipContract.test_frames_per_batch must be >= 1, got "
-                             f"{self.test_frames_per_batch}")  # fmt: skip
+            raise ValueError(
+                f"ClipContract.test_frames_per_batch must be >= 1, got {self.test_frames_per_batch}"
+            )
         m = self.train_length_multiple
         if m and (not self.train_length or self.train_length % m):
-            raise ValueError(f"ClipContract.train_length ({self.train_length}) must be a "
-                             f"multiple of train_length_multiple ({m})")  # fmt: skip
+            raise ValueError(
+                f"ClipContract.train_length ({self.train_length}) must be a "
+                f"multiple of train_length_multiple ({m})"
+            )
 
     @property
     def online(self) -> bool:
@@ -104,25 +107,33 @@ class ClipContract:
         why = f"{method} {self.reason}" if self.reason else f"{method} needs it"
         length = int(length)
         if length < 0:
-            raise ConfigError(f"INPUT.CLIP.LENGTH = {length}: must be >= 1, or 0 (unset) for "
-                              f"what {method} declares")  # fmt: skip
+            raise ConfigError(
+                f"INPUT.CLIP.LENGTH = {length}: must be >= 1, or 0 (unset) for "
+                f"what {method} declares"
+            )
         if length == 0:
             length = self.train_length or 1
         elif self.train_length_multiple:
             m = self.train_length_multiple
             if length % m:
-                raise ConfigError(f"INPUT.CLIP.LENGTH = {length} but {why}: set "
-                                  f"INPUT.CLIP.LENGTH a multiple of {m} (or leave it unset: "
-                                  f"{self.train_length})")  # fmt: skip
+                raise ConfigError(
+                    f"INPUT.CLIP.LENGTH = {length} but {why}: set "
+                    f"INPUT.CLIP.LENGTH a multiple of {m} (or leave it unset: "
+                    f"{self.train_length})"
+                )
         elif self.train_length and length != self.train_length:
-            raise ConfigError(f"INPUT.CLIP.LENGTH = {length} but {why}: set INPUT.CLIP.LENGTH "
-                              f"{self.train_length} (or leave it unset)")  # fmt: skip
+            raise ConfigError(
+                f"INPUT.CLIP.LENGTH = {length} but {why}: set INPUT.CLIP.LENGTH "
+                f"{self.train_length} (or leave it unset)"
+            )
         sampling = str(sampling)
         if not sampling:
             sampling = self.train_sampler or "online"
         elif self.train_sampler and sampling != self.train_sampler:
-            raise ConfigError(f"INPUT.CLIP.SAMPLING = {sampling!r} but {why}: set INPUT.CLIP."
-                              f"SAMPLING {self.train_sampler!r} (or leave it unset)")  # fmt: skip
+            raise ConfigError(
+                f"INPUT.CLIP.SAMPLING = {sampling!r} but {why}: set INPUT.CLIP."
+                f"SAMPLING {self.train_sampler!r} (or leave it unset)"
+            )
         return length, sampling
 
 
@@ -193,8 +204,9 @@ class VideoMetaArch(nn.Module):
         """Mask logits (N, 1, h, w) -> foreground probabilities (N, height, width), float32."""
         logits = logits.float()
         if tuple(logits.shape[-2:]) != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear",
-                                   align_corners=False)  # fmt: skip
+            logits = F.interpolate(
+                logits, size=(height, width), mode="bilinear", align_corners=False
+            )
         return logits.sigmoid()[:, 0]
 
     @staticmethod

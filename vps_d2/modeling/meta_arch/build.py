@@ -37,9 +37,10 @@ def resolve_device(name: str) -> torch.device:
 def get_meta_arch(cfg) -> type:
     """The class registered as ``cfg.MODEL.META_ARCHITECTURE`` (KeyError listing the names)."""
     return META_ARCH_REGISTRY.get_for(
-        cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE",
+        cfg.MODEL.META_ARCHITECTURE,
+        "MODEL.META_ARCHITECTURE",
         "a method outside vps_d2 is registered by importing it: --plugin MODULE",
-    )  # fmt: skip
+    )
 
 
 def clip_contract(cfg):

@@ -160,8 +160,9 @@ class ClipVideoMetaArch(VideoMetaArch):
             for start in range(0, len(frames), self.clip_length):
                 part = x[start : start + self.clip_length]
                 out = self.forward_clip(part, self.memory, num_new=len(part))
-                outputs.extend(self._to_frame_outputs(out, frames[start : start + len(part)],
-                                                      range(len(part))))  # fmt: skip
+                outputs.extend(
+                    self._to_frame_outputs(out, frames[start : start + len(part)], range(len(part)))
+                )
             return outputs
         for k, frame in enumerate(frames):
             self._window.append(x[k])

@@ -42,18 +42,45 @@ H, W = 64, 80
 def small_cfg(*opts):
     cfg = get_cfg()
     add_vps_config(cfg)
-    cfg.merge_from_list([
-        "MODEL.META_ARCHITECTURE", "DiffVPS", "MODEL.DEVICE", "cpu",
-        "MODEL.BACKBONE.NAME", "SmallCNN", "MODEL.BACKBONE.SMALL_CNN_CHANNELS", "[8, 16, 16, 16]",
-        "MODEL.DIFF_VPS.FPN_CHANNELS", "16", "MODEL.DIFF_VPS.HEAD.CHANNELS", "24",
-        "MODEL.DIFF_VPS.HEAD.LATENT_HIDDEN", "16", "MODEL.DIFF_VPS.HEAD.TIME_DIM", "32",
-        "MODEL.DIFF_VPS.HEAD.BOX_CHANNELS", "16", "MODEL.DIFF_VPS.RECONSTRUCTION.CHANNELS", "16",
-        "MODEL.DIFF_VPS.DISCRIMINATOR.NAME", "small",
-        "MODEL.DIFF_VPS.DISCRIMINATOR.INPUT_SIZE", "[]",
-        "MODEL.DIFF_VPS.DISCRIMINATOR.SMALL_CHANNELS", "[8, 8, 16, 16]",
-        "INPUT.SIZE_TRAIN", f"({H}, {W})", "INPUT.SIZE_TEST", f"({H}, {W})",
-        "INPUT.CLIP.SAMPLING", "online", "INPUT.CLIP.LENGTH", "5", *opts,
-    ])  # fmt: skip
+    cfg.merge_from_list(
+        [
+            "MODEL.META_ARCHITECTURE",
+            "DiffVPS",
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.BACKBONE.NAME",
+            "SmallCNN",
+            "MODEL.BACKBONE.SMALL_CNN_CHANNELS",
+            "[8, 16, 16, 16]",
+            "MODEL.DIFF_VPS.FPN_CHANNELS",
+            "16",
+            "MODEL.DIFF_VPS.HEAD.CHANNELS",
+            "24",
+            "MODEL.DIFF_VPS.HEAD.LATENT_HIDDEN",
+            "16",
+            "MODEL.DIFF_VPS.HEAD.TIME_DIM",
+            "32",
+            "MODEL.DIFF_VPS.HEAD.BOX_CHANNELS",
+            "16",
+            "MODEL.DIFF_VPS.RECONSTRUCTION.CHANNELS",
+            "16",
+            "MODEL.DIFF_VPS.DISCRIMINATOR.NAME",
+            "small",
+            "MODEL.DIFF_VPS.DISCRIMINATOR.INPUT_SIZE",
+            "[]",
+            "MODEL.DIFF_VPS.DISCRIMINATOR.SMALL_CHANNELS",
+            "[8, 8, 16, 16]",
+            "INPUT.SIZE_TRAIN",
+            f"({H}, {W})",
+            "INPUT.SIZE_TEST",
+            f"({H}, {W})",
+            "INPUT.CLIP.SAMPLING",
+            "online",
+            "INPUT.CLIP.LENGTH",
+            "5",
+            *opts,
+        ]
+    )
     return cfg
 
 
@@ -67,22 +94,31 @@ def clips(n=2, t=5, seed=0, class_ids=None, box_valid=True):
     out = []
     for i in range(n):
         mask = torch.zeros(t, H, W)
-        mask[:, 10 + i:40, 20:50 + i] = 1
-        out.append({
-            "image": torch.randint(0, 256, (t, 3, H, W), dtype=torch.uint8, generator=g),
-            "sem_seg": mask,
-            "class_id": (class_ids[i] if class_ids is not None else i % 6),
-            "boxes": torch.tensor([[0.44, 0.4, 0.4, 0.47]]).repeat(t, 1),
-            "box_valid": torch.full((t,), bool(box_valid)),
-        })  # fmt: skip
+        mask[:, 10 + i : 40, 20 : 50 + i] = 1
+        out.append(
+            {
+                "image": torch.randint(0, 256, (t, 3, H, W), dtype=torch.uint8, generator=g),
+                "sem_seg": mask,
+                "class_id": (class_ids[i] if class_ids is not None else i % 6),
+                "boxes": torch.tensor([[0.44, 0.4, 0.4, 0.47]]).repeat(t, 1),
+                "box_valid": torch.full((t,), bool(box_valid)),
+            }
+        )
     return out
 
 
 def frames(n=7, seed=0, video="v"):
     g = torch.Generator().manual_seed(seed)
-    return [{"image": torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8, generator=g),
-             "height": 50, "width": 70, "video_id": video, "frame_index": i}
-            for i in range(n)]  # fmt: skip
+    return [
+        {
+            "image": torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8, generator=g),
+            "height": 50,
+            "width": 70,
+            "video_id": video,
+            "frame_index": i,
+        }
+        for i in range(n)
+    ]
 
 
 # ------------------------------------------------------------------ schedule and sampling
@@ -104,8 +140,10 @@ def test_q_sample_is_alpha_x0_plus_sigma_eps():
     x0, eps = torch.randn(3, 4, 5, 6, generator=g), torch.randn(3, 4, 5, 6, generator=g)
     ls = torch.tensor([-3.0, 0.0, 5.0])
     sig = 1 / (1 + np.exp(-ls.numpy()))
-    ref = np.sqrt(sig)[:, None, None, None] * x0.numpy() + np.sqrt(1 - sig)[:, None, None,
-                                                                          None] * eps.numpy()
+    ref = (
+        np.sqrt(sig)[:, None, None, None] * x0.numpy()
+        + np.sqrt(1 - sig)[:, None, None, None] * eps.numpy()
+    )
     np.testing.assert_allclose(q_sample(x0, ls, eps).numpy(), ref, rtol=1e-5, atol=1e-6)
 
 
@@ -193,8 +231,9 @@ def test_model_sampler_reembeds_the_head_prediction():
     ls1, ls2 = cosine_log_snr(torch.tensor([1.0, 2 / 3]))
     (a1, s1), (a2, s2) = alpha_sigma(ls1), alpha_sigma(ls2)
     diff = (a2 - s2 * a1 / s1) * (codes[1] - codes[0])
-    torch.testing.assert_close((b[1] - a[1])[0], diff.view(-1, 1, 1).expand_as(a[1][0]),
-                               atol=1e-6, rtol=1e-4)  # fmt: skip
+    torch.testing.assert_close(
+        (b[1] - a[1])[0], diff.view(-1, 1, 1).expand_as(a[1][0]), atol=1e-6, rtol=1e-4
+    )
 
 
 def test_mask_embedding_and_reembedding():
@@ -242,10 +281,15 @@ def test_part_shapes_and_public_code_sizes():
     assert box.shape == (2, 4) and box.min() >= 0 and box.max() <= 1
     rec = ReconstructionDecoder(mit, 768)
     assert rec(feats, (224, 224)).shape == (2, 3, 224, 224)
-    sizes = {"fpn": (n(fpn), 0.21e6), "latent": (n(fusion), 0.44e6),
-             "time": (n(temb_mod), 1.07e6), "cls": (n(cls_head), 4.6e3),
-             "box": (n(box_head), 17.5e3), "recon": (n(rec), 3.15e6),
-             "decode": (n(head) + n(cls_head) + n(box_head), 8.88e6)}  # fmt: skip
+    sizes = {
+        "fpn": (n(fpn), 0.21e6),
+        "latent": (n(fusion), 0.44e6),
+        "time": (n(temb_mod), 1.07e6),
+        "cls": (n(cls_head), 4.6e3),
+        "box": (n(box_head), 17.5e3),
+        "recon": (n(rec), 3.15e6),
+        "decode": (n(head) + n(cls_head) + n(box_head), 8.88e6),
+    }
     for name, (ours, theirs) in sizes.items():
         assert abs(ours - theirs) / theirs < 0.02, (name, ours, theirs)
 
@@ -289,22 +333,34 @@ def test_small_discriminator_shape():
 # ------------------------------------------------------------------ losses
 def test_weight_dict_is_the_papers_lambdas():
     cfg = small_cfg()
-    w = build_weight_dict(cfg.MODEL.DIFF_VPS.LOSS, use_mdm=True, use_trm=True,
-                          use_adversarial=True)  # fmt: skip
+    w = build_weight_dict(cfg.MODEL.DIFF_VPS.LOSS, use_mdm=True, use_trm=True, use_adversarial=True)
     mdm, trm = 0.75, 0.25  # Eq. 6
-    expected = {"loss_seg_ce": mdm * 0.5, "loss_seg_mse": mdm * 0.5, "loss_seg_iou": mdm * 0.5,
-                "loss_cls": mdm * 0.05, "loss_box": mdm * 0.2, "loss_recon": trm * 1.0,
-                "loss_adv": trm * 0.001, "loss_d": 1.0}  # fmt: skip
+    expected = {
+        "loss_seg_ce": mdm * 0.5,
+        "loss_seg_mse": mdm * 0.5,
+        "loss_seg_iou": mdm * 0.5,
+        "loss_cls": mdm * 0.05,
+        "loss_box": mdm * 0.2,
+        "loss_recon": trm * 1.0,
+        "loss_adv": trm * 0.001,
+        "loss_d": 1.0,
+    }
     assert w == pytest.approx(expected)
     cfg.merge_from_list(["MODEL.DIFF_VPS.LOSS.SEG", "code", "MODEL.DIFF_VPS.LOSS.BOX", "l1_giou"])
-    w = build_weight_dict(cfg.MODEL.DIFF_VPS.LOSS, use_mdm=True, use_trm=False,
-                          use_adversarial=False)  # fmt: skip
-    assert sorted(w) == ["loss_box_giou", "loss_box_l1", "loss_cls", "loss_seg_bce",
-                         "loss_seg_dice", "loss_seg_mse"]  # fmt: skip
+    w = build_weight_dict(
+        cfg.MODEL.DIFF_VPS.LOSS, use_mdm=True, use_trm=False, use_adversarial=False
+    )
+    assert sorted(w) == [
+        "loss_box_giou",
+        "loss_box_l1",
+        "loss_cls",
+        "loss_seg_bce",
+        "loss_seg_dice",
+        "loss_seg_mse",
+    ]
     cfg.merge_from_list(["MODEL.DIFF_VPS.LOSS.SEG", "ce"])
     with pytest.raises(ValueError, match="LOSS.SEG"):
-        build_weight_dict(cfg.MODEL.DIFF_VPS.LOSS, use_mdm=True, use_trm=True,
-                          use_adversarial=True)  # fmt: skip
+        build_weight_dict(cfg.MODEL.DIFF_VPS.LOSS, use_mdm=True, use_trm=True, use_adversarial=True)
 
 
 def test_segmentation_terms_against_numpy():
@@ -325,16 +381,25 @@ def test_segmentation_terms_against_numpy():
 @pytest.mark.parametrize("box_loss", ["mse", "l1_giou"])
 def test_class_and_box_losses_ignore_unlabelled_frames(box_loss):
     names = {"mse": {"loss_box": 1.0}, "l1_giou": {"loss_box_l1": 1.0, "loss_box_giou": 1.0}}
-    crit = DiffVPSCriterion({"loss_seg_ce": 1.0, "loss_seg_mse": 1.0, "loss_seg_iou": 1.0,
-                             "loss_cls": 1.0, **names[box_loss]}, box_loss=box_loss)  # fmt: skip
+    crit = DiffVPSCriterion(
+        {
+            "loss_seg_ce": 1.0,
+            "loss_seg_mse": 1.0,
+            "loss_seg_iou": 1.0,
+            "loss_cls": 1.0,
+            **names[box_loss],
+        },
+        box_loss=box_loss,
+    )
     g = torch.Generator().manual_seed(4)
     cls = torch.randn(3, 6, generator=g, requires_grad=True)
     box = torch.rand(3, 4, generator=g).mul(0.5).add(0.2).requires_grad_()
     target = torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.3, 0.6, 0.2, 0.2], [0.5, 0.5, 0.4, 0.4]])
     ids, valid = torch.tensor([2, -1, 5]), torch.tensor([True, False, True])
     kw = {"mask_logits": torch.zeros(3, 1, 4, 4), "masks": torch.zeros(3, 4, 4)}
-    out = crit(class_logits=cls, class_ids=ids, boxes=box, box_targets=target, box_valid=valid,
-               **kw)  # fmt: skip
+    out = crit(
+        class_logits=cls, class_ids=ids, boxes=box, box_targets=target, box_valid=valid, **kw
+    )
     ref_cls = F.cross_entropy(cls[[0, 2]], ids[[0, 2]])
     torch.testing.assert_close(out["loss_cls"], ref_cls)
     if box_loss == "mse":
@@ -343,8 +408,14 @@ def test_class_and_box_losses_ignore_unlabelled_frames(box_loss):
     assert cls.grad[1].abs().sum() == 0 and cls.grad[[0, 2]].abs().sum() > 0
     assert box.grad[1].abs().sum() == 0 and box.grad[[0, 2]].abs().sum() > 0
     # nothing labelled: a zero that still has a graph (no crash, no NaN)
-    out = crit(class_logits=cls, class_ids=torch.full((3,), -1), boxes=box, box_targets=target,
-               box_valid=torch.zeros(3, dtype=torch.bool), **kw)  # fmt: skip
+    out = crit(
+        class_logits=cls,
+        class_ids=torch.full((3,), -1),
+        boxes=box,
+        box_targets=target,
+        box_valid=torch.zeros(3, dtype=torch.bool),
+        **kw,
+    )
     for k in out:
         if k == "loss_cls" or k.startswith("loss_box"):
             assert float(out[k].detach()) == 0.0 and out[k].requires_grad
@@ -390,8 +461,10 @@ def _optimizer_set(cfg, model):
     groups = model.optimizer_groups()
     opts = {name: build_optimizer(cfg, model, params=ps, name=name) for name, ps in groups.items()}
     wrapped, *opts_w = fabric.setup(model, *opts.values())
-    clips_cfg = {"main": cfg.SOLVER.CLIP_GRADIENTS,
-                 "discriminator": cfg.SOLVER.DISCRIMINATOR.CLIP_GRADIENTS}  # fmt: skip
+    clips_cfg = {
+        "main": cfg.SOLVER.CLIP_GRADIENTS,
+        "discriminator": cfg.SOLVER.DISCRIMINATOR.CLIP_GRADIENTS,
+    }
     return wrapped, OptimizerSet(fabric, wrapped, dict(zip(opts, opts_w)), clips_cfg)
 
 
@@ -438,17 +511,33 @@ def test_every_trainable_parameter_gets_a_gradient():
     out = model(clips(2), mode="generator")
     ld = model({"real": out["real"], "fake": out["fake"].detach()}, mode="discriminator")
     g = model({"fake": out["fake"], "losses": out["losses"]}, mode="adversarial")
-    assert set(g) == {"loss_seg_ce", "loss_seg_mse", "loss_seg_iou", "loss_cls", "loss_box",
-                      "loss_recon", "loss_adv"}  # fmt: skip
+    assert set(g) == {
+        "loss_seg_ce",
+        "loss_seg_mse",
+        "loss_seg_iou",
+        "loss_cls",
+        "loss_box",
+        "loss_recon",
+        "loss_adv",
+    }
     (sum(g.values()) + sum(ld.values())).backward()
-    missing = [n for n, p in model.named_parameters()
-               if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]  # fmt: skip
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)
+    ]
     assert not missing, missing
 
 
 def test_ablation_switches_build_only_their_parts():
-    m1 = small_model("MODEL.DIFF_VPS.USE_MDM", "False", "MODEL.DIFF_VPS.USE_TRM", "False",
-                     "MODEL.DIFF_VPS.USE_ADVERSARIAL", "False")  # fmt: skip
+    m1 = small_model(
+        "MODEL.DIFF_VPS.USE_MDM",
+        "False",
+        "MODEL.DIFF_VPS.USE_TRM",
+        "False",
+        "MODEL.DIFF_VPS.USE_ADVERSARIAL",
+        "False",
+    )
     assert m1.backbone.temporal is None and m1.reconstruction is None
     assert m1.class_head is None and m1.box_head is None and m1.discriminator is None
     assert list(m1.optimizer_groups()) == ["main"]
@@ -456,10 +545,13 @@ def test_ablation_switches_build_only_their_parts():
     assert sorted(losses) == ["loss_seg_ce", "loss_seg_iou", "loss_seg_mse"]
     out = next(iter(m1.eval().stream(frames(1))))
     assert sorted(out) == ["prob"]
-    m3 = small_model("MODEL.DIFF_VPS.USE_MDM", "False", "MODEL.DIFF_VPS.USE_ADVERSARIAL",
-                     "False")  # fmt: skip
-    assert sorted(m3.train()(clips(2))) == ["loss_recon", "loss_seg_ce", "loss_seg_iou",
-                                            "loss_seg_mse"]  # fmt: skip
+    m3 = small_model("MODEL.DIFF_VPS.USE_MDM", "False", "MODEL.DIFF_VPS.USE_ADVERSARIAL", "False")
+    assert sorted(m3.train()(clips(2))) == [
+        "loss_recon",
+        "loss_seg_ce",
+        "loss_seg_iou",
+        "loss_seg_mse",
+    ]
     with pytest.raises(ValueError, match="USE_ADVERSARIAL needs USE_TRM"):
         small_model("MODEL.DIFF_VPS.USE_TRM", "False")
 
@@ -502,8 +594,9 @@ def test_streaming_outputs_and_equivalence_with_clip_prediction():
         res = model.predict_clips(x[idx][None], [model.frame_generator("v", t)])
         prob = model.logits_to_probs(res["mask_logits"], 50, 70)[0]
         torch.testing.assert_close(prob, outs[t]["prob"], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(res["class_logits"][0].softmax(-1), outs[t]["class_scores"],
-                                   atol=1e-5, rtol=1e-4)  # fmt: skip
+        torch.testing.assert_close(
+            res["class_logits"][0].softmax(-1), outs[t]["class_scores"], atol=1e-5, rtol=1e-4
+        )
     assert len(model._buffer) <= model.delta
 
 
@@ -521,9 +614,10 @@ def test_test_noise_is_seeded_per_frame_and_batch_independent():
     gens = lambda: [model.frame_generator("a", 3), model.frame_generator("b", 3)]  # noqa: E731
     both = model.predict_clips(x, gens())
     for i in range(2):
-        alone = model.predict_clips(x[i:i + 1], [gens()[i]])
-        torch.testing.assert_close(both["mask_logits"][i], alone["mask_logits"][0],
-                                   atol=1e-5, rtol=1e-4)  # fmt: skip
+        alone = model.predict_clips(x[i : i + 1], [gens()[i]])
+        torch.testing.assert_close(
+            both["mask_logits"][i], alone["mask_logits"][0], atol=1e-5, rtol=1e-4
+        )
     assert not torch.allclose(both["latents"][0][0], both["latents"][0][1])
 
 

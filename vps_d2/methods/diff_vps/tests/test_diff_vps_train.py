@@ -8,15 +8,29 @@ import shutil
 
 import pytest
 import torch
+from train_net_runner import run_train_net
+
 from vps_d2.model_zoo import get_config_file
-from train_net_runner import ROOT, run_train_net
 
 CONFIG = get_config_file("diff_vps_sample.yaml")
 FAST = [
-    "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "4",
-    "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0", "SOLVER.WARMUP_ITERS",
-    "0", "SOLVER.CHECKPOINT_PERIOD", "1000", "SEED", "1",
-]  # fmt: skip
+    "INPUT.SIZE_TRAIN",
+    "(64, 80)",
+    "INPUT.SIZE_TEST",
+    "(64, 80)",
+    "SOLVER.IMS_PER_BATCH",
+    "4",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "DATALOADER.NUM_WORKERS_TEST",
+    "0",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1000",
+    "SEED",
+    "1",
+]
 
 
 def _run(root, out, *opts, flags=()):
@@ -32,8 +46,16 @@ def _mean(results, metric):
 
 @pytest.mark.slow
 def test_diff_vps_training_improves_over_untrained(tiny_sample_root, tmp_path):
-    untrained = _run(tiny_sample_root, str(tmp_path / "untrained"), "SOLVER.MAX_ITER", "1",
-                     "SOLVER.BASE_LR", "0.0", "SOLVER.DISCRIMINATOR.BASE_LR", "0.0")  # fmt: skip
+    untrained = _run(
+        tiny_sample_root,
+        str(tmp_path / "untrained"),
+        "SOLVER.MAX_ITER",
+        "1",
+        "SOLVER.BASE_LR",
+        "0.0",
+        "SOLVER.DISCRIMINATOR.BASE_LR",
+        "0.0",
+    )
     out = str(tmp_path / "trained")
     trained = _run(tiny_sample_root, out, "SOLVER.MAX_ITER", "100")
     splits = [k for k in trained if "/" not in k]
@@ -51,8 +73,13 @@ def test_diff_vps_training_improves_over_untrained(tiny_sample_root, tmp_path):
     # measured: untrained 0.12-0.13, trained 0.66-0.69 over seeds 1-3 (mean maxDice, 4 splits)
     assert b > a + 0.3, (a, b)
     # --eval-only on the saved weights: the same numbers (the DDIM noise is seeded per frame)
-    again = _run(tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS",
-                 os.path.join(out, "model_final.pth"), flags=["--eval-only"])  # fmt: skip
+    again = _run(
+        tiny_sample_root,
+        str(tmp_path / "eval"),
+        "MODEL.WEIGHTS",
+        os.path.join(out, "model_final.pth"),
+        flags=["--eval-only"],
+    )
     assert sorted(again) == sorted(trained)
     for split, metrics in trained.items():
         for name, value in metrics.items():
@@ -70,23 +97,32 @@ def test_diff_vps_two_process_ddp_trains_both_optimizers_and_resumes_exactly(
 ):
     opts = ["SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()"]
     full, half = str(tmp_path / "full"), str(tmp_path / "half")
-    run_train_net(tiny_sample_root, CONFIG, *FAST, *opts, "OUTPUT_DIR", full,
-                  flags=["--num-gpus", "2"])  # fmt: skip
+    run_train_net(
+        tiny_sample_root, CONFIG, *FAST, *opts, "OUTPUT_DIR", full, flags=["--num-gpus", "2"]
+    )
     with open(os.path.join(full, "log.txt")) as f:
         assert "World size: 2" in f.read()
     first, final = _weights(f"{full}/model_0000001.pth"), _weights(f"{full}/model_final.pth")
     moved = lambda prefix: any(  # noqa: E731
         not torch.equal(first["model"][k], final["model"][k])
-        for k in final["model"] if k.startswith(prefix) and final["model"][k].is_floating_point()
-    )  # fmt: skip
+        for k in final["model"]
+        if k.startswith(prefix) and final["model"][k].is_floating_point()
+    )
     assert moved("discriminator.") and moved("backbone.temporal.") and moved("decode_head.")
     # stopped after its first checkpoint (iteration 1), then resumed with 2 processes
     os.makedirs(half)
     shutil.copy(f"{full}/model_0000001.pth", half)
     with open(f"{half}/last_checkpoint", "w") as f:
         f.write("model_0000001.pth")
-    run_train_net(tiny_sample_root, CONFIG, *FAST, *opts, "OUTPUT_DIR", half,
-                  flags=["--num-gpus", "2", "--resume"])  # fmt: skip
+    run_train_net(
+        tiny_sample_root,
+        CONFIG,
+        *FAST,
+        *opts,
+        "OUTPUT_DIR",
+        half,
+        flags=["--num-gpus", "2", "--resume"],
+    )
     with open(os.path.join(half, "log.txt")) as f:
         assert "at iteration 2" in f.read()
     resumed = _weights(f"{half}/model_final.pth")

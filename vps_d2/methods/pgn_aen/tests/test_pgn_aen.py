@@ -28,11 +28,10 @@ from vps_d2.methods.pgn_aen.csa import ClipMemoryRead, CrossWiseScaleAlignment, 
 from vps_d2.methods.pgn_aen.interaction import semantic_interaction
 from vps_d2.methods.pgn_aen.model import PGNAEN, past_frames
 from vps_d2.methods.pgn_aen.pgn import CFFM, FuseHead
+from vps_d2.model_zoo import get_config_file
 from vps_d2.modeling import build_model, resolve_clip_config
 from vps_d2.modeling.backbone import ShapeSpec, build_backbone
 from vps_d2.modeling.meta_arch import META_ARCH_REGISTRY
-
-from vps_d2.model_zoo import get_config_file
 
 torch.set_num_threads(1)
 SHAPES = {f"res{i + 2}": ShapeSpec(c, 2 ** (i + 2)) for i, c in enumerate([8, 16, 16, 32])}
@@ -86,16 +85,28 @@ def _clips(b=2, t=9, h=64, w=80, seed=0):
     for _ in range(b):
         sem = torch.zeros(t, h, w)
         sem[:, h // 4 : h // 2, w // 4 : w // 2] = 1
-        out.append({"image": torch.randint(0, 256, (t, 3, h, w), dtype=torch.uint8, generator=g),
-                    "sem_seg": sem})  # fmt: skip
+        out.append(
+            {
+                "image": torch.randint(0, 256, (t, 3, h, w), dtype=torch.uint8, generator=g),
+                "sem_seg": sem,
+            }
+        )
     return out
 
 
 def _frames(n, h=70, w=90, video="v", seed=0):
     g = torch.Generator().manual_seed(seed)
     base = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-    return [{"image": torch.roll(base, shifts=t % 7, dims=2), "height": h, "width": w,
-             "video_id": video, "frame_index": t} for t in range(n)]  # fmt: skip
+    return [
+        {
+            "image": torch.roll(base, shifts=t % 7, dims=2),
+            "height": h,
+            "width": w,
+            "video_id": video,
+            "frame_index": t,
+        }
+        for t in range(n)
+    ]
 
 
 # ---------------------------------------------------------------------------- CFFA assembly
@@ -129,8 +140,9 @@ def test_gather_neighbourhoods_against_a_loop():
     k = 3
     out = gather_neighbourhoods(x, ch, cw, k)
     assert out.shape == (2 * 3 * 2, 9, 3)
-    for b, (i, ci), (j, cj) in itertools.product(range(2), enumerate(ch.tolist()),
-                                                 enumerate(cw.tolist())):  # fmt: skip
+    for b, (i, ci), (j, cj) in itertools.product(
+        range(2), enumerate(ch.tolist()), enumerate(cw.tolist())
+    ):
         win = out[b * 6 + i * 2 + j]
         for s, (dy, dx) in enumerate(itertools.product(range(-1, 2), range(-1, 2))):
             r, c = ci + dy, cj + dx
@@ -165,8 +177,13 @@ def test_select_references_nearest_first_past_on_ties():
 
 def _block(**kw):
     torch.manual_seed(0)
-    args = dict(window_size=7, expand_size=3, target_pool_neighbourhood=5,
-                ref_pool_sizes=(2, 3, 7), ref_neighbourhoods=(3, 5, 7))  # fmt: skip
+    args = dict(
+        window_size=7,
+        expand_size=3,
+        target_pool_neighbourhood=5,
+        ref_pool_sizes=(2, 3, 7),
+        ref_neighbourhoods=(3, 5, 7),
+    )
     args.update(kw)
     return CFMBlock(8, 2, **args).eval()
 
@@ -191,9 +208,15 @@ def test_cfm_block_keys_are_local():
         far_r[0, 6:, 6:] += kick  # nearest level: 2x2 cells, 3x3 around cell 1 -> pixels 0..5
         near_r = ref.clone()
         near_r[0, 5, 5] += kick
-        outs = {n: blk(t, [(r, 0)], valid) for n, (t, r) in
-                {"far_t": (far_t, ref), "ring_t": (ring_t, ref), "far_r": (tgt, far_r),
-                 "near_r": (tgt, near_r)}.items()}  # fmt: skip
+        outs = {
+            n: blk(t, [(r, 0)], valid)
+            for n, (t, r) in {
+                "far_t": (far_t, ref),
+                "ring_t": (ring_t, ref),
+                "far_r": (tgt, far_r),
+                "near_r": (tgt, near_r),
+            }.items()
+        }
     w00 = (slice(None), slice(0, 7), slice(0, 7))
     assert torch.equal(outs["far_t"][w00], base[w00])
     assert torch.equal(outs["far_r"][w00], base[w00])
@@ -204,8 +227,13 @@ def test_cfm_block_keys_are_local():
 def test_cfm_block_ignores_padding():
     """Keys in the padding of a map that is not a multiple of the window are masked: what
     the padding holds does not change the valid pixels' outputs."""
-    blk = _block(window_size=4, expand_size=1, target_pool_neighbourhood=3,
-                 ref_pool_sizes=(2,), ref_neighbourhoods=(3,))  # fmt: skip
+    blk = _block(
+        window_size=4,
+        expand_size=1,
+        target_pool_neighbourhood=3,
+        ref_pool_sizes=(2,),
+        ref_neighbourhoods=(3,),
+    )
     g = torch.Generator().manual_seed(1)
     tgt = torch.randn(1, 8, 8, 8, generator=g)
     ref = torch.randn(1, 8, 8, 8, generator=g)
@@ -225,9 +253,17 @@ def test_cfm_block_ignores_padding():
 @pytest.mark.parametrize("h,w", [(10, 12), (13, 9)])
 def test_cross_frame_mining_shapes_any_size(h, w):
     torch.manual_seed(0)
-    cfm = CrossFrameMining(8, depth=2, num_heads=2, num_references=3, window_size=4,
-                           expand_size=1, target_pool_neighbourhood=3, ref_pool_sizes=[1, 2],
-                           ref_neighbourhoods=[3, 3])  # fmt: skip
+    cfm = CrossFrameMining(
+        8,
+        depth=2,
+        num_heads=2,
+        num_references=3,
+        window_size=4,
+        expand_size=1,
+        target_pool_neighbourhood=3,
+        ref_pool_sizes=[1, 2],
+        ref_neighbourhoods=[3, 3],
+    )
     frames = torch.randn(2, 5, 8, h, w)
     out = cfm(frames, [0, 1, 2, -1, -2], [0, 1, 2])
     assert out.shape == (2, 3, 8, h, w) and torch.isfinite(out).all()
@@ -238,15 +274,23 @@ def test_cross_frame_mining_shapes_any_size(h, w):
 @pytest.mark.parametrize("cls", [FuseHead, CFFM])
 def test_pgn_shapes(cls, size):
     torch.manual_seed(0)
-    kw = dict(input_shape=SHAPES, in_features=list(SHAPES), channels=16, num_outputs=8,
-              aux_head=True)  # fmt: skip
+    kw = dict(
+        input_shape=SHAPES, in_features=list(SHAPES), channels=16, num_outputs=8, aux_head=True
+    )
     if cls is CFFM:
-        kw.update(num_heads=2, window_size=4, expand_size=1, target_pool_neighbourhood=3,
-                  ref_pool_sizes=[1, 2], ref_neighbourhoods=[3, 3])  # fmt: skip
+        kw.update(
+            num_heads=2,
+            window_size=4,
+            expand_size=1,
+            target_pool_neighbourhood=3,
+            ref_pool_sizes=[1, 2],
+            ref_neighbourhoods=[3, 3],
+        )
     pgn = cls(**kw)
     h, w = size
-    feats = {f: torch.randn(2, 3, s.channels, h // s.stride, w // s.stride)
-             for f, s in SHAPES.items()}  # fmt: skip
+    feats = {
+        f: torch.randn(2, 3, s.channels, h // s.stride, w // s.stride) for f, s in SHAPES.items()
+    }
     past = [(-1, {"fused": torch.randn(2, 16, h // 8, w // 8)})] if cls is CFFM else []
     out = pgn(feats, past, 3)
     assert out.proposals.shape == (2, 3, 8, h // 4, w // 4)
@@ -309,8 +353,10 @@ def test_linear_region_tokens_and_concat():
     with pytest.raises(ValueError, match="LINEAR_GRID"):
         LinearRegionTokens(16, 8, num_regions=6, grid=(2, 2))
     crl = CrossScaleRegionLinking(["a", "b"], [lin, LinearRegionTokens(4, 4, 2, 4, (1, 2))])
-    out = crl({"a": torch.randn(2, 16, 4, 4), "b": torch.randn(2, 4, 2, 2)},
-              {"a": torch.randn(2, 8, 4, 4), "b": torch.randn(2, 4, 2, 2)})  # fmt: skip
+    out = crl(
+        {"a": torch.randn(2, 16, 4, 4), "b": torch.randn(2, 4, 2, 2)},
+        {"a": torch.randn(2, 8, 4, 4), "b": torch.randn(2, 4, 2, 2)},
+    )
     assert out.shape == (2, 8, 4) and crl.num_tokens == 8
 
 
@@ -340,14 +386,29 @@ def test_fit_slots():
     assert fit_slots(x[:, :2], 3).tolist() == [[[0, 1], [2, 3], [2, 3]]]
 
 
-@pytest.mark.parametrize("clip_wise,frame_wise,scope", [
-    (True, True, "clip"), (True, True, "frame"), (False, True, "clip"), (True, False, "clip"),
-    (False, False, "clip")])  # fmt: skip
+@pytest.mark.parametrize(
+    "clip_wise,frame_wise,scope",
+    [
+        (True, True, "clip"),
+        (True, True, "frame"),
+        (False, True, "clip"),
+        (True, False, "clip"),
+        (False, False, "clip"),
+    ],
+)
 def test_csa_shapes_memory_and_ablations(clip_wise, frame_wise, scope):
     torch.manual_seed(0)
-    csa = CrossWiseScaleAlignment(6, dim=8, clip_length=3, num_heads=2, enc_layers=1,
-                                  ffn_dim=16, clip_wise=clip_wise, frame_wise=frame_wise,
-                                  self_attention_scope=scope).eval()  # fmt: skip
+    csa = CrossWiseScaleAlignment(
+        6,
+        dim=8,
+        clip_length=3,
+        num_heads=2,
+        enc_layers=1,
+        ffn_dim=16,
+        clip_wise=clip_wise,
+        frame_wise=frame_wise,
+        self_attention_scope=scope,
+    ).eval()
     assert (csa.cross_attn is not None) == clip_wise and (csa.memory_read is not None) == clip_wise
     assert (csa.self_attn is not None) == frame_wise
     e2 = torch.randn(2, 3, 6, 8)
@@ -365,9 +426,16 @@ def test_csa_frame_scope_keeps_frames_apart_without_clip_alignment():
     """Only frame-wise alignment with a per-frame self-attention scope and no encoder: a
     frame's e3 depends on its own e2 only."""
     torch.manual_seed(0)
-    csa = CrossWiseScaleAlignment(4, dim=8, clip_length=3, num_heads=2, enc_layers=0,
-                                  ffn_dim=16, clip_wise=False,
-                                  self_attention_scope="frame").eval()  # fmt: skip
+    csa = CrossWiseScaleAlignment(
+        4,
+        dim=8,
+        clip_length=3,
+        num_heads=2,
+        enc_layers=0,
+        ffn_dim=16,
+        clip_wise=False,
+        self_attention_scope="frame",
+    ).eval()
     e2 = torch.randn(1, 3, 4, 8)
     e2b = e2.clone()
     e2b[:, 2] += 1.0
@@ -472,8 +540,11 @@ def test_every_trainable_parameter_gets_a_gradient():
     losses = m(_clips())
     assert set(losses) == {"loss_bce", "loss_dice"}
     sum(losses.values()).backward()
-    no_grad = [n for n, p in m.named_parameters()
-               if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]  # fmt: skip
+    no_grad = [
+        n
+        for n, p in m.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert no_grad == []
 
 
@@ -509,13 +580,16 @@ ABLATIONS = {
     "wo_alignment": {"MODEL.PGN_AEN.CSA.CLIP_WISE": False, "MODEL.PGN_AEN.CSA.FRAME_WISE": False},
     "fuse_head": {"MODEL.PGN_AEN.PGN.NAME": "FuseHead"},
     "cffm_last": {"MODEL.PGN_AEN.CFFM.TARGETS": "last"},
-    "code_choices": {"MODEL.PGN_AEN.CSA.SELF_ATTENTION_SCOPE": "frame",
-                     "MODEL.PGN_AEN.CSA.PIXEL_DECODER": "position",
-                     "MODEL.PGN_AEN.CSA.MEMORY_SCALE": False, "MODEL.PGN_AEN.CSA.DEC_LAYERS": 2,
-                     "MODEL.PGN_AEN.CRL.SHARING": "sequential"},
+    "code_choices": {
+        "MODEL.PGN_AEN.CSA.SELF_ATTENTION_SCOPE": "frame",
+        "MODEL.PGN_AEN.CSA.PIXEL_DECODER": "position",
+        "MODEL.PGN_AEN.CSA.MEMORY_SCALE": False,
+        "MODEL.PGN_AEN.CSA.DEC_LAYERS": 2,
+        "MODEL.PGN_AEN.CRL.SHARING": "sequential",
+    },
     "aux_loss": {"MODEL.PGN_AEN.LOSS.PGN_AUX": True},
     "k1_sliding": {"INPUT.CLIP.LENGTH": 3, "MODEL.PGN_AEN.STREAM_MODE": "sliding"},
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", list(ABLATIONS))
@@ -524,8 +598,9 @@ def test_ablation_builds_and_trains_a_step(name):
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in m.parameters()]
     losses = m(_clips(t=_cfg(**ABLATIONS[name]).INPUT.CLIP.LENGTH))
-    expected = {"loss_bce", "loss_dice"} | ({"loss_pgn_aux_bce", "loss_pgn_aux_dice"}
-                                            if name == "aux_loss" else set())  # fmt: skip
+    expected = {"loss_bce", "loss_dice"} | (
+        {"loss_pgn_aux_bce", "loss_pgn_aux_dice"} if name == "aux_loss" else set()
+    )
     assert set(losses) == expected and all(torch.isfinite(v) for v in losses.values())
     opt.zero_grad()
     sum(losses.values()).backward()
@@ -553,8 +628,12 @@ def test_config_errors():
     with pytest.raises(ValueError, match="IN_FEATURES"):
         _model(**{"MODEL.PGN_AEN.IN_FEATURES": ["res2", "res3", "res4", "res6"]})
     with pytest.raises(ValueError, match="stride 4"):
-        _model(**{"MODEL.PGN_AEN.IN_FEATURES": ["res3", "res4", "res5"],
-                  "MODEL.PGN_AEN.CRL.GRIDS": [[2, 2]] * 3})
+        _model(
+            **{
+                "MODEL.PGN_AEN.IN_FEATURES": ["res3", "res4", "res5"],
+                "MODEL.PGN_AEN.CRL.GRIDS": [[2, 2]] * 3,
+            }
+        )
     with pytest.raises(ValueError, match="TARGETS"):
         _model(**{"MODEL.PGN_AEN.CFFM.TARGETS": "first"})
     with pytest.raises(ValueError, match="REF_NEIGHBOURHOODS"):
@@ -587,7 +666,11 @@ def test_configs_load_with_the_paper_settings(name):
     assert cfg.INPUT.SIZE_TRAIN == cfg.INPUT.SIZE_TEST == (320, 448)
     s = cfg.SOLVER
     assert (s.OPTIMIZER, s.BASE_LR, s.WEIGHT_DECAY, s.LR_SCHEDULER_NAME) == (
-        "AdamW", 1e-4, 0.1, "WarmupPolyLR")
+        "AdamW",
+        1e-4,
+        0.1,
+        "WarmupPolyLR",
+    )
     assert s.MAX_ITER == (3000 if "cvc612" in name else 30000)
     assert (p.LOSS.BCE_WEIGHT, p.LOSS.DICE_WEIGHT, p.CSA.DEC_LAYERS) == (5.0, 2.0, 3)
     if "cvc612" in name:
@@ -600,9 +683,13 @@ def test_configs_load_with_the_paper_settings(name):
     assert [list(g) for g in p.CRL.GRIDS] == [[320 // s, 448 // s] for s in (4, 8, 16, 32)]
 
 
-@pytest.mark.parametrize("name,widths,params", [
-    ("pgn_aen_res2net50.yaml", [256, 512, 1024, 2048], 23.669),
-    ("pgn_aen_hrnet.yaml", [48, 96, 192, 384], 65.325)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,widths,params",
+    [
+        ("pgn_aen_res2net50.yaml", [256, 512, 1024, 2048], 23.669),
+        ("pgn_aen_hrnet.yaml", [48, 96, 192, 384], 65.325),
+    ],
+)
 def test_backbones_as_the_public_code_runs_them(name, widths, params):
     """methods.md: res2net50d 23.669 M as features_only; hrnet_w48 with feature_location=''
     65.3 M, widths 48/96/192/384 (timm, random init, CPU)."""

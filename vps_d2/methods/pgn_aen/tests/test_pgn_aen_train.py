@@ -13,17 +13,32 @@ import json
 import os
 
 import pytest
-from vps_d2.model_zoo import get_config_file
 from train_net_runner import ROOT, run_train_net
+
+from vps_d2.model_zoo import get_config_file
 
 CONFIG = get_config_file("pgn_aen_sample.yaml")
 # 64x80 frames: SmallCNN maps 16x20, 8x10, 4x5, 2x3 (the CRL grids), 1/8 map 8x10
 FAST = [
-    "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "4",
-    "MODEL.PGN_AEN.CRL.GRIDS", "[[16, 20], [8, 10], [4, 5], [2, 3]]",
-    "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0", "SOLVER.WARMUP_ITERS",
-    "0", "SOLVER.CHECKPOINT_PERIOD", "1000", "SEED", "1",
-]  # fmt: skip
+    "INPUT.SIZE_TRAIN",
+    "(64, 80)",
+    "INPUT.SIZE_TEST",
+    "(64, 80)",
+    "SOLVER.IMS_PER_BATCH",
+    "4",
+    "MODEL.PGN_AEN.CRL.GRIDS",
+    "[[16, 20], [8, 10], [4, 5], [2, 3]]",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "DATALOADER.NUM_WORKERS_TEST",
+    "0",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1000",
+    "SEED",
+    "1",
+]
 
 
 def _results(out):
@@ -39,8 +54,14 @@ def _run(root, out, *opts, flags=(), config=CONFIG, fast=FAST):
 
 @pytest.mark.slow
 def test_pgn_aen_training_improves_over_untrained(tiny_sample_root, tmp_path):
-    untrained, _ = _run(tiny_sample_root, str(tmp_path / "untrained"), "SOLVER.MAX_ITER", "1",
-                        "SOLVER.BASE_LR", "0.0")  # fmt: skip
+    untrained, _ = _run(
+        tiny_sample_root,
+        str(tmp_path / "untrained"),
+        "SOLVER.MAX_ITER",
+        "1",
+        "SOLVER.BASE_LR",
+        "0.0",
+    )
     trained, out = _run(tiny_sample_root, str(tmp_path / "trained"), "SOLVER.MAX_ITER", "80")
     with open(os.path.join(out, "metrics.json")) as f:
         losses = [json.loads(line)["total_loss"] for line in f if "total_loss" in line]
@@ -49,12 +70,20 @@ def test_pgn_aen_training_improves_over_untrained(tiny_sample_root, tmp_path):
     assert trained > untrained + 0.3, (untrained, trained)
     # --eval-only on the saved weights streams the test videos again: the same numbers
     weights = os.path.join(out, "model_final.pth")
-    again, _ = _run(tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS", weights,
-                    flags=["--eval-only"])  # fmt: skip
+    again, _ = _run(
+        tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS", weights, flags=["--eval-only"]
+    )
     assert again == pytest.approx(trained, abs=1e-9)
     # the same weights streamed online: sliding windows, one new frame per step
-    sliding, _ = _run(tiny_sample_root, str(tmp_path / "sliding"), "MODEL.WEIGHTS", weights,
-                      "MODEL.PGN_AEN.STREAM_MODE", "sliding", flags=["--eval-only"])  # fmt: skip
+    sliding, _ = _run(
+        tiny_sample_root,
+        str(tmp_path / "sliding"),
+        "MODEL.WEIGHTS",
+        weights,
+        "MODEL.PGN_AEN.STREAM_MODE",
+        "sliding",
+        flags=["--eval-only"],
+    )
     assert sliding > untrained + 0.3, (untrained, sliding)
 
 
@@ -63,13 +92,19 @@ def test_pgn_aen_two_process_ddp_train_and_sharded_evaluation(tiny_sample_root, 
     """2-process CPU DDP (every parameter gets a gradient: no unused-parameter search) and
     the test videos, streamed by two ranks, scored exactly like a single-process
     --eval-only of the same weights."""
-    _, out = _run(tiny_sample_root, str(tmp_path / "ddp"), "SOLVER.MAX_ITER", "3",
-                  flags=["--num-gpus", "2"])  # fmt: skip
+    _, out = _run(
+        tiny_sample_root, str(tmp_path / "ddp"), "SOLVER.MAX_ITER", "3", flags=["--num-gpus", "2"]
+    )
     assert os.path.isfile(os.path.join(out, "log.txt.rank1"))
     with open(os.path.join(out, "log.txt")) as f:
         assert "World size: 2" in f.read()
-    _, out1 = _run(tiny_sample_root, str(tmp_path / "single"), "MODEL.WEIGHTS",
-                   os.path.join(out, "model_final.pth"), flags=["--eval-only"])  # fmt: skip
+    _, out1 = _run(
+        tiny_sample_root,
+        str(tmp_path / "single"),
+        "MODEL.WEIGHTS",
+        os.path.join(out, "model_final.pth"),
+        flags=["--eval-only"],
+    )
     results = [_results(out), _results(out1)]
     assert sorted(results[0]) == sorted(results[1]) and len(results[0]) == 4
     for split, metrics in results[0].items():
@@ -84,15 +119,44 @@ def test_users_hrnet_config_runs_two_iterations_on_two_cpu_processes(tiny_sample
     AEN as configured, trains 2 iterations on two CPU processes and evaluates."""
     out = str(tmp_path / "hrnet")
     opts = [
-        "MODEL.BACKBONE.PRETRAINED", "False", "MODEL.BACKBONE.WEIGHTS", "", "MODEL.DEVICE",
-        "cpu", "INPUT.SIZE_TRAIN", "(64, 96)", "INPUT.SIZE_TEST", "(64, 96)",
-        "DATASETS.TRAIN", "('vps_sample_train',)", "DATASETS.TEST", "('vps_sample_easy_seen',)",
-        "TEST.VPS.BEST_DATASET", "", "TEST.EVAL_PERIOD", "0", "SOLVER.MAX_ITER", "2",
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "1000",
-        "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0", "OUTPUT_DIR", out,
-    ]  # fmt: skip
-    run_train_net(tiny_sample_root, os.path.join(ROOT, "configs", "aen_cffm_hrnet.yaml"), *opts,
-                  flags=["--num-gpus", "2"], timeout=900)  # fmt: skip
+        "MODEL.BACKBONE.PRETRAINED",
+        "False",
+        "MODEL.BACKBONE.WEIGHTS",
+        "",
+        "MODEL.DEVICE",
+        "cpu",
+        "INPUT.SIZE_TRAIN",
+        "(64, 96)",
+        "INPUT.SIZE_TEST",
+        "(64, 96)",
+        "DATASETS.TRAIN",
+        "('vps_sample_train',)",
+        "DATASETS.TEST",
+        "('vps_sample_easy_seen',)",
+        "TEST.VPS.BEST_DATASET",
+        "",
+        "TEST.EVAL_PERIOD",
+        "0",
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "1000",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "DATALOADER.NUM_WORKERS_TEST",
+        "0",
+        "OUTPUT_DIR",
+        out,
+    ]
+    run_train_net(
+        tiny_sample_root,
+        os.path.join(ROOT, "configs", "aen_cffm_hrnet.yaml"),
+        *opts,
+        flags=["--num-gpus", "2"],
+        timeout=900,
+    )
     with open(os.path.join(out, "log.txt")) as f:
         log = f.read()
     assert "World size: 2" in log

@@ -22,9 +22,8 @@ from vps_d2.methods.sali.alignment import (
 from vps_d2.methods.sali.decoder import GroupReversalAttention, SALIDecoder
 from vps_d2.methods.sali.lim import LongTermInteraction, mask_weights
 from vps_d2.methods.sali.rfb import RFB
-from vps_d2.modeling import build_model, resolve_clip_config
-
 from vps_d2.model_zoo import get_config_file
+from vps_d2.modeling import build_model, resolve_clip_config
 
 torch.set_num_threads(1)
 
@@ -61,8 +60,12 @@ def _triplets(b=2, h=64, w=64, seed=0):
     for _ in range(b):
         sem = torch.zeros(3, h, w)
         sem[:, h // 4 : h // 2, w // 4 : w // 2] = 1
-        out.append({"image": torch.randint(0, 256, (3, 3, h, w), dtype=torch.uint8, generator=g),
-                    "sem_seg": sem})  # fmt: skip
+        out.append(
+            {
+                "image": torch.randint(0, 256, (3, 3, h, w), dtype=torch.uint8, generator=g),
+                "sem_seg": sem,
+            }
+        )
     return out
 
 
@@ -70,8 +73,12 @@ def _frames(n, h=64, w=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     base = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
     for t in range(n):
-        yield {"image": torch.roll(base, shifts=t % 7, dims=2), "height": h, "width": w,
-               "frame_index": t}  # fmt: skip
+        yield {
+            "image": torch.roll(base, shifts=t % 7, dims=2),
+            "height": h,
+            "width": w,
+            "frame_index": t,
+        }
 
 
 # ---------------------------------------------------------------------------- modules
@@ -157,8 +164,10 @@ def test_mask_weights():
     assert torch.allclose((w - 1).sum((1, 2, 3)), torch.ones(2), atol=1e-5)
     gt = torch.zeros(1, 1, 16, 16)
     gt[..., :8, :] = 1
-    assert torch.equal(mask_weights(gt, (4, 4), "mask", is_logits=False)[0, 0, :, 0],
-                       torch.tensor([1.0, 1.0, 0.0, 0.0]))  # fmt: skip
+    assert torch.equal(
+        mask_weights(gt, (4, 4), "mask", is_logits=False)[0, 0, :, 0],
+        torch.tensor([1.0, 1.0, 0.0, 0.0]),
+    )
     p = mask_weights(logits, (32, 32), "mask", is_logits=True)
     assert torch.allclose(p, logits.sigmoid())
     with pytest.raises(ValueError, match="MASK_WEIGHTING"):
@@ -172,8 +181,9 @@ def test_lim_masked_attention_switch():
     m1, m2 = torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8)
     m2[..., :4, :] = 0
     for ma, should_differ in [(True, True), (False, False)]:
-        lim = LongTermInteraction(channels=16, value_channels=8, masked_attention=ma,
-                                  mask_weighting="mask")  # fmt: skip
+        lim = LongTermInteraction(
+            channels=16, value_channels=8, masked_attention=ma, mask_weighting="mask"
+        )
         k, v = lim.encode(feats)
         mk, mv = lim.encode(mem)
         outs = []
@@ -201,15 +211,17 @@ def test_model_losses_and_bad_input():
 
 @pytest.mark.parametrize(
     "overrides,match",
-    [({"IN_FEATURES": ["res3", "res4"]}, "IN_FEATURES"),
-     ({"IN_FEATURES": ["res2", "res4", "res5"]}, "consecutive"),
-     ({"IN_FEATURES": ["res3", "res4", "res6"]}, "not .'res6'.*IN_FEATURES"),
-     ({"LIM.VALUE_CHANNELS": 4}, "VALUE_CHANNELS"),
-     ({"MEMORY.EVICTION": "lru"}, "EVICTION"),
-     ({"LIM.EMPTY_READ": "none"}, "EMPTY_READ"),
-     ({"SAM.DEFORMABLE_GROUPS": 5}, "DEFORMABLE_GROUPS"),
-     ({"MEMORY.CAPACITY": 0}, "MEMORY.CAPACITY")],
-)  # fmt: skip
+    [
+        ({"IN_FEATURES": ["res3", "res4"]}, "IN_FEATURES"),
+        ({"IN_FEATURES": ["res2", "res4", "res5"]}, "consecutive"),
+        ({"IN_FEATURES": ["res3", "res4", "res6"]}, "not .'res6'.*IN_FEATURES"),
+        ({"LIM.VALUE_CHANNELS": 4}, "VALUE_CHANNELS"),
+        ({"MEMORY.EVICTION": "lru"}, "EVICTION"),
+        ({"LIM.EMPTY_READ": "none"}, "EMPTY_READ"),
+        ({"SAM.DEFORMABLE_GROUPS": 5}, "DEFORMABLE_GROUPS"),
+        ({"MEMORY.CAPACITY": 0}, "MEMORY.CAPACITY"),
+    ],
+)
 def test_config_errors_name_the_key(overrides, match):
     with pytest.raises((ValueError, KeyError), match=match):
         _model(**overrides)
@@ -226,8 +238,10 @@ ABLATIONS = {
 
 
 def _prefixes(model):
-    return {n.split(".")[0] if not n.startswith("sam.") else ".".join(n.split(".")[:2])
-            for n, _ in model.named_parameters()}  # fmt: skip
+    return {
+        n.split(".")[0] if not n.startswith("sam.") else ".".join(n.split(".")[:2])
+        for n, _ in model.named_parameters()
+    }
 
 
 def test_ablation_switches_change_the_module_set():
@@ -249,10 +263,9 @@ def test_ablation_switches_change_the_module_set():
 # whose only path to the loss goes through a zero-initialised conv (the offset/mask conv of
 # each deformable conv; the output conv of each non-local block).
 def _expected_zero_grad(name: str) -> bool:
-    return name.startswith(("sam.align.offset_in.", "sam.align.offset_fuse.",
-                            "sam.align.offset_out.")) or (
-        name.startswith("sam.harmonise.") and ".g." in name
-    )  # fmt: skip
+    return name.startswith(
+        ("sam.align.offset_in.", "sam.align.offset_fuse.", "sam.align.offset_out.")
+    ) or (name.startswith("sam.harmonise.") and ".g." in name)
 
 
 VARIANTS = {
@@ -286,8 +299,9 @@ def test_every_parameter_gets_a_gradient(ablation):
     model.zero_grad()
     with torch.no_grad():
         for name, mod in model.named_modules():
-            if name.endswith(("offset_mask", "harmonise.0.out", "harmonise.1.out",
-                              "harmonise.2.out")):  # fmt: skip
+            if name.endswith(
+                ("offset_mask", "harmonise.0.out", "harmonise.1.out", "harmonise.2.out")
+            ):
                 mod.weight.normal_(0, 0.01)
     sum(model(_triplets()).values()).backward()
     for name, p in model.named_parameters():
@@ -392,8 +406,10 @@ def test_configs_load_and_build():
     model = build_model(cfg)
     shapes = model.backbone.output_shape()
     assert [(shapes[f].channels, shapes[f].stride) for f in model.in_features] == [
-        (128, 8), (320, 16), (512, 32)
-    ]  # fmt: skip
+        (128, 8),
+        (320, 16),
+        (512, 32),
+    ]
     with pytest.raises(ConfigError, match="MODEL.SALI.MEMORY.NOPE"):
         cfg = get_cfg()
         add_vps_config(cfg)

@@ -9,15 +9,29 @@ import json
 import os
 
 import pytest
+from train_net_runner import run_train_net
+
 from vps_d2.model_zoo import get_config_file
-from train_net_runner import ROOT, run_train_net
 
 CONFIG = get_config_file("sali_sample.yaml")
 FAST = [
-    "INPUT.SIZE_TRAIN", "(64, 80)", "INPUT.SIZE_TEST", "(64, 80)", "SOLVER.IMS_PER_BATCH", "4",
-    "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0", "SOLVER.WARMUP_ITERS",
-    "0", "SOLVER.CHECKPOINT_PERIOD", "1000", "SEED", "1",
-]  # fmt: skip
+    "INPUT.SIZE_TRAIN",
+    "(64, 80)",
+    "INPUT.SIZE_TEST",
+    "(64, 80)",
+    "SOLVER.IMS_PER_BATCH",
+    "4",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "DATALOADER.NUM_WORKERS_TEST",
+    "0",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1000",
+    "SEED",
+    "1",
+]
 
 
 def _run(root, out, *opts, flags=()):
@@ -29,8 +43,14 @@ def _run(root, out, *opts, flags=()):
 
 @pytest.mark.slow
 def test_sali_training_improves_over_untrained(tiny_sample_root, tmp_path):
-    untrained, _ = _run(tiny_sample_root, str(tmp_path / "untrained"), "SOLVER.MAX_ITER", "1",
-                        "SOLVER.BASE_LR", "0.0")  # fmt: skip
+    untrained, _ = _run(
+        tiny_sample_root,
+        str(tmp_path / "untrained"),
+        "SOLVER.MAX_ITER",
+        "1",
+        "SOLVER.BASE_LR",
+        "0.0",
+    )
     trained, out = _run(tiny_sample_root, str(tmp_path / "trained"), "SOLVER.MAX_ITER", "80")
     with open(os.path.join(out, "metrics.json")) as f:
         losses = [json.loads(line)["total_loss"] for line in f if "total_loss" in line]
@@ -39,8 +59,9 @@ def test_sali_training_improves_over_untrained(tiny_sample_root, tmp_path):
     assert trained > untrained + 0.3, (untrained, trained)
     # --eval-only on the saved weights streams the test videos again: the same numbers
     weights = os.path.join(out, "model_final.pth")
-    again, _ = _run(tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS", weights,
-                    flags=["--eval-only"])  # fmt: skip
+    again, _ = _run(
+        tiny_sample_root, str(tmp_path / "eval"), "MODEL.WEIGHTS", weights, flags=["--eval-only"]
+    )
     assert again == pytest.approx(trained, abs=1e-9)
 
 
@@ -49,13 +70,19 @@ def test_sali_two_process_ddp_train_and_sharded_evaluation(tiny_sample_root, tmp
     """2-process CPU DDP: SALI trains (SmallCNN's unused res5 is frozen, so DDP finds every
     trainable parameter used) and the test videos, streamed by two ranks, are scored exactly
     like a single-process --eval-only of the same weights."""
-    _, out = _run(tiny_sample_root, str(tmp_path / "ddp"), "SOLVER.MAX_ITER", "3",
-                  flags=["--num-gpus", "2"])  # fmt: skip
+    _, out = _run(
+        tiny_sample_root, str(tmp_path / "ddp"), "SOLVER.MAX_ITER", "3", flags=["--num-gpus", "2"]
+    )
     assert os.path.isfile(os.path.join(out, "log.txt.rank1"))
     with open(os.path.join(out, "log.txt")) as f:
         assert "World size: 2" in f.read()
-    _, out1 = _run(tiny_sample_root, str(tmp_path / "single"), "MODEL.WEIGHTS",
-                   os.path.join(out, "model_final.pth"), flags=["--eval-only"])  # fmt: skip
+    _, out1 = _run(
+        tiny_sample_root,
+        str(tmp_path / "single"),
+        "MODEL.WEIGHTS",
+        os.path.join(out, "model_final.pth"),
+        flags=["--eval-only"],
+    )
     results = []
     for d in (out, out1):
         with open(os.path.join(d, "results.json")) as f:
