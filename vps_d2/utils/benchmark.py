@@ -24,6 +24,7 @@ library, nothing from the methods, the engine or the evaluation.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import statistics
@@ -446,3 +447,45 @@ def write_json(path: str, results: Any) -> None:
     """Write ``results`` as JSON (indent 2) atomically to ``path`` and log where."""
     atomic_write_json(path, results)
     logger.info("benchmark figures written to %s", path)
+
+
+# ------------------------------------------------------------------ command line
+def add_common_arguments(parser: argparse.ArgumentParser, quick_help: str) -> None:
+    """The flags every benchmark script shares: --device, --threads, --json, --quick."""
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--json", default="", help="also write the figures to this JSON file")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+
+
+def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a streaming-memory run: --memory-frames, --memory-size."""
+    parser.add_argument(
+        "--memory-frames",
+        type=int,
+        nargs="*",
+        default=[100, 1000],
+        help="checkpoints of the streaming memory run (none: skip it)",
+    )
+    parser.add_argument(
+        "--memory-size",
+        type=int,
+        default=64,
+        help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)",
+    )
+
+
+def parse_benchmark_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, quick: dict[str, Any]
+) -> argparse.Namespace:
+    """Parse ``argv``; with --quick, ``quick`` gives the defaults (explicit flags still win).
+
+    Sets torch's CPU threads to --threads when it is not 0.
+    """
+    args, _ = parser.parse_known_args(argv)
+    if args.quick:
+        parser.set_defaults(**quick)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args

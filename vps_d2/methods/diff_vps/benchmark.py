@@ -43,9 +43,12 @@ from vps_d2.methods.diff_vps.diffusion import cosine_log_snr
 from vps_d2.model_zoo import get_config_file
 from vps_d2.modeling import build_model
 from vps_d2.utils.benchmark import (
+    add_common_arguments,
+    add_memory_arguments,
     count_flops,
     markdown_table,
     params_m,
+    parse_benchmark_args,
     ratio_cell,
     streaming_memory,
     synthetic_frames,
@@ -216,37 +219,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="DDIM steps of the timing table (none: skip it)",
     )
     p.add_argument("--timed-frames", type=int, default=3, help="timed frames per setting")
-    p.add_argument(
-        "--memory-frames",
-        type=int,
-        nargs="*",
-        default=[100, 1000],
-        help="checkpoints of the streaming memory run (none: skip it)",
+    add_memory_arguments(p)
+    add_common_arguments(
+        p, quick_help="smoke run: diff_vps_sample.yaml at its size, 1 step, 1 timed frame"
     )
-    p.add_argument(
-        "--memory-size",
-        type=int,
-        default=64,
-        help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)",
-    )
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: diff_vps_sample.yaml at its size, 1 step, 1 timed frame",
-    )
-    args, _ = p.parse_known_args(argv)
-    if args.quick:
-        p.set_defaults(**QUICK)
-    return p.parse_args(argv)
+    return parse_benchmark_args(p, argv, QUICK)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dev = f"{args.device}, {torch.get_num_threads()} threads"
     variants = {SAMPLE_LABEL: None} if args.quick else RATIOS
     main_ratios = next(iter(variants.values()))

@@ -37,9 +37,11 @@ from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.model_zoo import get_config_file
 from vps_d2.modeling import build_model
 from vps_d2.utils.benchmark import (
+    add_common_arguments,
     count_flops,
     markdown_table,
     params_m,
+    parse_benchmark_args,
     ratio_cell,
     synthetic_frames,
     time_callable,
@@ -108,24 +110,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "sample config's INPUT.SIZE_TEST, sample model only)",
     )
     p.add_argument("--timed-frames", type=int, default=3, help="timed frames per row")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: frame_baseline_sample.yaml at its size, 1 timed frame",
+    add_common_arguments(
+        p, quick_help="smoke run: frame_baseline_sample.yaml at its size, 1 timed frame"
     )
-    args, _ = p.parse_known_args(argv)
-    if args.quick:
-        p.set_defaults(**QUICK)
-    return p.parse_args(argv)
+    return parse_benchmark_args(p, argv, QUICK)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dev = f"{args.device}, {torch.get_num_threads()} threads"
     sample_size = tuple(load_cfg(SAMPLE, args.device).INPUT.SIZE_TEST)
     hw = lambda s: f"{s[0]}x{s[1]}"

@@ -45,9 +45,12 @@ from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.model_zoo import get_config_file
 from vps_d2.modeling import build_model
 from vps_d2.utils.benchmark import (
+    add_common_arguments,
+    add_memory_arguments,
     count_flops,
     markdown_table,
     params_m,
+    parse_benchmark_args,
     streaming_memory,
     synthetic_frames,
     time_callable,
@@ -215,40 +218,18 @@ def table(title: str, rows: dict, public: dict, paper: tuple | None) -> list[str
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--skip-sizes", action="store_true", help="skip the sizes tables")
     p.add_argument("--skip-hrnet", action="store_true", help="skip the HRNet-W48 rows")
     p.add_argument("--timed-clips", type=int, default=3, help="timed clips (0: no timing)")
-    p.add_argument(
-        "--memory-frames",
-        type=int,
-        nargs="*",
-        default=[100, 1000],
-        help="checkpoints of the streaming memory run (none: skip it)",
+    add_memory_arguments(p)
+    add_common_arguments(
+        p, quick_help="smoke run: pgn_aen_sample.yaml at its size, 1 timed clip, 6 frames"
     )
-    p.add_argument(
-        "--memory-size",
-        type=int,
-        default=64,
-        help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)",
-    )
-    p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: pgn_aen_sample.yaml at its size, 1 timed clip, 6 frames",
-    )
-    args, _ = p.parse_known_args(argv)
-    if args.quick:
-        p.set_defaults(**QUICK)
-    return p.parse_args(argv)
+    return parse_benchmark_args(p, argv, QUICK)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     results: dict = {"device": args.device, "threads": torch.get_num_threads()}
     lines: list[str] = []
     r2, hr = (SAMPLE, SAMPLE) if args.quick else (R2, HR)

@@ -40,9 +40,12 @@ from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.model_zoo import get_config_file
 from vps_d2.modeling import build_model
 from vps_d2.utils.benchmark import (
+    add_common_arguments,
+    add_memory_arguments,
     count_flops,
     count_parameters,
     markdown_table,
+    parse_benchmark_args,
     streaming_memory,
     synthetic_frames,
     time_callable,
@@ -169,38 +172,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="frame size for GFLOPs and timing (0: the config's INPUT.SIZE_TEST)",
     )
     p.add_argument("--timed-frames", type=int, default=3, help="timed steps per memory state")
-    p.add_argument(
-        "--memory-frames",
-        type=int,
-        nargs="*",
-        default=[100, 1000],
-        help="checkpoints of the streaming memory run (none: skip it)",
-    )
-    p.add_argument(
-        "--memory-size",
-        type=int,
-        default=64,
-        help="frame size of the memory run (0: the config's INPUT.SIZE_TEST)",
-    )
+    add_memory_arguments(p)
     p.add_argument("--memory-backbone", default="pvt_v2_b2")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--json", default="", help="also write the figures to this JSON file")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: sali_sample.yaml at its size, 1 timed frame, 6 frames",
+    add_common_arguments(
+        p, quick_help="smoke run: sali_sample.yaml at its size, 1 timed frame, 6 frames"
     )
-    args, _ = p.parse_known_args(argv)
-    if args.quick:
-        p.set_defaults(**QUICK)
-    return p.parse_args(argv)
+    return parse_benchmark_args(p, argv, QUICK)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     results = {"device": args.device, "threads": torch.get_num_threads(), "size": args.size}
     rows = []
     size_text = f"{args.size}x{args.size}"
