@@ -20,7 +20,7 @@ setup(
         "vps_d2.data.datasets": ["*.csv"],
     },
     # Lower bounds = the versions .ci/constraints-lowest.txt installs and CI tests (see the
-    # README's "Tested versions"); CI also tests the newest versions pip resolves.
+    # "Tested versions" in docs/install.md); CI also tests the newest versions pip resolves.
     install_requires=[
         "torch>=2.14.1",
         "torchvision>=0.29.1",

@@ -8,7 +8,7 @@ Example::
 
     python tools/make_sample_dataset.py --output datasets/vps-sample --seed 0
 
-See README.md ("The synthetic sample dataset") and :mod:`vps_d2.synthetic`.
+See docs/data.md ("The synthetic sample dataset") and :mod:`vps_d2.synthetic`.
 """
 
 from __future__ import annotations

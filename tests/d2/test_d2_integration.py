@@ -3,7 +3,7 @@ inference_on_dataset train, resume and evaluate every registered method with the
 vps_d2's own engine.
 
 Detectron2 is not on PyPI, so CI has none and these tests are skipped there ("Detectron2
-not installed"); build Detectron2 from its repository to run them (README.md, "Using vps_d2
+not installed"); build Detectron2 from its repository to run them (docs/detectron2.md, "Using vps_d2
 inside Detectron2"). Only the clear error of the missing installation runs in CI.
 """
 

@@ -1,4 +1,4 @@
-"""Reliability of tools/train_net.py and the engine (README.md, "Reliability"): nothing a user
+"""Reliability of tools/train_net.py and the engine (docs/reliability.md): nothing a user
 made is lost or silently replaced, every fault is one clear line, found before processes
 start when it can be. Each test reproduces a defect found by trying the tool."""
 

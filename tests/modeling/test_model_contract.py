@@ -26,7 +26,7 @@ from vps_d2.modeling import META_ARCH_REGISTRY, build_model, clip_contract, reso
 from vps_d2.solver.train_step import build_train_step
 from vps_d2.utils.plugins import load_plugins
 
-# A method kept outside the package gets the same contract (README.md, "Adding a method").
+# A method kept outside the package gets the same contract (docs/adding_a_method.md).
 load_plugins([os.path.join(ROOT, "tests", "plugins", "toy_method.py")])
 
 # Streaming-memory settings small enough that a 40-frame video fills the memory (used by

@@ -1,4 +1,4 @@
-"""A complete vps_d2 method kept outside the package (README.md, "Adding a method").
+"""A complete vps_d2 method kept outside the package (docs/adding_a_method.md).
 
 Import it with ``--plugin tests/plugins/toy_method.py`` (tools/train_net.py, demo.py,
 evaluate.py) and every part below is registered, in the main process and in spawned DDP

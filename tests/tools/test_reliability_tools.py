@@ -1,5 +1,5 @@
 """Reliability of the tools (tools/demo.py, tools/evaluate.py, tools/make_sample_dataset.py)
-and of the readers they share with training (README.md, "Reliability"). Each test reproduces
+and of the readers they share with training (docs/reliability.md). Each test reproduces
 a defect found by trying the tools with odd data, bad flags and kill -9 (issue 14: items 1,
 2, 8, 12, 14, 15, 16, 19)."""
 

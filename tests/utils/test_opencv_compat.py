@@ -2,7 +2,7 @@
 
 One test per shape- or value-sensitive call (see :mod:`vps_d2.utils.opencv_compat` for the
 calls that differ between 4.x and 5.x and the helpers that hide it). CI runs this file on
-OpenCV 5.x (the README's test command) and on 4.8 (the lowest-versions leg).
+OpenCV 5.x (README.md's test command) and on 4.8 (the lowest-versions leg).
 """
 
 import colorsys

@@ -1,7 +1,7 @@
 """vps_d2 inside a real Detectron2 (optional: Detectron2 is not on PyPI).
 
 Importing this package needs Detectron2 (an ImportError says so otherwise); it registers
-nothing by itself. What it gives a Detectron2 user (README.md, "Using vps_d2 inside
+nothing by itself. What it gives a Detectron2 user (docs/detectron2.md, "Using vps_d2 inside
 Detectron2"):
 
 * :func:`add_vps_config` / :func:`get_cfg`: Detectron2's ``get_cfg()`` extended with every

@@ -7,7 +7,7 @@ gives bit-identical weights and metrics to vps_d2's engine (same seed, same thre
 
 Checkpoints have vps_d2's layout (``model``, ``optimizer``, ``scheduler``,
 ``optimizer_<name>``, ``scheduler_<name>``, ``trainer``, ``iteration``), so each engine
-resumes the other's. What differs from vps_d2's engine (README.md): mixed precision is
+resumes the other's. What differs from vps_d2's engine (docs/detectron2.md): mixed precision is
 not available here (Detectron2's AMPTrainer has one optimizer), and DDP is Detectron2's
 (``create_ddp_model``) instead of Lightning Fabric's.
 """

@@ -1,7 +1,7 @@
 """Slow reference implementation of the SUN-SEG toolbox metrics (one pass per threshold).
 
 Written directly from the formulas of the SUN-SEG evaluation protocol
-(README.md, "Evaluation"), the way the toolbox computes its threshold metrics: one binary
+(docs/evaluation.md), the way the toolbox computes its threshold metrics: one binary
 map per threshold, plain NumPy reductions over the float prediction. It is several hundred
 times slower than :mod:`vps_d2.evaluation.metrics` and exists only as the independent
 reference for the tests and ``tools/benchmark_evaluator.py``; do not use it to evaluate.

@@ -1,6 +1,6 @@
 """One behaviour for the OpenCV calls whose results differ between OpenCV 4.x and 5.x.
 
-vps_d2 supports ``opencv-python-headless`` 4.8 up to 5.x (see the README's "Tested
+vps_d2 supports ``opencv-python-headless`` 4.8 up to 5.x (see docs/install.md, "Tested
 versions"). Every ``cv2`` call of the package, the tools and the dataset scripts was run on
 4.8, 4.14 and 5.0 and its result compared. These differ, and callers use the helpers here:
 
@@ -14,7 +14,7 @@ versions"). Every ``cv2`` call of the package, the tools and the dataset scripts
   4.x's fixed-point coordinates in NumPy and hands them to ``cv2.remap``, whose fixed-point
   kernels are the same on 4.x and 5.x: a warped 8-bit image, or multi-channel float32
   image, is the same bytes on every supported OpenCV, so the synthetic sample data, the
-  training augmentation and the numbers in the README do not depend on the OpenCV.
+  training augmentation and the numbers in the docs do not depend on the OpenCV.
 - ``cv2.resize`` with ``INTER_NEAREST_EXACT``: 5.x picks other source pixels for some size
   ratios (e.g. 128 -> 80 columns). :func:`resize_nearest_exact` is 4.x's rule in NumPy.
 - ``VideoCapture.get`` of a value the backend does not know: 0.0 on 4.x, -1.0 on 5.x.

@@ -1,6 +1,6 @@
 """Config section of Diff-VPS (MODEL.DIFF_VPS) and its discriminator's optimizer
 (SOLVER.DISCRIMINATOR). Defaults follow the paper; where the paper is silent, the public
-code's design (README.md, "Diff-VPS", lists every choice)."""
+code's design (the method's README.md lists every choice)."""
 
 from vps_d2.config import CfgNode as CN
 from vps_d2.config import register_config_section

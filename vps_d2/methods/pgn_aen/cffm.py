@@ -6,7 +6,7 @@ of the window size ``ws``), ``nW = (Hp / ws) * (Wp / ws)`` windows, ``N = ws * w
 per window.
 
 For one target frame, every ``ws x ws`` window of the target is a group of queries; its
-keys/values are assembled from (README.md, "PGN+AEN"):
+keys/values are assembled from (the method's README.md):
 
 1. the window itself (``ws^2`` tokens) and its neighbour ring of width ``e``: the four
    diagonally shifted windows (offsets +-e) minus their overlap with the window,

@@ -1,5 +1,5 @@
 """Config section of PGN+AEN / EUVPS (MODEL.PGN_AEN). Defaults follow the paper's text
-(README.md, "PGN+AEN"); where the paper is silent they follow the public code's facts
+(the method's README.md); where the paper is silent they follow the public code's facts
 (../shared/reference/methods.md, section 1); where the two disagree the code's choice is the
 alternative value named in the comment.
 """

@@ -1,6 +1,6 @@
 """Cross-scale region linking (CRL): region-linking semantics e2 from F' (PGN) and F (backbone).
 
-Per scale i (README.md, "PGN+AEN"; ``N`` = B * T frames):
+Per scale i (the method's README.md; ``N`` = B * T frames):
 
 1. F'_i + F_i (element-wise). When the PGN's stage width differs from the backbone's (CFFM's
    F' are 256-d, Res2Net's F are 256-2048-d), the sum followed by the 1x1 conv is written as

@@ -1,7 +1,7 @@
 """Cross-wise scale alignment (CSA): e2 (B, T, q, D) -> e3 (B, T, q, D), with a clip memory.
 
 ``B`` clips, ``T`` <= L frames, ``q`` tokens (region-linking semantics) per frame, ``D`` the
-embedding size. Following the paper's Eqs. 6-8 (README.md, "PGN+AEN"):
+embedding size. Following the paper's Eqs. 6-8 (the method's README.md):
 
 * E: transformer encoder over all T * q tokens of the clip (learned token + frame position
   embeddings added to queries/keys);

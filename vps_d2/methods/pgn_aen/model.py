@@ -1,6 +1,6 @@
 """PGN+AEN ("EUVPS", AAAI 2024): an embedding-unleashing clip model for video polyp segmentation.
 
-One window of T <= L consecutive frames (README.md, "PGN+AEN"):
+One window of T <= L consecutive frames (the method's README.md):
 
 1. backbone levels F = {F_1..F_4} (strides 4-32) of every frame;
 2. PGN (CFFM by default): proposals e1 (T, q, H/4, W/4) and refined stage features F', every

@@ -1,6 +1,6 @@
 """Proposal-generative networks (PGN): PGN_REGISTRY, the CFFM head and its FuseHead ablation.
 
-A PGN maps the backbone levels of a clip to (README.md, "PGN+AEN"):
+A PGN maps the backbone levels of a clip to (the method's README.md):
 
 * ``proposals`` e1 (B, T, num_outputs, H/4, W/4): q = 4S proposal maps per frame when an AEN
   follows, the mask logits (num_outputs 1) when the PGN runs alone;

@@ -1,4 +1,4 @@
-"""Config section of SALI (MODEL.SALI). Defaults follow the paper (README.md, "SALI")."""
+"""Config section of SALI (MODEL.SALI). Defaults follow the paper (the method's README.md)."""
 
 from vps_d2.config import CfgNode as CN
 from vps_d2.config import register_config_section, register_renamed_key
