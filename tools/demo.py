@@ -32,8 +32,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
+
+
+def _interrupted_while_starting(*_):
+    """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
+    print("Interrupted while starting: nothing was done", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 try:
     import vps_d2  # noqa: F401
@@ -60,6 +71,9 @@ from vps_d2.utils.file_io import remove_stale_temp_files
 from vps_d2.utils.logger import setup_logger
 from vps_d2.utils.plugins import PluginError
 from vps_d2.visualization import OVERLAY_MODES, ContactSheet, Visualizer
+
+if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
 
 logger = logging.getLogger("vps_d2.demo")
 
@@ -360,4 +374,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -28,7 +28,18 @@ import concurrent.futures as cf
 import logging
 import multiprocessing as mp
 import os
+import signal
 import sys
+
+
+def _interrupted_while_starting(*_):
+    """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
+    print("Interrupted while starting: nothing was done", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import cv2
 import numpy as np
@@ -57,6 +68,9 @@ from vps_d2.evaluation.protocol import (
 )
 from vps_d2.utils.file_io import atomic_write_bytes  # noqa: E402
 from vps_d2.utils.workers import init_worker
+
+if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
 
 logger = logging.getLogger("vps_d2.evaluate")
 _MAX_LISTED = 20
@@ -322,4 +336,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -47,6 +47,7 @@ from vps_d2.visualization import draw_worst_cases
 
 from . import hooks
 from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_from_cfg
+from .preemption import PreemptionCheckpointer
 from .train_loop import TrainerBase, put_step_metrics
 
 __all__ = [
@@ -312,6 +313,8 @@ class Trainer(TrainerBase):
             ]
             ret.append(hooks.PeriodicWriter(writers, period=20))
             ret.append(hooks.ProgressBar())
+        # last: on SIGTERM / SIGUSR1 its checkpoint holds every hook's state of the iteration
+        ret.append(PreemptionCheckpointer(self.checkpointer))
         return ret
 
     # ------------------------------------------------------------------ resume
