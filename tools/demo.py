@@ -67,7 +67,7 @@ from vps_d2.io import (
     source_locations,
     write_image,
 )
-from vps_d2.utils.file_io import remove_stale_temp_files
+from vps_d2.utils.file_io import describe_os_error, remove_stale_temp_files
 from vps_d2.utils.logger import setup_logger
 from vps_d2.utils.plugins import PluginError
 from vps_d2.visualization import OVERLAY_MODES, ContactSheet, Visualizer
@@ -359,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted: no partial output video was kept.", file=sys.stderr)
         return 130
+    except OSError as e:  # the OS's errors as "<path>: <reason>" (read-only file system, ...)
+        print(f"Error: {describe_os_error(e) if e.strerror is not None else e}", file=sys.stderr)
+        return 1
     except (
         ConfigError,
         PluginError,

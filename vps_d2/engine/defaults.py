@@ -17,6 +17,7 @@ from vps_d2.data import get_video_records
 from vps_d2.data.datasets import configure_datasets
 from vps_d2.model_zoo import resolve_config_path
 from vps_d2.modeling import resolve_clip_config
+from vps_d2.modeling.meta_arch.build import warn_unread_method_keys
 from vps_d2.utils import comm
 from vps_d2.utils.env import collect_env_info, seed_all_rng
 from vps_d2.utils.file_io import (
@@ -133,6 +134,7 @@ def setup_cfg(args: argparse.Namespace, new_cfg: Callable[[], CfgNode] = _vps_cf
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))
     resolve_clip_config(cfg)  # INPUT.CLIP.* checked against the model's clip contract
+    warn_unread_method_keys(cfg, new_cfg())  # e.g. MODEL.SALI.* in a FrameBaseline config
     cfg.freeze()
     return cfg
 
