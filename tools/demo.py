@@ -365,8 +365,6 @@ def main(argv: list[str] | None = None) -> int:
     except (
         ConfigError,
         PluginError,
-        FileNotFoundError,
-        OSError,
         ValueError,
         RuntimeError,
         KeyError,
