@@ -113,7 +113,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-coverage",
         type=float,
-        default=0.95,
+        default=0.9,
         help="with --skip-missing: refuse to score a split whose coverage is below this "
         "fraction (0 scores whatever has a prediction)",
     )
