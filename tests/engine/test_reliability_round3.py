@@ -265,3 +265,127 @@ def test_sigterm_to_one_ddp_process_stops_all_at_the_same_iteration(tiny_sample_
     k = torch.load(saved[0], weights_only=False)["iteration"]
     assert f"Stopped by SIGUSR1 at iteration {k}: saved {saved[0]}" in err
     assert f"Stopped by SIGUSR1 at iteration {k}" in open(f"{out}/log.txt").read()
+
+
+# ------------------------------------------------------------------ partial MODEL.WEIGHTS
+def _save_model_of(config, path, opts=(), meta=True):
+    """A checkpoint of ``config``'s model (random init) as the trainer saves one."""
+    from vps_d2.checkpoint import VPSCheckpointer
+    from vps_d2.config import add_vps_config, get_cfg
+    from vps_d2.modeling import build_model
+
+    cfg = add_vps_config(get_cfg())
+    cfg.merge_from_file(config)
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
+    model = build_model(cfg)
+    metadata = {"meta_architecture": cfg.MODEL.META_ARCHITECTURE} if meta else None
+    VPSCheckpointer(model, os.path.dirname(path), metadata=metadata).save(
+        os.path.splitext(os.path.basename(path))[0], tag_last=False
+    )
+    return model
+
+
+def test_partial_load_of_model_weights_is_loud(tool, tmp_path):
+    """Item 5: training from another method's checkpoint ran with rc 0 and only fvcore's
+    "not found / not used" lines, even when almost nothing was loaded."""
+    sali = str(tmp_path / "sali.pth")
+    _save_model_of(SALI, sali)
+    run = [*FAST, "SOLVER.MAX_ITER", "1", *NO_TEST]
+    code, err = tool(CONFIG, *run, "MODEL.WEIGHTS", sali, "OUTPUT_DIR", str(tmp_path / "a"))
+    assert code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert f"MODEL.WEIGHTS {sali}: " in line and "of the model's parameters loaded" in line
+    assert "below MODEL.WEIGHTS_MIN_LOADED (50%)" in line
+    assert "the checkpoint is of SALI, the model FrameBaseline" in line
+    assert "MODEL.WEIGHTS_MIN_LOADED 0.0 when a partial load is intended" in line
+    assert not glob.glob(str(tmp_path / "a" / "model_*.pth"))  # nothing was trained
+    # a file that does not record its method: its top-level modules are named instead
+    bare = str(tmp_path / "bare.pth")
+    torch.save(torch.load(sali, weights_only=False)["model"], bare)
+    code, err = tool(CONFIG, *run, "MODEL.WEIGHTS", bare, "OUTPUT_DIR", str(tmp_path / "b"))
+    assert code == 1 and "does not record its method; its top-level modules are" in err
+    # a partial load on purpose
+    out = tmp_path / "c"
+    code, _ = tool(
+        CONFIG,
+        *run,
+        "MODEL.WEIGHTS",
+        sali,
+        "MODEL.WEIGHTS_MIN_LOADED",
+        "0.0",
+        "OUTPUT_DIR",
+        str(out),
+    )
+    assert code == 0
+    log = (out / "log.txt").read_text()
+    assert f"MODEL.WEIGHTS {sali}: " in log and "of the model's parameters loaded" in log
+    # the same method and config: everything loaded (a trained run's model_final.pth)
+    own = tmp_path / "c" / "model_final.pth"
+    assert torch.load(own, weights_only=False)["meta_architecture"] == "FrameBaseline"
+    out = tmp_path / "d"
+    assert tool(CONFIG, *run, "MODEL.WEIGHTS", str(own), "OUTPUT_DIR", str(out))[0] == 0
+    assert "100.0% of the model's parameters loaded" in (out / "log.txt").read_text()
+
+
+def test_load_report_counts_parameter_values(tmp_path):
+    """The fraction is over parameter values (numel), wrong shapes count as not loaded."""
+    from vps_d2.checkpoint import VPSCheckpointer
+
+    src = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))  # 15 + 8 values
+    VPSCheckpointer(src, str(tmp_path)).save("src", tag_last=False)
+    dst = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 5))  # 15 + 20 values
+    report = VPSCheckpointer(dst).load_weights(str(tmp_path / "src.pth"), min_loaded=0.4)
+    assert (report.loaded, report.total, report.tensors_loaded, report.tensors) == (15, 35, 2, 4)
+    assert torch.equal(dst[0].weight, src[0].weight)
+    from vps_d2.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"42.9% of the model's parameters loaded"):
+        VPSCheckpointer(dst).load_weights(str(tmp_path / "src.pth"), min_loaded=0.5)
+
+
+# ------------------------------------------------------------------ unread method keys
+def _setup(config, *opts, path=None):
+    import argparse
+
+    from vps_d2.engine import setup_cfg
+    from vps_d2.modeling.meta_arch import build as build_mod
+
+    build_mod._WARNED.clear()
+    return setup_cfg(argparse.Namespace(config_file=config, opts=list(opts), plugin=[]))
+
+
+def _unread_warnings(caplog):
+    return [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()]
+
+
+def test_keys_of_another_methods_section_are_warned(tmp_path, caplog):
+    """Item 7: the baseline config with MODEL.SALI.CHANNELS 32 (its default value, even)
+    was accepted silently."""
+    caplog.set_level("WARNING")
+    _setup(CONFIG, "MODEL.SALI.CHANNELS", "32")
+    (msg,) = _unread_warnings(caplog)
+    assert msg == (
+        "Config keys that FrameBaseline does not read (it reads MODEL.FRAME_BASELINE), "
+        "without effect: MODEL.SALI.CHANNELS (set on the command line)"
+    )
+    caplog.clear()
+    # in a config file, with a hint when the model's own section has the key
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"_BASE_: {CONFIG}\nMODEL:\n  PGN_AEN:\n    IN_FEATURES: ['res3']\n")
+    _setup(str(bad))
+    (msg,) = _unread_warnings(caplog)
+    assert f"MODEL.PGN_AEN.IN_FEATURES (set in {bad}; did you mean " in msg
+    assert "MODEL.FRAME_BASELINE.IN_FEATURES?" in msg
+    caplog.clear()
+    # no warning: the model's own keys, or a full dump (OUTPUT_DIR/config.yaml) whose other
+    # sections hold their defaults
+    cfg = _setup(CONFIG, "MODEL.FRAME_BASELINE.DECODER_CHANNELS", "16")
+    dump = tmp_path / "config.yaml"
+    dump.write_text(cfg.dump())
+    _setup(str(dump))
+    _setup(SALI, "MODEL.SALI.CHANNELS", "16")
+    assert _unread_warnings(caplog) == []
+    # a dump whose SALI section was edited: warned
+    dump.write_text(cfg.dump().replace("CHANNELS: 32", "CHANNELS: 48", 1))
+    _setup(str(dump))
+    assert len(_unread_warnings(caplog)) == 1

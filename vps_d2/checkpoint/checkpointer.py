@@ -98,7 +98,7 @@ class VPSCheckpointer(AtomicSaveMixin, Checkpointer):
                 f"MODEL.WEIGHTS {path}: {report.summary()}, below MODEL.WEIGHTS_MIN_LOADED "
                 f"({min_loaded:.0%}); {report.origin(type(self.model).__name__)}. Use a "
                 f"checkpoint of {type(self.model).__name__}, or set MODEL.WEIGHTS_MIN_LOADED "
-                "0 when a partial load is intended"
+                "0.0 when a partial load is intended"
             )
         return report
 
