@@ -15,8 +15,8 @@ Schedulers (SLURM, Kubernetes) send SIGTERM some time before they kill a preempt
 ``--resume`` then continues bit-identically to an uninterrupted run (the data stream, the
 per-iteration seeds, the optimizers and schedulers are those of a periodic checkpoint).
 Outside the iterations (start-up, the final evaluation) the signal stops the process at
-once with the same exit status (nothing new to save). A second signal while the checkpoint
-is being written kills the process as the signal does by default.
+once with the same exit status (nothing new to save). Repeated signals are harmless (a
+scheduler that signals every process, plus the launcher's relay to its spawned processes).
 """
 
 from __future__ import annotations
@@ -142,11 +142,9 @@ class PreemptionCheckpointer(HookBase):
     def _on_signal(self, signum, frame) -> None:
         if self._last_iter:  # the final evaluation: nothing left to checkpoint
             raise StopRequested(signum)
-        if self._received:  # a second signal: do what it does by default
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        self._received = signum
+        # A repeated signal changes nothing: a scheduler may signal every process of the job
+        # and the launcher relays it too; the scheduler's SIGKILL ends a process that hangs.
+        self._received = self._received or signum
 
     def before_train(self) -> None:
         self._received, self._last_iter = 0, False
