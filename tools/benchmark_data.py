@@ -21,9 +21,20 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import signal
 import sys
 import tempfile
 import time
+
+
+def _interrupted_while_starting(*_):
+    """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
+    print("Interrupted while starting: nothing was done", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 try:
     import vps_d2  # noqa: F401
@@ -34,6 +45,9 @@ from vps_d2.data.build import build_train_loader
 from vps_d2.data.catalog import DatasetCatalog
 from vps_d2.data.datasets.folder import load_video_folder
 from vps_d2.model_zoo import resolve_config_path
+
+if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
 
 _DATASET_NAME = "benchmark_data_train"
 
@@ -196,4 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)

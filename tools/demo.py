@@ -32,8 +32,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
+
+
+def _interrupted_while_starting(*_):
+    """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
+    print("Interrupted while starting: nothing was done", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 try:
     import vps_d2  # noqa: F401
@@ -56,10 +67,13 @@ from vps_d2.io import (
     source_locations,
     write_image,
 )
-from vps_d2.utils.file_io import remove_stale_temp_files
+from vps_d2.utils.file_io import describe_os_error, remove_stale_temp_files
 from vps_d2.utils.logger import setup_logger
 from vps_d2.utils.plugins import PluginError
 from vps_d2.visualization import OVERLAY_MODES, ContactSheet, Visualizer
+
+if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
 
 logger = logging.getLogger("vps_d2.demo")
 
@@ -345,11 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted: no partial output video was kept.", file=sys.stderr)
         return 130
+    except OSError as e:  # the OS's errors as "<path>: <reason>" (read-only file system, ...)
+        print(f"Error: {describe_os_error(e) if e.strerror is not None else e}", file=sys.stderr)
+        return 1
     except (
         ConfigError,
         PluginError,
-        FileNotFoundError,
-        OSError,
         ValueError,
         RuntimeError,
         KeyError,
@@ -360,4 +375,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -28,7 +28,18 @@ import concurrent.futures as cf
 import logging
 import multiprocessing as mp
 import os
+import signal
 import sys
+
+
+def _interrupted_while_starting(*_):
+    """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
+    print("Interrupted while starting: nothing was done", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import cv2
 import numpy as np
@@ -55,8 +66,16 @@ from vps_d2.evaluation.protocol import (
     write_results_csv,
     write_results_json,
 )
-from vps_d2.utils.file_io import atomic_write_bytes  # noqa: E402
+from vps_d2.utils.file_io import (
+    OutputPathError,
+    atomic_write_bytes,
+    describe_os_error,
+    prepare_output_file,
+)
 from vps_d2.utils.workers import init_worker
+
+if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
 
 logger = logging.getLogger("vps_d2.evaluate")
 _MAX_LISTED = 20
@@ -88,7 +107,20 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-missing",
         action="store_true",
-        help="skip frames without a prediction (warning) instead of stopping",
+        help="skip frames without a prediction (warning) instead of stopping; the table and "
+        "--json then give each split's coverage (frames scored / frames in the split)",
+    )
+    p.add_argument(
+        "--min-coverage",
+        type=float,
+        default=0.9,
+        help="with --skip-missing: refuse to score a split whose coverage is below this "
+        "fraction (0 scores whatever has a prediction)",
+    )
+    p.add_argument(
+        "--pred-ext",
+        default="png",
+        help="extension of the prediction files (the GT file name with this extension)",
     )
     p.add_argument(
         "--literal-gt",
@@ -101,7 +133,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _check_output_file(flag: str, path: str) -> str:
-    """``path`` made absolute, after checking it can be written (nothing is created)."""
+    """``path`` made absolute, after checking it can be written (its folder is created)."""
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.isdir(path):
         raise EvaluationError(f"{flag} {path} is a folder; give a file name")
@@ -113,6 +145,10 @@ def _check_output_file(flag: str, path: str) -> str:
         raise EvaluationError(f"{flag} {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise EvaluationError(f"{flag} {path}: the folder {existing} is not writable")
+    try:  # its folder created now: any OSError (read-only file system, ...) before computing
+        prepare_output_file(path, flag)
+    except OutputPathError as e:
+        raise EvaluationError(str(e)) from e
     return path
 
 
@@ -163,6 +199,7 @@ def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str,
                 f"{', '.join(SUN_SEG_TEST_SPLITS)} or pass --splits"
             )
     tasks, missing = [], []
+    ext = args.pred_ext.lstrip(".")
     for split in splits:
         gt_dir = os.path.join(args.gt_root, split, "GT")
         if not os.path.isdir(gt_dir):
@@ -173,7 +210,8 @@ def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str,
         for case, gt_paths in cases.items():
             frames = []
             for g in toolbox_frames(gt_paths, case):  # SUN-SEG order, first/last dropped
-                pred = os.path.join(model_dir, split, case, os.path.basename(g))
+                stem = os.path.splitext(os.path.basename(g))[0]
+                pred = os.path.join(model_dir, split, case, f"{stem}.{ext}")
                 if os.path.isfile(pred):
                     frames.append((g, pred))
                 else:
@@ -189,17 +227,73 @@ def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str,
             elif frames:
                 tasks.append((split, case, frames))
     if missing:
+        hint = other_extensions_hint(missing, ext)
         if not args.skip_missing:
             raise EvaluationError(
-                f"{len(missing)} prediction file(s) missing (use --skip-missing to skip them):\n"
-                + _listing(missing)
+                f"{len(missing)} prediction file(s) missing{hint} (use --skip-missing to skip "
+                "them):\n" + _listing(missing)
             )
         logger.warning(
-            "Skipping %d frame(s) without a prediction:\n%s", len(missing), _listing(missing)
+            "Skipping %d frame(s) without a prediction%s:\n%s",
+            len(missing),
+            hint,
+            _listing(missing),
         )
     if not tasks:
         raise EvaluationError("Nothing to evaluate: no frame has a prediction")
     return splits, tasks
+
+
+def other_extensions_hint(missing: list[str], ext: str) -> str:
+    """``"; 87 .jpg files found: --pred-ext jpg?"`` when files named like the missing
+    predictions exist with another extension ("" when none)."""
+    wanted = {}
+    for path in missing:
+        folder, name = os.path.split(path)
+        wanted.setdefault(folder, set()).add(os.path.splitext(name)[0])
+    found: dict[str, int] = {}
+    for folder, stems in wanted.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            stem, other = os.path.splitext(name)
+            if stem in stems and other and other[1:] != ext:
+                found[other] = found.get(other, 0) + 1
+    if not found:
+        return ""
+    parts = [f"{n} {e} files found: --pred-ext {e[1:]}?" for e, n in sorted(found.items())]
+    return "; " + "; ".join(parts)
+
+
+def split_coverage(args, splits: list[str], tasks) -> dict[str, tuple[int, int]]:
+    """``{split: (frames scored, frames in the split)}``, frames counted after the toolbox's
+    drop of each case's first and last frame."""
+    scored = {s: 0 for s in splits}
+    for split, _, frames in tasks:
+        scored[split] += len(frames)
+    out = {}
+    for split in splits:
+        cases = list_gt_cases(os.path.join(args.gt_root, split, "GT"))
+        total = sum(len(toolbox_frames(paths, case)) for case, paths in cases.items())
+        out[split] = (scored[split], total)
+    return out
+
+
+def check_coverage(coverage: dict[str, tuple[int, int]], min_coverage: float) -> None:
+    """EvaluationError naming every split scored on fewer than ``min_coverage`` of its frames."""
+    low = [
+        f"{split}: {n} of {total} frames ({n / total:.1%})"
+        for split, (n, total) in coverage.items()
+        if total and n / total < min_coverage
+    ]
+    if low:
+        raise EvaluationError(
+            f"Too few frames have a prediction to give comparable numbers ({'; '.join(low)}; "
+            f"--min-coverage {min_coverage:g}): add the missing predictions, or lower "
+            "--min-coverage to score the frames that have one"
+        )
 
 
 def run_tasks(tasks, workers: int, literal: bool = False) -> dict[str, dict[str, CaseAccumulator]]:
@@ -286,6 +380,8 @@ def write_plot(path: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
 def evaluate(args) -> dict[str, dict[str, float]]:
     check_outputs(args)
     splits, tasks = collect_tasks(args)
+    coverage = split_coverage(args, splits, tasks) if args.skip_missing else {}
+    check_coverage(coverage, args.min_coverage)
     per_split = run_tasks(tasks, args.workers, args.literal_gt)
     results, curves, rows = {}, {}, []
     for split in splits:
@@ -296,6 +392,11 @@ def evaluate(args) -> dict[str, dict[str, float]]:
             continue
         warn_zero_one_gt(split, cases, literal=args.literal_gt, literal_option="--literal-gt")
         results[split] = summarize(avg)
+        if split in coverage:  # --skip-missing: how much of the split the numbers cover
+            n, total = coverage[split]
+            results[split].update(
+                coverage=n / total if total else 0.0, frames_scored=n, frames_total=total
+            )
         curves[split] = avg
         for case in sorted(cases, key=case_sort_key):
             rows.append((split, case, cases[case].n, case_metrics(cases[case])))
@@ -313,13 +414,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         results = evaluate(args)
-    except (EvaluationError, OSError, ValueError) as e:  # DataReadError: both
+    except OSError as e:  # a file in the way, read-only file system, ... (DataReadError too)
+        print(f"error: {describe_os_error(e) if e.strerror is not None else e}", file=sys.stderr)
+        return 1
+    except (EvaluationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"Model: {args.model}")
-    print(format_results_table(results, digits=args.digits, keys=METRIC_KEYS))
+    keys = METRIC_KEYS + (("coverage",) if args.skip_missing else ())
+    print(format_results_table(results, digits=args.digits, keys=keys))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -16,13 +16,27 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+
+
+def _interrupted_while_starting(*_):
+    """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
+    print("Interrupted while starting: nothing was done", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 try:
     from vps_d2.synthetic import make_sample_dataset
 except ImportError:  # running from a source checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from vps_d2.synthetic import make_sample_dataset
+
+if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -71,4 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)

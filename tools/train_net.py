@@ -16,7 +16,18 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
+
+
+def _interrupted_while_starting(*_):
+    """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
+    print("Interrupted while starting: nothing was done", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import vps_d2  # noqa: F401  (registers datasets, backbones, models in every process)
 from vps_d2.checkpoint import CheckpointError
@@ -36,17 +47,27 @@ from vps_d2.engine.launch import (
     launch_kwargs_from_args,
     precision_from_cfg,
 )
+from vps_d2.engine.preemption import PREEMPTED_EXIT_CODE, Stopped, StopRequested, stop_signals
 from vps_d2.engine.trainer import train_or_evaluate
-from vps_d2.utils.file_io import DiskFullError, LockedError
+from vps_d2.utils.file_io import DiskFullError, LockedError, describe_os_error
 from vps_d2.utils.plugins import PluginError
+
+if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
 
 logger = logging.getLogger("vps_d2.tools.train_net")
 
 
 def main(args):
-    cfg = setup_cfg(args)
-    default_setup(cfg, args)
-    return train_or_evaluate(Trainer, cfg, args)
+    """One process of the job. SIGTERM / SIGUSR1 during training save a checkpoint and stop
+    (vps_d2.engine.preemption); the process then returns a :class:`Stopped`."""
+    with stop_signals():
+        try:
+            cfg = setup_cfg(args)
+            default_setup(cfg, args)
+            return train_or_evaluate(Trainer, cfg, args)
+        except StopRequested as e:
+            return e.stopped
 
 
 def build_parser():
@@ -102,21 +123,30 @@ def cli(argv=None) -> int:
     acc = accelerator_from_cfg(cfg)
     lock = None
     try:
-        lock = preflight(
-            cfg, args, args.num_gpus * args.num_machines, main_machine=args.machine_rank == 0
-        )
-        if args.engine == "detectron2":
-            d2_engine.launch_main(args)
-            return 0
-        launch(
-            main,
-            args.num_gpus,
-            args=(args,),
-            accelerator=acc,
-            precision=precision_from_cfg(cfg, acc),
-            ddp_kwargs=ddp_kwargs_from_cfg(cfg),
-            **launch_kwargs_from_args(args),
-        )
+        # SIGTERM / SIGUSR1: passed on to the spawned processes (they save and stop), or,
+        # in this process, a checkpoint at the current iteration (vps_d2.engine.preemption)
+        with stop_signals(relay=args.num_gpus * args.num_machines > 1):
+            lock = preflight(
+                cfg, args, args.num_gpus * args.num_machines, main_machine=args.machine_rank == 0
+            )
+            if args.engine == "detectron2":
+                d2_engine.launch_main(args)
+                return 0
+            result = launch(
+                main,
+                args.num_gpus,
+                args=(args,),
+                accelerator=acc,
+                precision=precision_from_cfg(cfg, acc),
+                ddp_kwargs=ddp_kwargs_from_cfg(cfg),
+                **launch_kwargs_from_args(args),
+            )
+        if isinstance(result, Stopped):
+            print(result.message(_last_checkpoint(cfg.OUTPUT_DIR)), file=sys.stderr)
+            return PREEMPTED_EXIT_CODE
+    except StopRequested as e:  # before the processes started, or in the launcher
+        print(e.stopped.message(_last_checkpoint(cfg.OUTPUT_DIR)), file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     except KeyboardInterrupt:
         last = _last_checkpoint(cfg.OUTPUT_DIR)
         where = (
@@ -146,6 +176,9 @@ def cli(argv=None) -> int:
         # Problems in the user's input: one clear line, no traceback.
         print(f"Error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1
+    except OSError as e:  # any other: read-only file system, quota, name too long, ...
+        print(f"Error: {describe_os_error(e)}", file=sys.stderr)
+        return 1
     finally:
         if lock is not None:
             lock.release()
@@ -153,4 +186,8 @@ def cli(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    try:
+        sys.exit(cli())
+    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,7 +17,14 @@ from fvcore.common.checkpoint import Checkpointer
 
 from vps_d2.utils.file_io import atomic_write_bytes
 
-__all__ = ["AtomicSaveMixin", "CheckpointError", "VPSCheckpointer", "load_model_weights"]
+__all__ = [
+    "AtomicSaveMixin",
+    "CheckpointError",
+    "LoadReport",
+    "VPSCheckpointer",
+    "load_model_weights",
+    "load_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,7 @@ class AtomicSaveMixin:
         data: dict[str, Any] = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        data.update(getattr(self, "metadata", None) or {})  # e.g. the meta-architecture
         data.update(kwargs)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
@@ -51,7 +60,47 @@ class AtomicSaveMixin:
 
 
 class VPSCheckpointer(AtomicSaveMixin, Checkpointer):
-    """Checkpointer(model, save_dir, **checkpointables) with atomic saves and strict loads."""
+    """Checkpointer(model, save_dir, **checkpointables) with atomic saves and strict loads.
+
+    ``metadata`` (a dict) is saved in every checkpoint next to the model, e.g.
+    ``{"meta_architecture": "SALI"}`` (the trainer's), so that a load into another model
+    can name the method the file belongs to. :meth:`load_weights` loads MODEL.WEIGHTS and
+    reports (or refuses) a partial load.
+    """
+
+    def __init__(self, *args: Any, metadata: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metadata = dict(metadata or {})
+        self.last_load: LoadReport | None = None
+
+    def _load_model(self, checkpoint: Any):
+        meta = checkpoint.get("meta_architecture") if isinstance(checkpoint, dict) else None
+        keys = list(checkpoint["model"]) if isinstance(checkpoint, dict) else []
+        incompatible = super()._load_model(checkpoint)
+        self.last_load = load_report(self.model, incompatible, keys, meta)
+        return incompatible
+
+    def load_weights(self, path: str, min_loaded: float = 0.5) -> LoadReport:
+        """Load the model weights of ``path`` (MODEL.WEIGHTS; no optimizer state) and log the
+        fraction of the model's parameters they gave values to.
+
+        Raises:
+            CheckpointError: the fraction is below ``min_loaded`` (MODEL.WEIGHTS_MIN_LOADED;
+                0 allows any partial load); the message names the checkpoint's method when
+                the file records it, else its top-level modules.
+        """
+        self.load(path, checkpointables=[])
+        report = self.last_load
+        assert report is not None
+        logger.info("MODEL.WEIGHTS %s: %s", path, report.summary())
+        if report.fraction < min_loaded:
+            raise CheckpointError(
+                f"MODEL.WEIGHTS {path}: {report.summary()}, below MODEL.WEIGHTS_MIN_LOADED "
+                f"({min_loaded:.0%}); {report.origin(type(self.model).__name__)}. Use a "
+                f"checkpoint of {type(self.model).__name__}, or set MODEL.WEIGHTS_MIN_LOADED "
+                "0.0 when a partial load is intended"
+            )
+        return report
 
     def _load_file(self, f: str) -> dict[str, Any]:
         try:
@@ -73,6 +122,56 @@ class VPSCheckpointer(AtomicSaveMixin, Checkpointer):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint not found: {path!r} (MODEL.WEIGHTS)")
         return super().load(path, checkpointables=checkpointables)
+
+
+@dataclass
+class LoadReport:
+    """What a load gave the model: parameter values (``loaded`` of ``total`` numbers, in
+    ``tensors_loaded`` of ``tensors`` tensors), the method the file records (or None), and
+    the file's top-level module names."""
+
+    loaded: int
+    total: int
+    tensors_loaded: int
+    tensors: int
+    meta_architecture: str | None
+    file_modules: list[str]
+
+    @property
+    def fraction(self) -> float:
+        return self.loaded / self.total if self.total else 1.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.fraction:.1%} of the model's parameters loaded ({self.loaded:,} of "
+            f"{self.total:,} values, {self.tensors_loaded} of {self.tensors} tensors)"
+        )
+
+    def origin(self, model_name: str) -> str:
+        """Which method the file is of, as far as it says."""
+        if self.meta_architecture:
+            return f"the checkpoint is of {self.meta_architecture}, the model {model_name}"
+        return (
+            f"the checkpoint does not record its method; its top-level modules are "
+            f"{', '.join(self.file_modules[:8]) or 'none'}"
+        )
+
+
+def load_report(model: torch.nn.Module, incompatible, file_keys, meta_architecture=None):
+    """:class:`LoadReport` of a load into ``model`` from fvcore's incompatible keys."""
+    not_loaded = set(incompatible.missing_keys) | {k for k, _, _ in incompatible.incorrect_shapes}
+    params = list(model.named_parameters())
+    total = sum(p.numel() for _, p in params)
+    loaded = [(n, p) for n, p in params if n not in not_loaded]
+    modules = list(dict.fromkeys(k.split(".")[0] for k in file_keys if k.split(".")[0] != "module"))
+    return LoadReport(
+        loaded=sum(p.numel() for _, p in loaded),
+        total=total,
+        tensors_loaded=len(loaded),
+        tensors=len(params),
+        meta_architecture=meta_architecture,
+        file_modules=modules,
+    )
 
 
 def load_model_weights(model: torch.nn.Module, path: str, strict: bool = True) -> None:
@@ -99,9 +198,11 @@ def load_model_weights(model: torch.nn.Module, path: str, strict: bool = True) -
         shapes = [f"{k}: file {a} vs model {b}" for k, a, b in incompatible.incorrect_shapes[:10]]
         problems.append(f"shape mismatch: {shapes}")
     if strict and problems:
+        report = ckpt.last_load
+        origin = f" ({report.summary()}; {report.origin(type(model).__name__)})" if report else ""
         raise CheckpointError(
             f"MODEL.WEIGHTS {path!r} does not match the model "
-            f"({type(model).__name__}): "
+            f"({type(model).__name__}){origin}: "
             + "; ".join(problems)
             + ". Was it trained with another config?"
         )

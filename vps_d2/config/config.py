@@ -25,6 +25,8 @@ __all__ = ["CfgNode", "ConfigError", "configurable", "register_renamed_key"]
 logger = logging.getLogger(__name__)
 
 BASE_KEY = "_BASE_"
+#: The source :meth:`CfgNode.set_keys` gives keys of ``merge_from_list`` (command-line opts).
+COMMAND_LINE = "the command line"
 
 # Keys that moved: old full key -> (new full key, note, alias). A config that still uses
 # the old key gets an error naming the new one (strict configs never silently ignore a
@@ -171,6 +173,7 @@ class CfgNode(_FvCfgNode):
         """
         for filename, data in self._load_chain(cfg_filename):
             data = _translate_renamed(data, filename)
+            self._note_set_keys(filename, [k for k, _ in _flat_items(data)])
             try:
                 self.merge_from_other_cfg(type(self)(data))
             except (KeyError, ValueError, AssertionError) as e:
@@ -185,11 +188,20 @@ class CfgNode(_FvCfgNode):
             )
         for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
             key = _resolve_key(str(key), "command-line opts")
+            self._note_set_keys(COMMAND_LINE, [key])
             try:
                 super().merge_from_list([key, value])
             except (KeyError, ValueError, AssertionError) as e:
                 msg = e.args[0] if e.args else str(e)
                 raise ConfigError(f"command-line opts: {key} {value}: {msg}") from e
+
+    def _note_set_keys(self, source: str, keys: list[str]) -> None:
+        self.__dict__.setdefault("_set_keys", []).append((source, list(keys)))
+
+    def set_keys(self) -> list[tuple[str, list[str]]]:
+        """``[(source, [full key, ...])]``: the keys each merge into this config set, in
+        order; source is a file name or :data:`COMMAND_LINE` (copied by ``clone``)."""
+        return list(self.__dict__.get("_set_keys", []))
 
     def dump(self, *args: Any, **kwargs: Any) -> str:  # noqa: D102 (same as fvcore)
         return super().dump(*args, **kwargs)

@@ -21,6 +21,12 @@ _C.MODEL.META_ARCHITECTURE = "FrameBaseline"
 # Checkpoint to load before training (fine-tuning) or for --eval-only / the demo.
 # A local path; "" means start from the backbone weights (or random init).
 _C.MODEL.WEIGHTS = ""
+# Smallest fraction (0-1) of the model's parameter values MODEL.WEIGHTS must give when
+# training starts from it: below, the run stops with an error naming the checkpoint's
+# method (a checkpoint of another method or config loads almost nothing and would train
+# from random init without saying so). The fraction loaded is logged either way. 0 allows
+# any partial load (e.g. weights of a part of the model on purpose).
+_C.MODEL.WEIGHTS_MIN_LOADED = 0.5
 # "cuda", "cuda:N" or "cpu". When CUDA is asked for but not available, vps_d2 runs on
 # the CPU and logs a warning.
 _C.MODEL.DEVICE = "cuda"

@@ -17,13 +17,20 @@ from vps_d2.data import get_video_records
 from vps_d2.data.datasets import configure_datasets
 from vps_d2.model_zoo import resolve_config_path
 from vps_d2.modeling import resolve_clip_config
+from vps_d2.modeling.meta_arch.build import warn_unread_method_keys
 from vps_d2.utils import comm
 from vps_d2.utils.env import collect_env_info, seed_all_rng
-from vps_d2.utils.file_io import DirectoryLock, atomic_write_bytes, remove_stale_temp_files
+from vps_d2.utils.file_io import (
+    DirectoryLock,
+    OutputPathError,
+    prepare_output_dir,
+    remove_stale_temp_files,
+)
 from vps_d2.utils.logger import setup_logger
 from vps_d2.utils.plugins import load_plugins
 
 from .launch import get_local_world_size
+from .run_guard import PREVIOUS_CONFIGS, check_run_compatible, save_run_config
 
 __all__ = [
     "RUN_FILES",
@@ -127,6 +134,7 @@ def setup_cfg(args: argparse.Namespace, new_cfg: Callable[[], CfgNode] = _vps_cf
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))
     resolve_clip_config(cfg)  # INPUT.CLIP.* checked against the model's clip contract
+    warn_unread_method_keys(cfg, new_cfg())  # e.g. MODEL.SALI.* in a FrameBaseline config
     cfg.freeze()
     return cfg
 
@@ -144,6 +152,7 @@ RUN_FILES = (
     "metrics.json",
     "results.json",
     "config.yaml",
+    PREVIOUS_CONFIGS,
     "log.txt",
     "log.txt.rank*",
     "events.out.tfevents.*",
@@ -177,23 +186,10 @@ def move_previous_run(output_dir: str) -> str:
 def _check_output_dir(output_dir: str) -> None:
     if not output_dir:
         return
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise PreflightError(f"OUTPUT_DIR {output_dir} exists and is a file, not a folder")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except (NotADirectoryError, FileExistsError) as e:
-        blocker = os.path.abspath(output_dir)
-        while blocker != os.path.dirname(blocker) and not os.path.isfile(blocker):
-            blocker = os.path.dirname(blocker)
-        if not os.path.isfile(blocker):  # gone meanwhile: say what the OS said
-            blocker = e.filename
-        raise PreflightError(
-            f"OUTPUT_DIR {output_dir} cannot be created: {blocker} is a file, not a folder"
-        ) from e
-    except PermissionError as e:
-        raise PreflightError(f"OUTPUT_DIR {output_dir} cannot be created: {e.strerror}") from e
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise PreflightError(f"OUTPUT_DIR {output_dir} is not writable")
+    try:  # any OSError (a file in the way, read-only file system, ...): one line
+        prepare_output_dir(output_dir, "OUTPUT_DIR")
+    except OutputPathError as e:
+        raise PreflightError(str(e)) from e
 
 
 def preflight(
@@ -220,6 +216,15 @@ def preflight(
     Returns the lock (release it at the end), or None.
     """
     out = cfg.OUTPUT_DIR
+    move_other_run = False
+    if out and main_machine:  # before anything is written
+        move_other_run = check_run_compatible(
+            cfg,
+            out,
+            resume=bool(args.resume),
+            eval_only=bool(args.eval_only),
+            overwrite=bool(getattr(args, "overwrite", False)),
+        )
     _check_output_dir(out)
     total = int(cfg.SOLVER.IMS_PER_BATCH)
     if not args.eval_only and (total < 1 or total % world_size):
@@ -252,7 +257,7 @@ def preflight(
     try:
         remove_stale_temp_files(out, report=lambda message: _note(args, message))
         existing = _existing_run(out)
-        if existing and not args.eval_only and not args.resume:
+        if (existing or move_other_run) and not args.eval_only and not args.resume:
             if not getattr(args, "overwrite", False):
                 raise PreflightError(
                     f"OUTPUT_DIR {out} already holds a training run ({', '.join(existing[:3])}"
@@ -318,9 +323,10 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
             with open(args.config_file, encoding="utf-8") as f:
                 logger.info("Contents of args.config_file=%s:\n%s", args.config_file, f.read())
     if rank == 0 and output_dir:
-        path = os.path.join(output_dir, "config.yaml")
-        atomic_write_bytes(path, cfg.dump().encode())
-        logger.info("Full config saved to %s", path)
+        kept = save_run_config(output_dir, cfg.dump())
+        if kept:
+            logger.info("The run's previous config.yaml was kept as %s", kept)
+        logger.info("Full config saved to %s", os.path.join(output_dir, "config.yaml"))
     seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
     configure_cpu_threads(cfg)
     if torch.cuda.is_available():

@@ -47,6 +47,7 @@ from vps_d2.visualization import draw_worst_cases
 
 from . import hooks
 from .launch import accelerator_from_cfg, get_fabric, make_fabric, precision_from_cfg
+from .preemption import PreemptionCheckpointer
 from .train_loop import TrainerBase, put_step_metrics
 
 __all__ = [
@@ -245,6 +246,7 @@ class Trainer(TrainerBase):
             optimizers,
             self.schedulers,
             save_to_disk=comm.is_main_process(),
+            metadata={"meta_architecture": cfg.MODEL.META_ARCHITECTURE},
         )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
@@ -312,6 +314,8 @@ class Trainer(TrainerBase):
             ]
             ret.append(hooks.PeriodicWriter(writers, period=20))
             ret.append(hooks.ProgressBar())
+        # last: on SIGTERM / SIGUSR1 its checkpoint holds every hook's state of the iteration
+        ret.append(PreemptionCheckpointer(self.checkpointer))
         return ret
 
     # ------------------------------------------------------------------ resume
@@ -331,7 +335,10 @@ class Trainer(TrainerBase):
             self.start_iter = int(ckpt.get("iteration", -1)) + 1
             logger.info("Resumed from %s at iteration %d", path, self.start_iter)
         elif self.cfg.MODEL.WEIGHTS:
-            self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
+            # the fraction loaded is logged; below MODEL.WEIGHTS_MIN_LOADED it is an error
+            self.checkpointer.load_weights(
+                self.cfg.MODEL.WEIGHTS, float(self.cfg.MODEL.WEIGHTS_MIN_LOADED)
+            )
             self.start_iter = 0
         else:
             self.start_iter = 0

@@ -11,6 +11,8 @@ import glob
 import os
 from collections.abc import Sequence
 
+from vps_d2.utils.file_io import OutputPathError, describe_os_error
+
 __all__ = ["GLOB_CHARS", "check_not_overwriting_input", "check_output_path", "source_locations"]
 
 #: Characters that make a path a glob pattern.
@@ -118,6 +120,10 @@ def check_output_path(path: str, *, is_dir: bool = False) -> str:
         ) from e
     except PermissionError as e:
         raise PermissionError(f"Cannot create the output folder {folder!r}: {e}") from e
+    except OSError as e:  # read-only file system, quota, name too long, ...: one line
+        raise OutputPathError(
+            f"Cannot create the output folder {folder!r}: {describe_os_error(e)}", e
+        ) from e
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"Output folder {folder!r} is not writable")
     return path

@@ -33,13 +33,17 @@ __all__ = [
     "DirectoryLock",
     "DiskFullError",
     "LockedError",
+    "OutputPathError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "commit_temp_file",
     "default_file_mode",
+    "describe_os_error",
     "make_temp_path",
     "pid_alive",
+    "prepare_output_dir",
+    "prepare_output_file",
     "remove_stale_temp_files",
 ]
 
@@ -253,3 +257,84 @@ class DirectoryLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# ------------------------------------------------------------------------- output paths
+class OutputPathError(OSError):
+    """An output path that cannot be prepared. ``str(e)`` is one line naming the path and
+    the operating system's reason (``e.errno`` / ``e.filename`` are those of the cause)."""
+
+    def __init__(self, message: str, cause: OSError | None = None) -> None:
+        super().__init__(getattr(cause, "errno", None), message, getattr(cause, "filename", None))
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_os_error(e: OSError, path: str | None = None) -> str:
+    """``"<path>: <the OS's reason>"`` for ``e`` (one line; no ``[Errno N]``)."""
+    if isinstance(e, OutputPathError):
+        return str(e)
+    reason = e.strerror or (str(e.args[-1]) if e.args else type(e).__name__)
+    where = path or e.filename or ""
+    other = f" -> {e.filename2}" if getattr(e, "filename2", None) else ""
+    return f"{where}{other}: {reason}" if where else reason
+
+
+def _file_above(path: str) -> str | None:
+    """The nearest existing non-folder at ``path`` or above it (what blocks a makedirs)."""
+    p = os.path.abspath(path)
+    while True:
+        if os.path.lexists(p) and not os.path.isdir(p):
+            return p
+        parent = os.path.dirname(p)
+        if parent == p:
+            return None
+        p = parent
+
+
+def prepare_output_dir(path: str, what: str = "output folder") -> str:
+    """Create the folder ``path`` (and its parents) and check it can be written; returns it.
+
+    The one helper every tool uses for the folders it writes (OUTPUT_DIR, evaluation and
+    demo outputs, sample datasets), so any ``OSError`` becomes one
+    :class:`OutputPathError` line naming ``what``, the path and the OS's reason: a file in
+    the way, permissions, a read-only file system (``EROFS``), a full disk, a quota, a
+    name too long, ...
+    """
+    if not path:
+        raise OutputPathError(f"{what}: empty path")
+    blocker = _file_above(path)
+    if blocker is not None:
+        relation = (
+            "exists and is"
+            if blocker == os.path.abspath(path)
+            else f"cannot be created: {blocker} is"
+        )
+        raise OutputPathError(f"{what} {path} {relation} a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"{what} {path} cannot be created: {describe_os_error(e)}", e) from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only_fs(path) else "permission denied"
+        raise OutputPathError(f"{what} {path} is not writable ({reason})")
+    return path
+
+
+def _read_only_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def prepare_output_file(path: str, what: str = "output file") -> str:
+    """Absolute ``path`` of a file to write, its folder prepared (:func:`prepare_output_dir`);
+    a folder at ``path`` is an :class:`OutputPathError` too. Nothing is written at ``path``."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(path):
+        raise OutputPathError(f"{what} {path} is a folder; give a file name")
+    prepare_output_dir(os.path.dirname(path), f"{what} {path}: its folder")
+    return path

@@ -70,6 +70,7 @@ def frame_seed(seed: int, video_id: str, frame_index: int) -> int:
 @META_ARCH_REGISTRY.register()
 class DiffVPS(VideoMetaArch):
     online = True
+    config_sections = ("DIFF_VPS",)
     train_step = "DiffVPSTrainStep"
 
     @configurable

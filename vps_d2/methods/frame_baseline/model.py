@@ -43,6 +43,7 @@ class FrameBaselineCriterion(Criterion):
 @META_ARCH_REGISTRY.register()
 class FrameBaseline(VideoMetaArch):
     online = True
+    config_sections = ("FRAME_BASELINE",)
 
     @configurable
     def __init__(

@@ -85,6 +85,8 @@ def past_frames(entries: Sequence[Mapping], length: int, num_new: int) -> list[t
 class PGNAEN(ClipVideoMetaArch):
     """PGN + AEN meta-architecture (``EUVPS``: a deprecated alias of the name)."""
 
+    config_sections = ("PGN_AEN",)
+
     @configurable
     def __init__(
         self,

@@ -90,6 +90,7 @@ class SALICriterion(Criterion):
 @META_ARCH_REGISTRY.register()
 class SALI(VideoMetaArch):
     online = True
+    config_sections = ("SALI",)
 
     @configurable
     def __init__(

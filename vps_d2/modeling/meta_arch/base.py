@@ -144,6 +144,11 @@ class VideoMetaArch(nn.Module):
     online: bool = True
     #: Name of the training step in TRAIN_STEP_REGISTRY (SOLVER.TRAIN_STEP overrides it).
     train_step: str = "DefaultTrainStep"
+    #: The method sections ``MODEL.<SECTION>`` this model reads (its own). Keys set in
+    #: another meta-architecture's declared section are warned about as unread
+    #: (:func:`~vps_d2.modeling.meta_arch.build.warn_unread_method_keys`); () = not declared,
+    #: no check.
+    config_sections: tuple[str, ...] = ()
 
     def __init__(
         self,

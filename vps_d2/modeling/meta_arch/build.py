@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from vps_d2.config.config import COMMAND_LINE
 from vps_d2.utils.registry import Registry
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "get_meta_arch",
     "resolve_clip_config",
     "resolve_device",
+    "unread_method_keys",
+    "warn_unread_method_keys",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,3 +80,88 @@ def build_model(cfg) -> torch.nn.Module:
     model = get_meta_arch(cfg)(cfg)
     model.to(resolve_device(cfg.MODEL.DEVICE))
     return model
+
+
+def _lookup(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def _leaves(node, prefix: str) -> set[str]:
+    if not isinstance(node, dict) or not node:
+        return {prefix}
+    out: set[str] = set()
+    for k, v in node.items():
+        out |= _leaves(v, f"{prefix}.{k}")
+    return out
+
+
+def unread_method_keys(cfg, defaults) -> list[tuple[str, str]]:
+    """``[(key, where it was set)]``: keys set in ``cfg`` (by its config files or the command
+    line, :meth:`~vps_d2.config.CfgNode.set_keys`) inside the section ``MODEL.<SECTION>`` of
+    another meta-architecture than ``cfg.MODEL.META_ARCHITECTURE`` (the sections each one
+    declares in ``config_sections``): keys the built model never reads.
+
+    A key of a file that sets every key of that section at its default value (a full
+    config dump such as OUTPUT_DIR/config.yaml) is not counted. Empty when the chosen
+    meta-architecture declares no section, or ``cfg`` does not record its keys.
+    """
+    if not hasattr(cfg, "set_keys"):
+        return []
+    arch = get_meta_arch(cfg)
+    own = set(arch.config_sections)
+    if not own:
+        return []
+    others = {s for _, cls in META_ARCH_REGISTRY for s in getattr(cls, "config_sections", ())}
+    others -= own
+    found: dict[str, str] = {}
+    for source, keys in cfg.set_keys():
+        complete: dict[str, bool] = {}
+        for key in keys:
+            parts = key.split(".")
+            if len(parts) < 3 or parts[0] != "MODEL" or parts[1] not in others:
+                continue
+            section = parts[1]
+            default = _lookup(defaults, key)
+            if source != COMMAND_LINE and default is not _MISSING:
+                if section not in complete:
+                    every = _leaves(_lookup(defaults, f"MODEL.{section}"), f"MODEL.{section}")
+                    complete[section] = every <= set(keys)
+                if complete[section] and _lookup(cfg, key) == default:
+                    continue  # a full dump at the defaults
+            found[key] = source
+    return list(found.items())
+
+
+_WARNED: set[str] = set()
+
+
+def warn_unread_method_keys(cfg, defaults) -> list[tuple[str, str]]:
+    """Log one warning line naming the :func:`unread_method_keys` of ``cfg`` (once per
+    process for the same keys); returns them."""
+    unread = unread_method_keys(cfg, defaults)
+    if not unread:
+        return unread
+    arch = get_meta_arch(cfg)
+    own = ", ".join(f"MODEL.{s}" for s in arch.config_sections)
+    listed = []
+    for key, source in unread:
+        guess = f"MODEL.{arch.config_sections[0]}.{key.split('.', 2)[2]}"
+        hint = f"; did you mean {guess}?" if _lookup(defaults, guess) is not _MISSING else ""
+        where = "on the command line" if source == COMMAND_LINE else f"in {source}"
+        listed.append(f"{key} (set {where}{hint})")
+    message = (
+        f"Config keys that {cfg.MODEL.META_ARCHITECTURE} does not read (it reads {own}), "
+        f"without effect: {', '.join(listed)}"
+    )
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning("%s", message)
+    return unread
