@@ -233,3 +233,35 @@ def test_training_batches_are_pinned_only_when_training_on_cuda(monkeypatch, tin
     assert pin_memory_from_cfg(cfg)
     cfg.MODEL.DEVICE = "cuda:1"
     assert pin_memory_from_cfg(cfg)
+
+
+# ------------------------------------------------------------------ CPU vs device outputs
+def _outs(n=3, size=(20, 25), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "prob": torch.rand(size, generator=g, dtype=torch.float64),
+            "box": torch.rand(4, generator=g, dtype=torch.float64),
+        }
+        for _ in range(n)
+    ]
+
+
+def test_compare_outputs_tolerance_and_isolated_flips():
+    a = _outs()
+    b = [{k: v + 1e-4 for k, v in o.items()} for o in a]  # float noise: passes
+    ok, note, values = G.compare_outputs(a, b)
+    assert ok and values["prob"]["max"] == pytest.approx(1e-4) and values["prob"]["outside"] == 0
+    assert note.startswith("max |cpu - device|: box 1.0e-04, prob 1.0e-04 (tolerance 0.002")
+    b[1]["prob"][3, 4] += 0.4  # one flipped pixel of 1,500 values: allowed
+    ok, note, values = G.compare_outputs(a, b)
+    assert ok and values["prob"]["outside"] == pytest.approx(1 / 1500)
+    assert "prob 4.0e-01 (0.067% > tol)" in note
+    b[2]["prob"][:2] += 0.01  # a whole region differs: a real difference
+    ok, _, values = G.compare_outputs(a, b)
+    assert not ok and values["prob"]["outside"] > G.STREAM_MAX_OUTSIDE
+    b = [{k: v.clone() for k, v in o.items()} for o in a]
+    b[0]["box"][0] = float("nan")
+    assert G.compare_outputs(a, b)[:2] == (False, "frame 0: output 'box' not finite on one device")
+    assert "output 'box' missing" in G.compare_outputs(a, [{"prob": o["prob"]} for o in a])[1]
+    assert G.compare_outputs(a, a[:2])[1] == "3 CPU outputs but 2 device outputs"

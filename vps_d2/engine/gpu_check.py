@@ -17,7 +17,8 @@ point a user runs (passed in as ``train_cli``):
   sample test splits, results.json written with finite numbers;
 * ``stream``: a randomly initialised model and its copy on the device stream the same
   :data:`STREAM_FRAMES` frames; every output (``prob``, ``class_scores``, ``box``) must match
-  the CPU's within :data:`STREAM_ATOL` (fp32, TF32 off for the comparison);
+  the CPU's within :data:`STREAM_ATOL` (all but :data:`STREAM_MAX_OUTSIDE` of the values;
+  fp32, TF32 off for the comparison);
 * ``ddp``: ``--num-gpus 2`` (NCCL through Lightning Fabric), only when two GPUs are visible.
 
 **Speed** (``section "speed"``), at each paper's resolution and clip length
@@ -79,11 +80,13 @@ __all__ = [
     "ESTIMATE_S",
     "PAPER_SETTINGS",
     "STREAM_ATOL",
+    "STREAM_MAX_OUTSIDE",
     "CheckPlan",
     "Report",
     "Row",
     "SpeedSetting",
     "TimeGuard",
+    "compare_outputs",
     "discover_sample_configs",
     "make_plan",
     "run_gpu_check",
@@ -101,6 +104,11 @@ DEFAULT_BUDGET_S = 450.0
 #: Diff-VPS and SALI's deformable sampling while catching any real difference (a wrong
 #: device, dtype or random stream gives differences of 1e-1 and more).
 STREAM_ATOL = 2e-3
+#: Fraction of the output values allowed beyond STREAM_ATOL: hard decisions (Diff-VPS
+#: re-embeds the mask thresholded at 0.5 between DDIM steps; memory top-k choices) can flip
+#: where a value is within float error of the threshold, which changes that pixel's
+#: neighbourhood only. 1e-3 (one value in a thousand) allows such flips, not a wrong model.
+STREAM_MAX_OUTSIDE = 1e-3
 #: Frames streamed by the CPU-vs-GPU comparison (the issue's 40; fills every sample memory).
 STREAM_FRAMES = 40
 #: Estimated seconds of one row of each kind on one modern GPU (upper estimates: each check
@@ -726,19 +734,8 @@ class _Checks:
                 b = [_to_cpu(o) for o in dev.stream(iter(frames))]
             if len(a) != len(frames) or len(b) != len(frames):
                 return "failed", f"{len(a)} / {len(b)} outputs for {len(frames)} frames", {}
-            diffs: dict[str, float] = {}
-            for x, y in zip(a, b):
-                for k, v in x.items():
-                    if k not in y or y[k].shape != v.shape:
-                        return "failed", f"output {k!r} missing or of another shape", {}
-                    d = float((v - y[k]).abs().max()) if v.numel() else 0.0
-                    diffs[k] = max(diffs.get(k, 0.0), d)
-            worst = max(diffs.values(), default=0.0)
-            note = f"{len(frames)} frames, max |cpu - {self.plan.device}|: " + ", ".join(
-                f"{k} {v:.2e}" for k, v in sorted(diffs.items())
-            )
-            ok = math.isfinite(worst) and worst <= STREAM_ATOL
-            return ("ok" if ok else "failed"), f"{note} (tolerance {STREAM_ATOL})", diffs
+            ok, note, values = compare_outputs(a, b)
+            return ("ok" if ok else "failed"), f"{len(frames)} frames, {note}", values
 
         return self._row("stream vs CPU", "stream", run)
 
@@ -756,6 +753,46 @@ class _Checks:
             return "ok", f"2 processes (NCCL), {n} finite loss values", {}
 
         return self._row("ddp 2 GPUs", "ddp", run)
+
+
+def compare_outputs(
+    a: Sequence[dict],
+    b: Sequence[dict],
+    atol: float = STREAM_ATOL,
+    max_outside: float = STREAM_MAX_OUTSIDE,
+) -> tuple[bool, str, dict]:
+    """Per-frame outputs ``a`` (the CPU's) and ``b`` (the device's), float64 tensors by key.
+
+    Passes when every key of ``a`` is in ``b`` with its shape, every difference is finite,
+    and per key at most ``max_outside`` of the values differ by more than ``atol``.
+    Returns ``(ok, note, {key: {"max", "outside"}})`` (the largest difference and the
+    fraction beyond ``atol``).
+    """
+    if len(a) != len(b):
+        return False, f"{len(a)} CPU outputs but {len(b)} device outputs", {}
+    worst: dict[str, float] = {}
+    beyond: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for t, (x, y) in enumerate(zip(a, b)):
+        for k, v in x.items():
+            if k not in y or tuple(y[k].shape) != tuple(v.shape):
+                got = "missing" if k not in y else f"of shape {tuple(y[k].shape)}"
+                return False, f"frame {t}: output {k!r} {got}, CPU {tuple(v.shape)}", {}
+            d = (v - y[k]).abs()
+            if not torch.isfinite(d).all():
+                return False, f"frame {t}: output {k!r} not finite on one device", {}
+            worst[k] = max(worst.get(k, 0.0), float(d.max()) if d.numel() else 0.0)
+            beyond[k] = beyond.get(k, 0) + int((d > atol).sum())
+            count[k] = count.get(k, 0) + d.numel()
+    values = {k: {"max": worst[k], "outside": beyond[k] / max(count[k], 1)} for k in sorted(worst)}
+    ok = all(v["outside"] <= max_outside for v in values.values())
+    parts = [
+        f"{k} {v['max']:.1e}" + (f" ({100 * v['outside']:.3f}% > tol)" if v["outside"] else "")
+        for k, v in values.items()
+    ]
+    note = "max |cpu - device|: " + ", ".join(parts)
+    note += f" (tolerance {atol}, at most {100 * max_outside:g}% beyond)"
+    return ok, note, values
 
 
 def _to_cpu(out: dict) -> dict[str, torch.Tensor]:
@@ -997,6 +1034,7 @@ def environment(plan: CheckPlan) -> dict:
         "cpu_count": os.cpu_count(),
         "budget_s": plan.budget_s,
         "stream_atol": STREAM_ATOL,
+        "stream_max_outside": STREAM_MAX_OUTSIDE,
     }
     if plan.device == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
