@@ -223,6 +223,9 @@ _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 # Mixed precision through Lightning Fabric ("16-mixed" on CUDA, "bf16-mixed" on CPU).
 _C.SOLVER.AMP = CN()
 _C.SOLVER.AMP.ENABLED = False
+# The autocast dtype when ENABLED: "float16" (with gradient scaling) or "bfloat16" (no
+# scaling; Ampere or newer GPUs); "" = float16 on CUDA. The CPU always uses bfloat16.
+_C.SOLVER.AMP.PRECISION = ""
 
 # ---------------------------------------------------------------------------- #
 # Test

@@ -43,6 +43,7 @@ __all__ = [
     "build_test_loader",
     "build_train_loader",
     "get_video_records",
+    "pin_memory_from_cfg",
     "trivial_batch_collator",
     "worker_init_reset_seed",
 ]
@@ -237,7 +238,14 @@ def build_train_loader(
         persistent_workers=num_workers > 0,
         generator=generator,
         drop_last=False,
+        pin_memory=pin_memory_from_cfg(cfg),
     )
+
+
+def pin_memory_from_cfg(cfg) -> bool:
+    """Page-locked batches (so the model's ``non_blocking`` copies overlap the GPU work) when
+    the run trains on CUDA: MODEL.DEVICE "cuda[...]" and a GPU visible."""
+    return str(cfg.MODEL.DEVICE).startswith("cuda") and torch.cuda.is_available()
 
 
 class TestVideo:

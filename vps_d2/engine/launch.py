@@ -19,7 +19,10 @@ import torch
 from lightning_fabric import Fabric
 from lightning_fabric.strategies import DDPStrategy
 
+from vps_d2.config import ConfigError
+
 __all__ = [
+    "AMP_PRECISIONS",
     "ddp_kwargs_from_cfg",
     "get_fabric",
     "launch",
@@ -56,11 +59,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: SOLVER.AMP.PRECISION -> Fabric precision on CUDA ("" is the default, float16).
+AMP_PRECISIONS = {"": "16-mixed", "float16": "16-mixed", "bfloat16": "bf16-mixed"}
+
+
 def precision_from_cfg(cfg, accelerator: str) -> str:
-    """SOLVER.AMP.ENABLED -> a Fabric precision ("16-mixed" on CUDA, "bf16-mixed" on CPU)."""
+    """SOLVER.AMP.ENABLED / PRECISION -> a Fabric precision: "32-true" without AMP; on CUDA
+    "16-mixed" (float16, "" or "float16") or "bf16-mixed" ("bfloat16"); on the CPU always
+    "bf16-mixed" (CPU autocast has no float16).
+
+    Raises:
+        ConfigError: an unknown SOLVER.AMP.PRECISION, or bfloat16 on a GPU without it.
+    """
     if not cfg.SOLVER.AMP.ENABLED:
         return "32-true"
-    return "16-mixed" if accelerator == "cuda" else "bf16-mixed"
+    name = str(cfg.SOLVER.AMP.get("PRECISION", ""))
+    if name not in AMP_PRECISIONS:
+        raise ConfigError(
+            f"SOLVER.AMP.PRECISION = {name!r}: must be 'float16', 'bfloat16' or '' (float16 "
+            "on CUDA)"
+        )
+    if accelerator != "cuda":
+        if name == "float16":
+            logger.warning("SOLVER.AMP.PRECISION float16: the CPU autocasts to bfloat16")
+        return "bf16-mixed"
+    if name == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"SOLVER.AMP.PRECISION bfloat16: {torch.cuda.get_device_name()} does not support "
+            "bfloat16 (Ampere or newer GPUs do): use float16"
+        )
+    return AMP_PRECISIONS[name]
 
 
 def accelerator_from_cfg(cfg) -> str:

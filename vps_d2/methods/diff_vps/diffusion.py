@@ -72,11 +72,15 @@ def q_sample(z0: torch.Tensor, log_snr: torch.Tensor, noise: torch.Tensor) -> to
 def noise_from_generators(
     shape: Sequence[int], generators: Sequence[torch.Generator], device, dtype=torch.float32
 ) -> torch.Tensor:
-    """Standard normal noise (len(generators), *shape), sample i drawn from generators[i]
-    alone: a sample's noise does not depend on the other samples of the batch."""
-    return torch.stack(
-        [torch.randn(tuple(shape), generator=g, device=device, dtype=dtype) for g in generators]
-    )
+    """Standard normal noise (len(generators), *shape) on ``device``, sample i drawn from
+    generators[i] alone: a sample's noise does not depend on the other samples of the batch.
+
+    Drawn on each generator's own device, then moved: with CPU generators (what
+    ``DiffVPS.frame_generator`` makes) the noise, hence the output, is the same on the CPU
+    and on a GPU (a CUDA generator draws other numbers from the same seed).
+    """
+    noise = [torch.randn(tuple(shape), generator=g, device=g.device) for g in generators]
+    return torch.stack(noise).to(device=device, dtype=dtype, non_blocking=True)
 
 
 class MaskLatentEmbedding(nn.Module):

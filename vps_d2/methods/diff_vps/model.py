@@ -404,8 +404,10 @@ class DiffVPS(VideoMetaArch):
         return self.predict(clips[:, -1], temporal, generators)
 
     def frame_generator(self, video_id: str, frame_index: int) -> torch.Generator:
-        """The generator of one frame's initial noise (seeded by :func:`frame_seed`)."""
-        g = torch.Generator(device=self.device)
+        """The generator of one frame's initial noise (seeded by :func:`frame_seed`): a CPU
+        generator whatever the model's device, so a frame's noise, and its output, are the
+        same on the CPU and on a GPU."""
+        g = torch.Generator()
         g.manual_seed(frame_seed(self.test_seed, video_id, frame_index))
         return g
 

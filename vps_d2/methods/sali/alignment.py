@@ -79,10 +79,21 @@ class ModulatedDeformConv2d(nn.Module):
         return self.kernel_size * self.kernel_size
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Always computed in float32, outside autocast: torchvision's CPU kernel has no
+        bfloat16/float16 version and no CPU autocast rule (CPU AMP failed in it), and
+        bilinear sampling at fractional offsets is what low precision hurts most. The output
+        is float32 (the next layer under autocast casts it as it needs)."""
         pad = self.dilation * (self.kernel_size // 2)
-        return deform_conv2d(
-            x, offset, self.weight, self.bias, padding=pad, dilation=self.dilation, mask=mask
-        )
+        with torch.autocast(x.device.type, enabled=False):
+            return deform_conv2d(
+                x.float().contiguous(),
+                offset.float().contiguous(),
+                self.weight.float(),
+                None if self.bias is None else self.bias.float(),
+                padding=pad,
+                dilation=self.dilation,
+                mask=mask.float().contiguous(),
+            )
 
 
 class DeformAlignConv(nn.Module):

@@ -19,6 +19,7 @@ from vps_d2.methods.diff_vps.diffusion import (
     MaskLatentEmbedding,
     alpha_sigma,
     cosine_log_snr,
+    noise_from_generators,
     q_sample,
 )
 from vps_d2.methods.diff_vps.discriminator import InceptionDiscriminator, SmallDiscriminator
@@ -32,6 +33,7 @@ from vps_d2.methods.diff_vps.heads import (
 )
 from vps_d2.methods.diff_vps.model import frame_seed
 from vps_d2.methods.diff_vps.reconstruction import ReconstructionDecoder
+from vps_d2.model_zoo import get_config_file
 from vps_d2.modeling import build_model, resolve_clip_config
 from vps_d2.solver import build_optimizer
 from vps_d2.solver.train_step import OptimizerSet, build_train_step
@@ -639,3 +641,21 @@ def test_output_mean_or_last_over_steps():
     up = lambda t: F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)  # noqa
     torch.testing.assert_close(mean, up((logits[0] + logits[1]) / 2), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(last, up(logits[3]), atol=1e-5, rtol=1e-4)
+
+
+def test_noise_is_drawn_on_the_generators_device_then_moved():
+    """The initial DDIM noise comes from CPU generators and is moved to the model's device
+    ("meta" stands in for a GPU here), so a frame's noise, hence its output, is the same on
+    the CPU and on a GPU (a CUDA generator draws other numbers from the same seed)."""
+    cfg = add_vps_config(get_cfg())
+    cfg.merge_from_file(get_config_file("diff_vps_sample.yaml"))
+    model = build_model(resolve_clip_config(cfg))
+    g = model.frame_generator("v", 3)
+    assert g.device == torch.device("cpu")
+    want = torch.randn(
+        (2, 3, 4), generator=torch.Generator().manual_seed(frame_seed(model.test_seed, "v", 3))
+    )
+    got = noise_from_generators((2, 3, 4), [g, model.frame_generator("w", 3)], "cpu")
+    assert torch.equal(got[0], want) and not torch.equal(got[1], want)
+    moved = noise_from_generators((2, 3, 4), [model.frame_generator("v", 3)], "meta")
+    assert moved.device.type == "meta" and moved.shape == (1, 2, 3, 4)

@@ -414,3 +414,20 @@ def test_configs_load_and_build():
         cfg = get_cfg()
         add_vps_config(cfg)
         cfg.merge_from_list(["MODEL.SALI.MEMORY.NOPE", "1"])
+
+
+def test_deform_conv_runs_in_float32_under_cpu_autocast():
+    """torchvision's CPU deform_conv2d has no bfloat16 kernel (SALI's AMP training failed on
+    it): under autocast the layer computes in float32 and gives the fp32 result."""
+    torch.manual_seed(0)
+    conv = ModulatedDeformConv2d(8, 4, 3, deformable_groups=2)
+    x = torch.randn(1, 8, 6, 10)
+    offset = torch.randn(1, 2 * 2 * 9, 6, 10)
+    mask = torch.rand(1, 2 * 9, 6, 10)
+    ref = conv(x, offset, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x.bfloat16(), offset.bfloat16(), mask.bfloat16())
+    assert out.dtype == torch.float32
+    # only the bfloat16 rounding of the inputs differs
+    torch.testing.assert_close(out, ref, atol=0.1, rtol=0.05)
+    assert not torch.equal(out, torch.zeros_like(out))
