@@ -308,9 +308,8 @@ def run_tasks(
             # Workers fork from a fresh single-threaded server (never from this process,
             # whose threads could hold locks), with the package imported once there.
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(
-                ["vps_d2.evaluation.protocol", "vps_d2.evaluation.leaderboard", "vps_d2.utils.workers"]
-            )
+            preload = ["vps_d2.evaluation.protocol", "vps_d2.evaluation.leaderboard"]
+            ctx.set_forkserver_preload([*preload, "vps_d2.utils.workers"])
             with cf.ProcessPoolExecutor(
                 max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(1,)
             ) as ex:

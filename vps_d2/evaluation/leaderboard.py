@@ -227,7 +227,7 @@ class FramePlan:
         lines = []
         for m, paths in self.missing.items():
             per_split: dict[str, int] = {}
-            for split, case, frames in self.tasks:
+            for split, _case, frames in self.tasks:
                 n = sum(1 for _, preds in frames if m not in preds)
                 if n:
                     per_split[split] = per_split.get(split, 0) + n
@@ -665,8 +665,7 @@ def build_leaderboard(
     incomplete = [m for m in methods if m in plan.missing]
     if incomplete:
         logger.warning(
-            "Scored on the frames they have, marked incomplete and left out of the best "
-            "marks:\n%s",
+            "Scored on the frames they have, marked incomplete and left out of the best marks:\n%s",
             plan.missing_message(),
         )
     kw = dict(n_resamples=n_resamples, seed=seed, confidence=confidence, method=ci_method)
@@ -869,9 +868,7 @@ def _tables(lb: Leaderboard, digits: int):
         for r, (_, group, n_cases, n_frames, vals) in enumerate(rows_of):
             row = [group, str(n_cases), str(n_frames)]
             for ki, k in enumerate(ATTRIBUTE_KEYS):
-                have = {
-                    m: vals[m][k] for m in lb.methods if m in vals and m not in lb.incomplete
-                }
+                have = {m: vals[m][k] for m in lb.methods if m in vals and m not in lb.incomplete}
                 best = max(have.values()) if have else None
                 for mi, m in enumerate(lb.methods):
                     v = vals.get(m, {}).get(k)
