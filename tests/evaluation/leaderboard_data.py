@@ -19,7 +19,7 @@ def case_name(split_index: int, i: int) -> str:
     return f"case{10 * split_index + i + 1}"
 
 
-def make_tree(root: str, frames: int = 5, seed: int = 0) -> dict:
+def make_tree(root: str, frames: int = 5, seed: int = 0, splits: dict = SPLITS) -> dict:
     """GT under ``root/SUN-SEG`` and predictions of METHODS under ``root/preds``.
 
     Returns {split: {case: [gt paths in SUN order]}}.
@@ -27,7 +27,7 @@ def make_tree(root: str, frames: int = 5, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
     tree: dict = {}
-    for s, (split, n_cases) in enumerate(SPLITS.items()):
+    for s, (split, n_cases) in enumerate(splits.items()):
         for i in range(n_cases):
             case = case_name(s, i)
             gdir = os.path.join(root, "SUN-SEG", split, "GT", case)

@@ -520,19 +520,22 @@ def case_attributes(
 
     Per split: the dataset's ``cases.csv`` (``<split>/Classification/`` first, then
     ``<root>/Classification/``) if there is one, with whichever of the :data:`ATTRIBUTES`
-    columns it has; else, for a SUN-SEG test split, the packaged SUN-SEG case table,
+    columns it has; else, for a SUN-SEG test split of a dataset none of whose splits has
+    its own table (the real SUN-SEG release has none), the packaged SUN-SEG case table,
     matched by case number (:func:`~vps_d2.data.datasets.sun_seg.case_key`). Values are
     grouped for display (:func:`size_group`, location and shape names).
     """
     packaged = {case_key(r["case"]): r for r in sun_seg_cases()}
+    own = {split: _dataset_case_table(gt_root, split) for split in cases}
+    any_own = any(v is not None for v in own.values())
     out: dict[tuple[str, str], dict[str, str]] = {}
     sources: list[str] = []
     for split, names in cases.items():
-        found = _dataset_case_table(gt_root, split)
+        found = own[split]
         if found is not None:
             rows, source = found
             table = {case_key(r["case"]): r for r in rows}
-        elif split in SUN_SEG_TEST_SPLITS:
+        elif split in SUN_SEG_TEST_SPLITS and not any_own:
             table, source = packaged, "the SUN-SEG case table shipped with vps_d2"
         else:
             continue

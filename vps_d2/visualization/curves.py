@@ -119,6 +119,7 @@ def threshold_curves_figure(
         title="method (o = maximum)",
         fontsize=8,
     )
+    FigureCanvasAgg(fig)  # renders without a display (fig.canvas.draw(), savefig)
     return fig
 
 
@@ -160,6 +161,7 @@ def precision_recall_figure(
         title="method (o = max F-measure)",
         fontsize=8,
     )
+    FigureCanvasAgg(fig)
     return fig
 
 
@@ -172,6 +174,7 @@ def save_figure(fig: Figure, path: str, dpi: int = 120) -> None:
             f"{', '.join(sorted(figure_formats()))}"
         )
     buf = io.BytesIO()
-    FigureCanvasAgg(fig)  # a canvas that renders without a display
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)  # a canvas that renders without a display
     fig.savefig(buf, format=ext, dpi=dpi)
     atomic_write_bytes(path, buf.getvalue())
