@@ -14,6 +14,7 @@ from scipy import stats
 
 from vps_d2.data.frame_order import case_sort_key
 from vps_d2.evaluation import leaderboard as L
+from vps_d2.evaluation.metrics import frame_metrics
 from vps_d2.evaluation.protocol import aggregate_cases, evaluate_case, toolbox_frames
 
 
@@ -316,3 +317,23 @@ def test_attributes_from_the_packaged_sun_seg_table(tmp_path):
     assert sources == ["the SUN-SEG case table shipped with vps_d2"]
     # not a SUN-SEG split: the table's names mean nothing there
     assert L.case_attributes(str(tmp_path), {"my_split": ["case2_3"]}) == ({}, [])
+
+
+def test_precision_recall_curves_by_hand():
+    rng = np.random.default_rng(5)
+    pred = rng.integers(10, 240, (30, 40), dtype=np.uint8)
+    gt = np.zeros((30, 40), bool)
+    gt[8:20, 10:25] = True
+    pred[gt] = np.maximum(pred[gt], 150)
+    m = frame_metrics(pred, gt, precision_recall=True)
+    p = pred / 255
+    p = (p - p.min()) / (p.max() - p.min())
+    q = (p * 255).astype(np.uint8)
+    for i in (0, 40, 105, 200, 255):
+        f = q >= 255 - i
+        tp = np.sum(f & gt)
+        assert m["Precision"][i] == pytest.approx(tp / f.sum() if f.sum() else 0.0, abs=1e-15)
+        assert m["Recall"][i] == pytest.approx(tp / gt.sum(), abs=1e-15)
+    fm = 1.3 * m["Precision"] * m["Recall"] / (0.3 * m["Precision"] + m["Recall"])
+    np.testing.assert_allclose(np.nan_to_num(fm), m["Fm"], atol=1e-15)
+    assert "Precision" not in frame_metrics(pred, gt)
