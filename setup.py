@@ -30,6 +30,7 @@ setup(
         "pycocotools>=2.0.7",
         "lightning-fabric>=2.4",
         "scipy>=1.10",
+        "matplotlib>=3.7",
         "tensorboard>=2.14",
         "tqdm>=4.65",
         "numpy>=1.24",

@@ -16,6 +16,16 @@ threshold for every split (drawn with OpenCV). Every output path is checked befo
 is computed. Exit status: 0, or 1 with a one-line message on bad input (missing predictions
 are listed; ``--skip-missing`` skips them with a warning).
 
+Several methods at once (``--model A B C``, a glob such as ``'sali*'``, or ``all`` = every
+folder under ``--pred-root``; or ``--leaderboard FILE``): a leaderboard scored on the same
+frames, each GT frame decoded once, with bootstrap confidence intervals over cases
+(``--bootstrap N``, ``--seed``), Wilcoxon tests between every two methods and per-attribute
+rows (:mod:`vps_d2.evaluation.leaderboard`); ``--leaderboard`` writes it as .md, .csv or
+.tex (booktabs) by extension, several files in one run; ``--plot`` then draws every metric
+against the threshold for all methods and, beside it (``<name>_pr<ext>``), the
+precision-recall curves, with matplotlib. A method missing frames is named and stops the
+run; ``--skip-missing`` scores it on the frames it has, marked incomplete in the table.
+
 GT masks saved as 0/1 (maximum value 1) are scored as binary masks, with one warning per
 split; ``--literal-gt`` reads them as the toolbox does (> 128: empty). Worker processes end
 as soon as this process ends, also when it is killed.
@@ -50,6 +60,17 @@ try:
 except ImportError:  # running from a source checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vps_d2.data.frame_order import case_sort_key
+from vps_d2.evaluation.leaderboard import (
+    LEADERBOARD_FORMATS,
+    Leaderboard,
+    build_leaderboard,
+    collect_frames,
+    format_markdown,
+    format_per_case_csv,
+    resolve_methods,
+    score_case_task,
+    write_leaderboard,
+)
 from vps_d2.evaluation.metrics import MEDICAL_THRESHOLDS
 from vps_d2.evaluation.protocol import (
     METRIC_KEYS,
@@ -73,6 +94,12 @@ from vps_d2.utils.file_io import (
     prepare_output_file,
 )
 from vps_d2.utils.workers import init_worker
+from vps_d2.visualization.curves import (
+    figure_formats,
+    precision_recall_figure,
+    save_figure,
+    threshold_curves_figure,
+)
 
 if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
@@ -92,7 +119,29 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gt-root", required=True, help="SUN-SEG root: <root>/<split>/GT/<case>/")
     p.add_argument("--pred-root", required=True, help="<pred-root>/<model>/<split>/<case>/")
-    p.add_argument("--model", required=True, help="model folder name under --pred-root")
+    p.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        help="method folder name(s) under --pred-root; shell globs (quoted, e.g. 'sali*') and "
+        "'all' (every folder) accepted; more than one method gives a leaderboard",
+    )
+    p.add_argument(
+        "--leaderboard",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help=f"write the leaderboard of the methods to FILE ({', '.join(LEADERBOARD_FORMATS)}: "
+        "Markdown, CSV, LaTeX booktabs, by extension); several files in one run",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="leaderboard: bootstrap resamples of the cases for the 95%% confidence intervals",
+    )
+    p.add_argument("--seed", type=int, default=0, help="leaderboard: bootstrap random seed")
     p.add_argument(
         "--splits",
         nargs="+",
@@ -103,7 +152,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--json", default=None, help="write {split: {metric: value}} here")
     p.add_argument("--csv", default=None, help="write the per-case values here")
-    p.add_argument("--plot", default=None, help="PNG of Dice/IoU/F-measure vs threshold")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="PNG of Dice/IoU/F-measure vs threshold; with a leaderboard (matplotlib: .png, "
+        ".pdf, .svg) every metric vs threshold for all methods, and <name>_pr<ext> the "
+        "precision-recall curves",
+    )
     p.add_argument(
         "--skip-missing",
         action="store_true",
@@ -152,17 +207,42 @@ def _check_output_file(flag: str, path: str) -> str:
     return path
 
 
-def check_outputs(args) -> None:
-    """Validate --json, --csv and --plot before any computation (raises EvaluationError)."""
+def pr_plot_path(plot: str) -> str:
+    """The precision-recall figure written beside the leaderboard's ``--plot`` figure."""
+    stem, ext = os.path.splitext(plot)
+    return f"{stem}_pr{ext or '.png'}"
+
+
+def check_outputs(args, leaderboard: bool = False) -> None:
+    """Validate --json, --csv, --plot and --leaderboard before any computation (raises
+    EvaluationError). ``leaderboard``: the several-method run (matplotlib plots)."""
     seen: dict[str, str] = {}
-    for flag, path in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)):
+    outputs = [("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)]
+    if leaderboard and args.plot:
+        outputs.append(("--plot (precision-recall)", pr_plot_path(args.plot)))
+    outputs += [("--leaderboard", f) for f in (getattr(args, "leaderboard", None) or ())]
+    for flag, path in outputs:
         if not path:
             continue
         full = _check_output_file(flag, path)
         if full in seen:
             raise EvaluationError(f"{seen[full]} and {flag} name the same file {full}")
         seen[full] = flag
-    if args.plot:
+        if flag == "--leaderboard" and os.path.splitext(path)[1].lower() not in (
+            LEADERBOARD_FORMATS
+        ):
+            raise EvaluationError(
+                f"--leaderboard {path}: unknown extension; use one of "
+                f"{', '.join(LEADERBOARD_FORMATS)}"
+            )
+    if leaderboard and args.plot:
+        ext = os.path.splitext(args.plot)[1].lower().lstrip(".") or "png"
+        if ext not in figure_formats():
+            raise EvaluationError(
+                f"--plot {args.plot}: matplotlib cannot write {ext!r} files; use one of "
+                f"{', '.join(sorted(figure_formats()))}"
+            )
+    elif args.plot:
         ext = os.path.splitext(args.plot)[1].lower() or ".png"
         try:
             ok = cv2.imencode(ext, np.zeros((2, 2, 3), np.uint8))[0]
@@ -296,8 +376,14 @@ def check_coverage(coverage: dict[str, tuple[int, int]], min_coverage: float) ->
         )
 
 
-def run_tasks(tasks, workers: int, literal: bool = False) -> dict[str, dict[str, CaseAccumulator]]:
+def run_tasks(
+    tasks, workers: int, literal: bool = False, fn=evaluate_case_task
+) -> dict[str, dict[str, CaseAccumulator]]:
     """{split: {case: CaseAccumulator}}, cases in worker processes when workers > 1.
+
+    ``fn(task, literal) -> (split, case, result)`` scores one task (``task[2]``: its
+    frames): :func:`evaluate_case_task` (one model), or
+    :func:`vps_d2.evaluation.leaderboard.score_case_task` ({method: accumulator}).
 
     Workers end with this process (:func:`vps_d2.utils.workers.init_worker`), also when it
     is killed with SIGKILL, instead of finishing (or blocking after) their case.
@@ -307,7 +393,7 @@ def run_tasks(tasks, workers: int, literal: bool = False) -> dict[str, dict[str,
     try:
         if workers <= 1 or len(tasks) == 1:
             for task in tasks:
-                split, case, acc = evaluate_case_task(task, literal)
+                split, case, acc = fn(task, literal)
                 out.setdefault(split, {})[case] = acc
                 bar.update(len(task[2]))
         else:
@@ -316,11 +402,12 @@ def run_tasks(tasks, workers: int, literal: bool = False) -> dict[str, dict[str,
             # Workers fork from a fresh single-threaded server (never from this process,
             # whose threads could hold locks), with the package imported once there.
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["vps_d2.evaluation.protocol", "vps_d2.utils.workers"])
+            preload = ["vps_d2.evaluation.protocol", "vps_d2.evaluation.leaderboard"]
+            ctx.set_forkserver_preload([*preload, "vps_d2.utils.workers"])
             with cf.ProcessPoolExecutor(
                 max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(1,)
             ) as ex:
-                futures = {ex.submit(evaluate_case_task, t, literal): t for t in order}
+                futures = {ex.submit(fn, t, literal): t for t in order}
                 for fut in cf.as_completed(futures):
                     split, case, acc = fut.result()
                     out.setdefault(split, {})[case] = acc
@@ -377,7 +464,62 @@ def write_plot(path: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
 
 
 # ---------------------------------------------------------------------------------- main
-def evaluate(args) -> dict[str, dict[str, float]]:
+def _is_pattern(name: str) -> bool:
+    return name == "all" or any(c in name for c in "*?[")
+
+
+def methods_of(args) -> list[str]:
+    """--model resolved: one plain name is kept as given (checked when read); names, globs
+    and 'all' (:func:`vps_d2.evaluation.leaderboard.resolve_methods`) otherwise."""
+    if len(args.model) == 1 and not _is_pattern(args.model[0]):
+        return list(args.model)
+    if not os.path.isdir(args.gt_root):
+        raise EvaluationError(f"--gt-root {args.gt_root} is not a folder")
+    return resolve_methods(args.pred_root, args.model)
+
+
+def evaluate_leaderboard(args, methods: list[str]):
+    """Score every method on the same frames; write and return the Leaderboard."""
+    check_outputs(args, leaderboard=True)
+    plan = collect_frames(args.gt_root, args.pred_root, methods, args.splits)
+    if plan.missing and not args.skip_missing:  # before any scoring
+        raise EvaluationError(
+            "Prediction files missing; every method must have every scored frame "
+            "(--skip-missing scores them on the frames they have, marked incomplete):\n"
+            + plan.missing_message()
+        )
+    per_split = run_tasks(plan.tasks, args.workers, args.literal_gt, fn=score_case_task)
+    for split in plan.splits:
+        gt_counts = {c: next(iter(a.values())) for c, a in per_split.get(split, {}).items() if a}
+        warn_zero_one_gt(split, gt_counts, literal=args.literal_gt, literal_option="--literal-gt")
+    lb = build_leaderboard(
+        plan,
+        per_split,
+        gt_root=args.gt_root,
+        n_resamples=args.bootstrap,
+        seed=args.seed,
+        allow_missing=args.skip_missing,
+    )
+    for path in args.leaderboard or ():
+        write_leaderboard(lb, path, digits=args.digits)
+    if args.json:
+        write_results_json(args.json, lb.results)
+    if args.csv:
+        atomic_write_bytes(args.csv, format_per_case_csv(lb).encode())
+    if args.plot and lb.curves:
+        save_figure(threshold_curves_figure(lb.curves), args.plot)
+        save_figure(precision_recall_figure(lb.curves), pr_plot_path(args.plot))
+    return lb
+
+
+def evaluate(args):
+    """One model: {split: {metric: value}}; several (or --leaderboard): a Leaderboard."""
+    methods = methods_of(args)
+    if len(methods) > 1 or args.leaderboard:
+        if args.bootstrap < 1:
+            raise EvaluationError(f"--bootstrap {args.bootstrap}: give at least 1 resample")
+        return evaluate_leaderboard(args, methods)
+    args = argparse.Namespace(**{**vars(args), "model": methods[0]})
     check_outputs(args)
     splits, tasks = collect_tasks(args)
     coverage = split_coverage(args, splits, tasks) if args.skip_missing else {}
@@ -420,7 +562,14 @@ def main(argv: list[str] | None = None) -> int:
     except (EvaluationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"Model: {args.model}")
+    if isinstance(results, Leaderboard):
+        print(format_markdown(results, digits=args.digits), end="")
+        for path in args.leaderboard or ():
+            print(f"Leaderboard written to {path}")
+        if args.plot:
+            print(f"Plots written to {args.plot} and {pr_plot_path(args.plot)}")
+        return 0
+    print(f"Model: {args.model[0]}")
     keys = METRIC_KEYS + (("coverage",) if args.skip_missing else ())
     print(format_results_table(results, digits=args.digits, keys=keys))
     return 0

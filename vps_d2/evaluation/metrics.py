@@ -58,6 +58,7 @@ __all__ = [
     "CURVE_KEYS",
     "EPS",
     "MEDICAL_THRESHOLDS",
+    "PR_KEYS",
     "SCALAR_KEYS",
     "e_measure",
     "f_measure",
@@ -79,6 +80,9 @@ _MEDICAL_ASC = MEDICAL_THRESHOLDS[::-1].copy()
 # Per-frame outputs of frame_metrics: scalars, and 256-point curves (index i = threshold i).
 SCALAR_KEYS = ("Smeasure", "wFmeasure", "MAE", "adpEm", "adpFm")
 CURVE_KEYS = ("Em", "Fm", "Sen", "Spe", "SpeCorrected", "Dice", "IoU")
+# Optional per-frame curves (frame_metrics(..., precision_recall=True)): the precision and
+# recall behind the F-measure curve, threshold scheme (a), for precision-recall plots.
+PR_KEYS = ("Precision", "Recall")
 
 _LEVELS = np.arange(256) / 255  # the toolbox's pred / 255 for each 8-bit level
 _BETA2_F = 0.3
@@ -390,6 +394,14 @@ def _e_measure(st: FrameStats) -> tuple[float, np.ndarray]:
     return adp, _em_from_counts(tp, nf, st.n, st.n_fg)
 
 
+def _precision_recall(st: FrameStats) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) float64 (256,), scheme (a), as the toolbox's F-measure uses them:
+    precision = TP / |F| (0 where nothing is foreground), recall = TP / max(|G|, 1)."""
+    tp, nf = st.counts_scheme_a()
+    ps = np.where(nf == 0, 1.0, nf)
+    return tp / ps, tp / max(st.n_fg, 1)
+
+
 def _f_measure(st: FrameStats) -> tuple[float, np.ndarray]:
     beta2 = _BETA2_F
     thr = min(2 * st.mean_p(), 1)
@@ -400,10 +412,7 @@ def _f_measure(st: FrameStats) -> tuple[float, np.ndarray]:
         pre = tp / nf
         rec = tp / st.n_fg
         adp = float((1 + beta2) * pre * rec / (beta2 * pre + rec))
-    tp, nf = st.counts_scheme_a()
-    ps = np.where(nf == 0, 1.0, nf)
-    precision = tp / ps
-    recall = tp / max(st.n_fg, 1)
+    precision, recall = _precision_recall(st)
     num = (1 + beta2) * precision * recall
     den = np.where(num == 0, 1.0, beta2 * precision + recall)
     return adp, num / den
@@ -569,12 +578,14 @@ def _background_weighted_sum(st: FrameStats) -> float:
 
 
 # ------------------------------------------------------------------------- public API
-def frame_metrics(pred: np.ndarray, gt: np.ndarray) -> dict:
+def frame_metrics(pred: np.ndarray, gt: np.ndarray, *, precision_recall: bool = False) -> dict:
     """Every metric of one frame, sharing the histograms.
 
     Args:
         pred: uint8 (H, W), the 8-bit prediction at the GT size.
         gt: bool (H, W), ``gt_uint8 > 128``.
+        precision_recall: also return the curves :data:`PR_KEYS` (Precision, Recall:
+            float64 (256,), index i is ``uint8(P * 255) >= 255 - i``, as the F-measure).
 
     Returns:
         dict with float scalars :data:`SCALAR_KEYS` (Smeasure, wFmeasure, MAE, adpEm,
@@ -595,6 +606,8 @@ def frame_metrics(pred: np.ndarray, gt: np.ndarray) -> dict:
         "Fm": fm,
     }
     out.update(_medical(st))
+    if precision_recall:
+        out["Precision"], out["Recall"] = _precision_recall(st)
     return out
 
 

@@ -56,6 +56,7 @@ from .folder import MaskBoxes, find_subdir, make_video_record, scan_video_folder
 __all__ = [
     "CASE_TABLE_FILE",
     "SUN_SEG_SPLITS",
+    "case_key",
     "holdout_videos",
     "load_bbox_annotations",
     "load_case_table",
@@ -301,7 +302,10 @@ def sun_seg_case_classes() -> dict[str, int]:
     return {r["case"]: r["class_id"] for r in _packaged_rows()}
 
 
-def _case_key(name: str) -> tuple[int, int | None] | str:
+def case_key(name: str) -> tuple[int, int | None] | str:
+    """The key by which case names match across tables: ``case12_3``, ``Case12_3``,
+    ``case_12_3`` and the benchmark ID ``12_3`` give ``(12, 3)``; ``case12`` gives
+    ``(12, None)``; a name of another form is returned stripped."""
     m = _CASE_ID_RE.match(name.strip())
     if m is None:
         return name.strip()
@@ -315,7 +319,7 @@ class _CaseClasses:
         self.exact: dict[object, int] = {}
         per_video: dict[int, set[int]] = {}
         for name, cls in table.items():
-            key = _case_key(name)
+            key = case_key(name)
             self.exact[key] = cls
             if isinstance(key, tuple):
                 per_video.setdefault(key[0], set()).add(cls)
@@ -326,7 +330,7 @@ class _CaseClasses:
 
     def lookup(self, case: str) -> tuple[int | None, bool]:
         """(class id or None, True when only the source video matched)."""
-        key = _case_key(case)
+        key = case_key(case)
         if key in self.exact:
             return self.exact[key], False
         if isinstance(key, tuple) and key[0] in self.video:
