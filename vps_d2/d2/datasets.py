@@ -14,7 +14,7 @@ vps_d2 dataset under the same name in Detectron2's ``DatasetCatalog`` as the fla
         "annotations": [                  # one per frame whose GT (or box file) has a polyp
             {"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
              "category_id": int,          # the video's class (thing_classes index)
-             "segmentation": [[x, y, ...], ...],   # polygons of the GT mask (absent: no mask)
+             "segmentation": [[x, y, ...], ...],   # the GT mask's outline (absent: no mask)
              "iscrowd": 0},
         ],
         "gt_file_name": str | None,       # the original mask (vps_d2's evaluators)
@@ -105,13 +105,13 @@ def _ignore_map(root: str, height: int, width: int) -> str:
 
 
 def _polygons(mask: np.ndarray) -> list[list[float]]:
-    """Outer contours of a bool (H, W) mask as COCO polygons through the pixel centres."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    polys = []
-    for c in contours:
-        if len(c) >= 3:
-            polys.append([float(v) + 0.5 for v in c.reshape(-1)])
-    return polys
+    """Outer outlines of a bool (H, W) mask as COCO polygons along the pixels' edges.
+
+    The contours of the mask upsampled 2x (nearest) map back to pixel corners
+    (``(u + 1) // 2``), so the polygons rasterise to the mask itself (holes are filled)."""
+    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [((c.reshape(-1) + 1) // 2).astype(float).tolist() for c in contours if len(c) >= 3]
 
 
 def _frame_entry(root: str, gt: str) -> dict:
