@@ -124,6 +124,7 @@ def test_zero_one_masks_and_frames_without_gt(d2_env, tmp_path):
 
 def test_detectron2_loaders_and_mapper(d2_env):
     from detectron2.data import build_detection_test_loader, build_detection_train_loader
+    from detectron2.structures import BitMasks
 
     cfg = _cfg("diff_vps_sample", "SOLVER.IMS_PER_BATCH", "2", "MODEL.MASK_ON", "True")
     cfg.INPUT.MIN_SIZE_TRAIN = (64,)
@@ -133,7 +134,12 @@ def test_detectron2_loaders_and_mapper(d2_env):
         assert x["image"].shape[0] == 3 and x["image"].shape[1] == 64
         assert set(x["sem_seg"].unique().tolist()) <= {0, 1}
         inst = x["instances"]
-        assert len(inst) <= 1 and inst.gt_masks.tensor.shape[1:] == x["image"].shape[1:]
+        assert len(inst) <= 1 and len(inst.gt_masks) == len(inst)
+        if len(inst):  # the polygons, transformed with the image, cover the label map
+            h, w = x["image"].shape[1:]
+            m = BitMasks.from_polygon_masks(inst.gt_masks, h, w).tensor[0]
+            sem = x["sem_seg"] == 1
+            assert (m & sem).sum() / (m | sem).sum() > 0.9
     first = next(iter(build_detection_test_loader(cfg, "vps_sample_easy_seen")))[0]
     assert first["image"].shape[1:] == (first["height"], first["width"])  # MIN_SIZE_TEST 0
     assert first["frame_index"] == 0 and "video_id" in first
@@ -390,7 +396,9 @@ def _write_video(path, frames):
 
 
 def test_detectron2_demo_renders_a_video(d2_env, tmp_path):
-    spec = importlib.util.spec_from_file_location("d2_demo", os.path.join(ROOT, "tools", "d2_demo.py"))
+    spec = importlib.util.spec_from_file_location(
+        "d2_demo", os.path.join(ROOT, "tools", "d2_demo.py")
+    )
     d2_demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(d2_demo)
     try:

@@ -149,7 +149,9 @@ def _load_entries(name: str, records: list[dict], root: str) -> list[dict]:
         if all(os.path.isfile(e["label"]) for e in entries):
             return entries
     n = sum(len(r["file_names"]) for r in records)
-    logger.info("%s: reading %d masks once for Detectron2's frame dicts (cached in %s)", name, n, root)
+    logger.info(
+        "%s: reading %d masks once for Detectron2's frame dicts (cached in %s)", name, n, root
+    )
     entries = []
     for r in records:
         for f, gt in zip(r["file_names"], r["gt_file_names"]):

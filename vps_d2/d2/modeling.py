@@ -86,7 +86,9 @@ def _components(prob: torch.Tensor, opts: OutputOptions, class_id: int | None) -
         scores.append(prob[m].mean())
         masks.append(m)
     inst = Instances((h, w))
-    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32, device=prob.device).view(-1, 4))
+    inst.pred_boxes = Boxes(
+        torch.tensor(boxes, dtype=torch.float32, device=prob.device).view(-1, 4)
+    )
     inst.scores = torch.stack(scores).float() if scores else prob.new_zeros(0)
     inst.pred_masks = torch.stack(masks) if masks else torch.zeros(0, h, w, dtype=torch.bool)
     if class_id is not None:

@@ -20,6 +20,7 @@ __all__ = ["D2BackboneAdapter", "register_all"]
 
 logger = logging.getLogger(__name__)
 
+
 class D2BackboneAdapter(D2Backbone):
     """A vps_d2 backbone as a Detectron2 ``Backbone`` (for Detectron2's own models).
 
