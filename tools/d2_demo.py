@@ -11,8 +11,10 @@ demo/ folder next to an installed Detectron2 source checkout). What this script 
 * the one-line hook ``predictor.DefaultPredictor = vps_d2.d2.VideoDefaultPredictor``: the
   demo's VisualizationDemo then predicts each video frame with the model's state kept per
   video (SALI's memory, Diff-VPS's temporal buffer), as vps_d2's evaluation does;
+* --config-file configs/<name>.yaml finds any shipped config by name, as vps_d2's tools do;
 * --confidence-threshold also sets TEST.D2_OUTPUTS.SCORE_THRESH (instances below it are not
-  drawn).
+  drawn); on videos TEST.D2_OUTPUTS.INSTANCE_MASKS is turned off, because Detectron2's
+  VideoVisualizer draws the box and class name only of instances without a mask.
 
 Example (Diff-VPS draws its box and class name; the other methods their mask)::
 
@@ -61,6 +63,7 @@ def _load(name: str, path: str) -> types.ModuleType:
 def load_demo(demo_dir: str):
     """Import Detectron2's demo/predictor.py (hooked) and demo/demo.py; return demo.py."""
     import vps_d2.d2 as vd2
+    from vps_d2.model_zoo import resolve_config_path
 
     predictor = _load("predictor", os.path.join(demo_dir, "predictor.py"))
     predictor.DefaultPredictor = vd2.VideoDefaultPredictor  # the one-line hook
@@ -73,9 +76,12 @@ def load_demo(demo_dir: str):
     setup_cfg = demo.setup_cfg
 
     def setup_with_threshold(args):
+        args.config_file = resolve_config_path(args.config_file)  # configs/<name>.yaml
         cfg = setup_cfg(args)
         cfg.defrost()
         cfg.TEST.D2_OUTPUTS.SCORE_THRESH = float(args.confidence_threshold)
+        if args.video_input or args.webcam:  # VideoVisualizer draws no box of a masked instance
+            cfg.TEST.D2_OUTPUTS.INSTANCE_MASKS = False
         vd2.register_all(cfg)  # DATASETS.ROOT and the other dataset options of the config
         cfg.freeze()
         return cfg

@@ -243,6 +243,9 @@ def test_output_conventions_and_visualizers():
     assert sorted(comp.pred_boxes.tensor.tolist()) == [[4, 5, 9, 10], [30, 20, 45, 30]]
     assert sorted(comp.scores.tolist()) == [pytest.approx(0.7), pytest.approx(0.9)]
     assert comp.pred_classes.tolist() == [2, 2]
+    assert not to_d2_outputs(out, OutputOptions(instance_masks=False))["instances"].has(
+        "pred_masks"
+    )
     small = to_d2_outputs(out, OutputOptions(instances="components", min_area=30))["instances"]
     assert len(small) == 1
     no_cls = to_d2_outputs({"prob": prob})

@@ -244,6 +244,10 @@ _C.TEST.D2_OUTPUTS.SEM_SEG = True
 # instance per connected component of prob > MASK_THRESHOLD (class: the model's class
 # prediction; a model without one gives no pred_classes); "none".
 _C.TEST.D2_OUTPUTS.INSTANCES = "auto"
+# Give the instances pred_masks (COCOEvaluator's "segm" needs them; Detectron2's
+# VideoVisualizer draws boxes only for instances without masks: tools/d2_demo.py turns this
+# off for videos).
+_C.TEST.D2_OUTPUTS.INSTANCE_MASKS = True
 # Probability threshold of pred_masks and of the connected components.
 _C.TEST.D2_OUTPUTS.MASK_THRESHOLD = 0.5
 # Components smaller than this many pixels are dropped ("components" mode).

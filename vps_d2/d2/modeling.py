@@ -9,10 +9,11 @@ whose eval-mode ``forward`` adds to each frame's output (keys ``TEST.D2_OUTPUTS.
   polyp), so ``argmax(0)`` is ``prob > 0.5`` (a tie goes to background);
 * ``"instances"``: a Detectron2 ``Instances`` of the frame's (height, width) with
   ``pred_boxes`` (XYXY, pixels), ``scores``, ``pred_classes`` (``thing_classes`` index)
-  and ``pred_masks`` (bool (N, H, W)), made by :func:`to_instances` from the model's box
-  and class outputs ("auto": Diff-VPS: one instance per frame, box (cx, cy, w, h) scaled to
-  the frame, score ``box_score``, class the argmax of ``class_scores``, mask ``prob >
-  MASK_THRESHOLD``) or from the connected components of the mask ("components").
+  and ``pred_masks`` (bool (N, H, W); not with INSTANCE_MASKS False), made by
+  :func:`to_instances` from the model's box and class outputs ("auto": Diff-VPS: one
+  instance per frame, box (cx, cy, w, h) scaled to the frame, score ``box_score``, class
+  the argmax of ``class_scores``, mask ``prob > MASK_THRESHOLD``) or from the
+  connected components of the mask ("components").
 
 ``detectron2.modeling.build_model(cfg)`` builds these once :mod:`vps_d2.d2` is imported;
 :func:`build_model` does the same with vps_d2's device fallback.
@@ -45,6 +46,7 @@ class OutputOptions:
 
     sem_seg: bool = True
     instances: str = "auto"
+    instance_masks: bool = True
     mask_threshold: float = 0.5
     min_area: int = 0
     score_thresh: float = 0.0
@@ -65,6 +67,7 @@ class OutputOptions:
         return cls(
             sem_seg=bool(o.SEM_SEG),
             instances=str(o.INSTANCES),
+            instance_masks=bool(o.INSTANCE_MASKS),
             mask_threshold=float(o.MASK_THRESHOLD),
             min_area=int(o.MIN_AREA),
             score_thresh=float(o.SCORE_THRESH),
@@ -124,6 +127,8 @@ def to_instances(out: dict, opts: OutputOptions = OutputOptions()) -> Instances 
         inst.scores = score.float().reshape(1)
         inst.pred_classes = torch.tensor([class_id], dtype=torch.int64, device=prob.device)
         inst.pred_masks = (prob > opts.mask_threshold)[None]
+    if not opts.instance_masks:
+        inst.remove("pred_masks")
     if opts.score_thresh > 0 and len(inst):
         inst = inst[inst.scores >= opts.score_thresh]
     return inst
