@@ -41,5 +41,7 @@ setup(
     # OpenCV of the test install (tests/test_metrics.py skips its tests without it).
     extras_require={
         "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "pytest-xdist>=3.5", "ruff>=0.4"],
+        # with Detectron2 (not on PyPI, docs/detectron2.md): its COCOEvaluator's dependency
+        "d2": ["pycocotools>=2.0.6"],
     },
 )

@@ -120,8 +120,11 @@ def test_register_all_names_backbones_metadata(tmp_path):
         warnings.simplefilter("error")  # no "metadata renamed" warning
         register_all(cfg)
         register_all(cfg)  # idempotent
-    for name, cls in VPS_META:  # every name, aliases included
-        assert META_ARCH_REGISTRY.get(name) is cls
+    from vps_d2.d2.modeling import d2_meta_arch
+
+    for name, cls in VPS_META:  # every name, aliases included, with Detectron2 outputs
+        assert META_ARCH_REGISTRY.get(name) is d2_meta_arch(cls)
+        assert issubclass(d2_meta_arch(cls), cls)
     assert "SmallCNN" in BACKBONE_REGISTRY and "TimmBackbone" in BACKBONE_REGISTRY
     cfg.MODEL.BACKBONE.NAME = "SmallCNN"
     bb = d2_build_backbone(cfg)
@@ -131,7 +134,7 @@ def test_register_all_names_backbones_metadata(tmp_path):
         k: s.channels for k, s in bb.output_shape().items()
     }
     md = D2Meta.get("vps_sample_train")
-    assert md.evaluator_type == "vps" and len(md.thing_classes) == 6
+    assert md.evaluator_type == "sem_seg" and len(md.thing_classes) == 6
     # DATASETS.ROOT applies (a root without the data: the loader says where it looked)
     from detectron2.data import DatasetCatalog as D2Cat
 

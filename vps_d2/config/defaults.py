@@ -69,6 +69,10 @@ _C.INPUT.SIZE_TRAIN = (352, 352)
 # Test frames are resized to this (H, W) for the network; outputs go back to the
 # original frame size.
 _C.INPUT.SIZE_TEST = (352, 352)
+# Detectron2's test-time shortest-edge resize (its DefaultPredictor and DatasetMapper, with
+# vps_d2.d2). 0 = none: vps_d2's models resize to SIZE_TEST themselves, as in vps_d2's
+# evaluation. vps_d2's own loaders never resize test frames.
+_C.INPUT.MIN_SIZE_TEST = 0
 
 # Name in MAPPER_REGISTRY (vps_d2.data.mappers) of the training mapper, built as
 # ``cls(cfg, is_train=True)`` (Mask2Former's idea). Methods may register their own.
@@ -237,6 +241,29 @@ _C.TEST.EVAL_PERIOD = 0
 # EVALUATOR_REGISTRY, vps_d2.evaluation.build). Those whose outputs the model does not give
 # (class scores, boxes) report nothing.
 _C.TEST.EVALUATORS = ["VPSEvaluator", "ClassificationEvaluator", "DetectionEvaluator"]
+
+# Outputs in Detectron2's conventions, added to "prob" by the models vps_d2.d2 registers in
+# Detectron2 (detectron2.modeling.build_model, DefaultPredictor, demo/demo.py); vps_d2's
+# own models and engine never read these keys.
+_C.TEST.D2_OUTPUTS = CN()
+# "sem_seg": (2, H, W) scores [1 - prob, prob] (background, polyp).
+_C.TEST.D2_OUTPUTS.SEM_SEG = True
+# "instances" (pred_boxes, scores, pred_classes, pred_masks): "auto" = from the model's own
+# box and class outputs (Diff-VPS), none for a model without them; "components" = one
+# instance per connected component of prob > MASK_THRESHOLD (class: the model's class
+# prediction; a model without one gives no pred_classes); "none".
+_C.TEST.D2_OUTPUTS.INSTANCES = "auto"
+# Give the instances pred_masks (COCOEvaluator's "segm" needs them; Detectron2's
+# VideoVisualizer draws boxes only for instances without masks: tools/d2_demo.py turns this
+# off for videos).
+_C.TEST.D2_OUTPUTS.INSTANCE_MASKS = True
+# Probability threshold of pred_masks and of the connected components.
+_C.TEST.D2_OUTPUTS.MASK_THRESHOLD = 0.5
+# Components smaller than this many pixels are dropped ("components" mode).
+_C.TEST.D2_OUTPUTS.MIN_AREA = 0
+# Instances scoring below this are dropped (tools/d2_demo.py sets it from
+# --confidence-threshold).
+_C.TEST.D2_OUTPUTS.SCORE_THRESH = 0.0
 
 # Directory of logs, checkpoints, metrics.json, TensorBoard events.
 _C.OUTPUT_DIR = "./output"

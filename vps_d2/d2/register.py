@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from detectron2.data import DatasetCatalog as D2DatasetCatalog
-from detectron2.data import MetadataCatalog as D2MetadataCatalog
 from detectron2.layers import ShapeSpec as D2ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY as D2_BACKBONE_REGISTRY
 from detectron2.modeling import META_ARCH_REGISTRY as D2_META_ARCH_REGISTRY
 from detectron2.modeling import Backbone as D2Backbone
 
-from vps_d2.data import DatasetCatalog, MetadataCatalog
 from vps_d2.data.datasets import configure_datasets
 from vps_d2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
+
+from .config import extend_detectron2_defaults
+from .datasets import register_frame_datasets
+from .modeling import d2_meta_arch
 
 __all__ = ["D2BackboneAdapter", "register_all"]
 
 logger = logging.getLogger(__name__)
-
-# vps_d2 metadata key -> Detectron2's name for it (Detectron2 warns on the old names).
-_D2_METADATA_NAMES = {"class_names": "thing_classes"}
 
 
 class D2BackboneAdapter(D2Backbone):
@@ -57,54 +55,43 @@ def _backbone_builder(name: str, builder):
     return build
 
 
-def _d2_metadata(name: str) -> dict:
-    md = MetadataCatalog.get(name).as_dict_without_name()
-    return {_D2_METADATA_NAMES.get(k, k): v for k, v in md.items()}
-
-
 def register_all(cfg=None) -> dict[str, list[str]]:
     """Register every vps_d2 meta-architecture, backbone and dataset into Detectron2.
+
+    ``import vps_d2.d2`` calls it once (no cfg); call it again with a cfg to apply the
+    cfg's dataset options, or after loading a plug-in.
 
     Args:
         cfg: a config (vps_d2's or Detectron2's after :func:`add_vps_config`) whose dataset
             options (DATASETS.ROOT, DATASETS.SUN_SEG.*, DATASETS.CVC612.*) apply first.
 
-    Meta-architectures keep every name they have in vps_d2 (e.g. ``PGNAEN`` and ``EUVPS``);
-    backbones are registered as builders ``fn(cfg, input_shape)`` returning a
-    :class:`D2BackboneAdapter`; dataset loaders are vps_d2's, and Detectron2's metadata is
-    re-synchronised with vps_d2's at every call (``class_names`` is given as
-    ``thing_classes``). Names Detectron2 already has for something else are skipped (logged).
-    Idempotent.
+    Meta-architectures keep every name they have in vps_d2 (e.g. ``PGNAEN`` and ``EUVPS``),
+    as their subclass with Detectron2 outputs (:func:`vps_d2.d2.modeling.d2_meta_arch`: same
+    parameters, "sem_seg" and "instances" added); backbones are registered as builders
+    ``fn(cfg, input_shape)`` returning a :class:`D2BackboneAdapter`; datasets as their
+    per-frame view with Detectron2's metadata (:mod:`vps_d2.d2.datasets`); Detectron2's
+    default config gets vps_d2's keys (:func:`~vps_d2.d2.config.extend_detectron2_defaults`).
+    Names Detectron2 already has for something else are skipped (logged). Idempotent.
 
     Returns:
         The names newly registered, ``{"meta_archs", "backbones", "datasets"}``.
     """
     if cfg is not None:
         configure_datasets(cfg)
+    extend_detectron2_defaults()
     done: dict[str, list[str]] = {"meta_archs": [], "backbones": [], "datasets": []}
     for name, cls in META_ARCH_REGISTRY:
+        d2_cls = d2_meta_arch(cls)
         if name in D2_META_ARCH_REGISTRY:
-            if D2_META_ARCH_REGISTRY.get(name) is not cls:
+            if D2_META_ARCH_REGISTRY.get(name) is not d2_cls:
                 logger.info("Detectron2 already has a meta-architecture %s: skipped", name)
             continue
-        D2_META_ARCH_REGISTRY._do_register(name, cls)
+        D2_META_ARCH_REGISTRY._do_register(name, d2_cls)
         done["meta_archs"].append(name)
     for name, builder in BACKBONE_REGISTRY:
         if name in D2_BACKBONE_REGISTRY:
             continue
         D2_BACKBONE_REGISTRY._do_register(name, _backbone_builder(name, builder))
         done["backbones"].append(name)
-    for name in DatasetCatalog.list():
-        if name not in D2DatasetCatalog.list():
-            D2DatasetCatalog.register(name, DatasetCatalog[name])
-            done["datasets"].append(name)
-        elif D2DatasetCatalog[name] is not DatasetCatalog[name]:
-            logger.info("Detectron2 already has a dataset %s: skipped", name)
-            continue
-        wanted = _d2_metadata(name)
-        current = D2MetadataCatalog.get(name).as_dict()
-        current.pop("name", None)
-        if current != wanted:
-            D2MetadataCatalog.remove(name)
-            D2MetadataCatalog.get(name).set(**wanted)
+    done["datasets"] = register_frame_datasets()
     return done

@@ -44,6 +44,8 @@ from vps_d2.modeling import resolve_clip_config
 from vps_d2.solver import build_lr_scheduler
 from vps_d2.solver.train_step import OptimizerSet, TrainStep, build_train_step
 
+from .modeling import build_model
+
 __all__ = ["BestCheckpointer", "NamedLRScheduler", "PlainBackend", "StepTrainer", "Trainer"]
 
 logger = logging.getLogger(__name__)
@@ -178,7 +180,11 @@ class Trainer(DefaultTrainer):
     # ------------------------------------------------------------------ builders
     @classmethod
     def build_model(cls, cfg):
-        return VPSTrainer.build_model(cfg)
+        """vps_d2's model with Detectron2 outputs added in eval mode (same parameters)."""
+        model = build_model(cfg)
+        n = sum(p.numel() for p in model.parameters())
+        logger.info("Model %s: %.2f M parameters", type(model).__name__, n / 1e6)
+        return model
 
     @classmethod
     def build_optimizer(cls, cfg, model):
