@@ -54,7 +54,9 @@ class ArSDMCriterion(Criterion):
     def __init__(self, weight_dict, loss_type: str = "l1", adaptive: bool = True) -> None:
         super().__init__(weight_dict)
         if loss_type not in LOSS_TYPES:
-            raise ValueError(f"MODEL.ARSDM.LOSS.TYPE must be one of {LOSS_TYPES}, got {loss_type!r}")
+            raise ValueError(
+                f"MODEL.ARSDM.LOSS.TYPE must be one of {LOSS_TYPES}, got {loss_type!r}"
+            )
         self.loss_type = loss_type
         self.adaptive = bool(adaptive)
 

@@ -280,9 +280,8 @@ class SemanticUNet(nn.Module):
                 self.input_blocks.append(_Stage([down if resblock_updown else _Downsample(ch)]))
                 skips.append(ch)
                 ds *= 2
-        self.middle_block = _Stage(
-            [SPADEResBlock(ch, emb, ch, **spade), attention(ch), SPADEResBlock(ch, emb, ch, **spade)]
-        )
+        mid = [SPADEResBlock(ch, emb, ch, **spade), attention(ch)]
+        self.middle_block = _Stage([*mid, SPADEResBlock(ch, emb, ch, **spade)])
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_res_blocks + 1):
@@ -311,8 +310,8 @@ class SemanticUNet(nn.Module):
         if x.shape[-2] % mult or x.shape[-1] % mult:
             raise ValueError(
                 f"ArSDM U-Net: input {tuple(x.shape[-2:])} is not a multiple of {mult} "
-                f"({self.num_levels} levels in MODEL.ARSDM.UNET.CHANNEL_MULT): set INPUT.SIZE_TRAIN "
-                "and INPUT.SIZE_TEST to multiples"
+                f"({self.num_levels} levels in MODEL.ARSDM.UNET.CHANNEL_MULT): set "
+                "INPUT.SIZE_TRAIN and INPUT.SIZE_TEST to multiples"
             )
         emb = self.time_embed(timestep_embedding(t, self.model_channels).to(x.dtype))
         hs, h = [], x
