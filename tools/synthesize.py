@@ -7,7 +7,7 @@
       [--segmenter-config configs/frame_baseline_sample.yaml \\
        --segmenter-weights output/frame_baseline_sample/model_final.pth] \\
       [--name vps_sample_train_arsdm] [--batch-size 8] [--inception-weights FILE] \\
-      [--overwrite] [--opts KEY VALUE ...]
+      [--contact-sheet sheet.png] [--overwrite] [--opts KEY VALUE ...]
 
 One synthetic frame per mask of ``--masks-from`` (a registered dataset, or a folder of
 masks: ``<folder>/GT/<video>/*.png`` or ``<folder>/*.png``), in the SUN-SEG layout
@@ -51,6 +51,7 @@ from vps_d2.methods.arsdm.segmenter import build_frozen_segmenter
 from vps_d2.methods.arsdm.synthesis import (
     SPLIT_DIR,
     check_run,
+    contact_sheet,
     file_sha256,
     mask_videos,
     output_paths,
@@ -88,6 +89,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="registered name (default <masks>_arsdm)")
     p.add_argument("--batch-size", type=int, default=8, help="frames per generation call")
     p.add_argument("--inception-weights", default="", help="torchvision Inception-v3 file")
+    p.add_argument("--contact-sheet", default="", help="PNG: mask | synthetic | real rows")
     p.add_argument("--overwrite", action="store_true", help="delete --output first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--plugin", action="append", default=[], help="plug-in module or file")
@@ -187,6 +189,8 @@ def main(args) -> dict:
             stats["generated"],
             stats["skipped"],
         )
+        if args.contact_sheet:
+            contact_sheet(videos, args.output, args.contact_sheet)
         result = measure(args, cfg, videos, segmenter)
         atomic_write_json(os.path.join(args.output, "measures.json"), result)
         write_manifest(

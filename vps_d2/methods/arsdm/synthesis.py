@@ -37,6 +37,7 @@ from vps_d2.utils.file_io import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "RUN_FILE",
+    "contact_sheet",
     "SPLIT_DIR",
     "file_sha256",
     "mask_videos",
@@ -225,3 +226,39 @@ def check_run(output: str, fingerprint: dict) -> None:
 def write_manifest(output: str, manifest: dict) -> None:
     """``synthetic.json`` (atomically): the dataset's name, ``complete`` and the measures."""
     atomic_write_json(os.path.join(output, SYNTHETIC_MANIFEST), manifest)
+
+
+def contact_sheet(videos: list[dict], output: str, path: str, rows: int = 6, height: int = 96):
+    """A PNG of ``rows`` frames (spread over the videos), one row each: mask | synthetic |
+    real (when the real frame is known), each ``height`` pixels high; written atomically."""
+    picks = []
+    for k in range(rows):
+        v = videos[k * len(videos) // rows if len(videos) >= rows else k % len(videos)]
+        i = (k * 7) % len(v["gt_file_names"]) if len(videos) < rows else 0
+        picks.append((v, i))
+
+    def fit(img: np.ndarray) -> np.ndarray:
+        w = round(img.shape[1] * height / img.shape[0])
+        return cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
+
+    lines = []
+    for v, i in picks:
+        m = read_mask(v["gt_file_names"][i]).astype(np.uint8) * 255
+        mask = fit(cv2.cvtColor(m, cv2.COLOR_GRAY2BGR))
+        synth = fit(cv2.imread(output_paths(output, v["video_id"], v["frame_names"][i])[0]))
+        cells = [mask, synth]
+        if v["file_names"][i]:
+            cells.append(fit(cv2.imread(v["file_names"][i])))
+        gap = np.full((height, 4, 3), 255, np.uint8)
+        lines.append(np.concatenate([c for cell in cells for c in (cell, gap)][:-1], axis=1))
+    width = max(line.shape[1] for line in lines)
+    header = np.full((22, width, 3), 255, np.uint8)
+    titles = ["mask", "synthetic (ArSDM)", "real"]
+    for j, title in enumerate(titles[: 2 + bool(picks[0][0]["file_names"][picks[0][1]])]):
+        x = j * (lines[0].shape[1] // len(titles)) + 4
+        cv2.putText(header, title, (x, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    rows_img = [header]
+    for line in lines:
+        pad = np.full((height, width - line.shape[1], 3), 255, np.uint8)
+        rows_img += [np.concatenate([line, pad], axis=1), np.full((4, width, 3), 255, np.uint8)]
+    atomic_write_bytes(path, _encode(".png", np.concatenate(rows_img, axis=0)))
