@@ -37,6 +37,7 @@ EXPECTED = {
     "sali_sample.yaml": (3, "triplet", 1, 0),
     "pgn_aen_sample.yaml": (9, "window", 3, 2),  # K = 3 sub-clips of L = 3, clips of 3
     "diff_vps_sample.yaml": (5, "online", 1, 0),  # DELTA 4 previous frames + the target
+    "arsdm_sample.yaml": (1, "online", 1, 0),  # a generator: frames are independent samples
 }
 SAMPLES = {name: get_config_file(name) for name in EXPECTED}
 SAMPLES["toy.yaml"] = os.path.join(ROOT, "tests", "plugins", "toy.yaml")

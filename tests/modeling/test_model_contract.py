@@ -7,6 +7,10 @@ with random init; one training step through the engine's own step object gives f
 losses and a gradient for every trainable parameter; a 40-frame synthetic video streams to
 one output per frame with the documented keys and shapes, the same through Detectron2's
 per-batch forward as through ``stream()``; and the streaming state stops growing.
+
+A generator (``task = "generation"``, e.g. ArSDM) gets the same contract with its inverted
+inference: each test frame carries its mask and the output is ``{"image": uint8 (3, H, W)}``;
+the same mask sequence streamed twice gives the same frames.
 """
 
 import glob
@@ -120,7 +124,7 @@ def _train_batch(cfg, n=2, seed=0):
     return batch
 
 
-def _video(n, h=72, w=88, seed=1):
+def _video(n, h=72, w=88, seed=1, with_masks=False):
     rng = np.random.default_rng(seed)
     masks = _disc_masks(n, h, w, rng)
     frames = []
@@ -136,7 +140,30 @@ def _video(n, h=72, w=88, seed=1):
                 "video_length": n,
             }
         )
+        if with_masks:  # a generator's input: the frame's mask
+            frames[-1]["sem_seg"] = torch.from_numpy(masks[i].astype(np.float32))
     return frames
+
+
+def _check_output(model, out, h=72, w=88) -> None:
+    """The documented output of one frame, per the model's task."""
+    if getattr(model, "task", "segmentation") == "generation":
+        assert set(out) >= {"image"}, out.keys()
+        assert out["image"].shape == (3, h, w) and out["image"].dtype == torch.uint8
+        return
+    assert out["prob"].shape == (h, w) and out["prob"].dtype == torch.float32
+    assert float(out["prob"].min()) >= 0.0 and float(out["prob"].max()) <= 1.0
+    if "class_scores" in out:
+        assert out["class_scores"].shape == (len(CLASS_NAMES),)
+        assert float(out["class_scores"].sum()) == pytest.approx(1.0, abs=1e-5)
+    if "box" in out:
+        assert out["box"].shape == (4,)
+
+
+def _same_output(a, b) -> bool:
+    if "prob" in a:
+        return torch.allclose(a["prob"], b["prob"], atol=1e-6)
+    return torch.equal(a["image"], b["image"])
 
 
 def _state_nbytes(model) -> int:
@@ -204,17 +231,13 @@ def test_streaming_40_frames_one_output_each_and_bounded_state(config):
     cfg.merge_from_list(_small_memory_opts(config))
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    frames = _video(40)
+    generator = getattr(model, "task", "segmentation") == "generation"
+    assert getattr(model, "task", "segmentation") in ("segmentation", "generation")
+    frames = _video(40, with_masks=generator)
     outs = list(model.stream(frames))
     assert len(outs) == 40
     for o in outs:
-        assert o["prob"].shape == (72, 88) and o["prob"].dtype == torch.float32
-        assert float(o["prob"].min()) >= 0.0 and float(o["prob"].max()) <= 1.0
-        if "class_scores" in o:
-            assert o["class_scores"].shape == (len(CLASS_NAMES),)
-            assert float(o["class_scores"].sum()) == pytest.approx(1.0, abs=1e-5)
-        if "box" in o:
-            assert o["box"].shape == (4,)
+        _check_output(model, o)
     # Detectron2's protocol (batches of the clip contract's test_frames_per_batch
     # consecutive frames, state kept by the model per video) gives the same outputs as
     # stream().
@@ -225,13 +248,13 @@ def test_streaming_40_frames_one_output_each_and_bounded_state(config):
     for i in range(0, 40, n):
         batched += model(frames[i : i + n])
     for a, b in zip(outs, batched):
-        assert torch.allclose(a["prob"], b["prob"], atol=1e-6)
+        assert _same_output(a, b)
     # The stream state stops growing: the same after 60 and after 120 frames (multiples of
     # any clip length up to 6, so the last window is full in both).
     sizes = {}
     for length in (60, 120):
         model.reset()
-        video = _video(length)
+        video = _video(length, with_masks=generator)
         for i in range(0, length, n):
             model(video[i : i + n])
         sizes[length] = _state_nbytes(model)

@@ -112,6 +112,11 @@ _C.DATASETS.TEST = (
     "vps_sample_hard_seen",
     "vps_sample_hard_unseen",
 )
+# Folders of synthetic datasets (written by tools/synthesize.py: SUN-SEG layout plus a
+# synthetic.json manifest naming the dataset); each is registered under its manifest's
+# name, which DATASETS.TRAIN can then list beside the real data. Relative folders are looked
+# up under the datasets root, then the current directory.
+_C.DATASETS.SYNTHETIC = ()
 # Root of all datasets. "" = $VPS_DATASETS, else $DETECTRON2_DATASETS, else "datasets".
 _C.DATASETS.ROOT = ""
 _C.DATASETS.SUN_SEG = CN()

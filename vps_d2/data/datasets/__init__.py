@@ -9,12 +9,14 @@ from .builtin import BUILTIN_DATASETS, configure_datasets, get_datasets_root
 from .cvc612 import CVC612_SEQUENCES, find_cvc612_files, load_cvc612, validate_cvc612_splits
 from .folder import MaskBoxes, load_video_folder, register_video_folder, scan_video_folder
 from .sun_seg import SUN_SEG_SPLITS, holdout_videos, load_sun_seg
+from .synthetic import SYNTHETIC_MANIFEST, read_synthetic_manifest, register_synthetic_dataset
 
 __all__ = [
     "BUILTIN_DATASETS",
     "CVC612_SEQUENCES",
     "MaskBoxes",
     "SUN_SEG_SPLITS",
+    "SYNTHETIC_MANIFEST",
     "configure_datasets",
     "find_cvc612_files",
     "get_datasets_root",
@@ -22,6 +24,8 @@ __all__ = [
     "load_cvc612",
     "load_sun_seg",
     "load_video_folder",
+    "read_synthetic_manifest",
+    "register_synthetic_dataset",
     "register_video_folder",
     "scan_video_folder",
     "validate_cvc612_splits",

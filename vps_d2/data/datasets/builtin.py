@@ -36,6 +36,7 @@ from .cvc612 import load_cvc612, validate_cvc612_splits
 from .folder import update_metadata
 from .root import get_datasets_root, set_datasets_root
 from .sun_seg import SUN_SEG_SPLITS, holdout_videos, load_sun_seg
+from .synthetic import register_synthetic_dataset
 
 __all__ = ["BUILTIN_DATASETS", "configure_datasets", "get_datasets_root"]
 
@@ -77,6 +78,9 @@ def _apply(cfg, set_root: bool = True) -> None:
 def configure_datasets(cfg) -> None:
     """Apply ``DATASETS.ROOT``, ``DATASETS.SUN_SEG.*`` and ``DATASETS.CVC612.*`` of ``cfg``.
 
+    Also registers the synthetic datasets of ``DATASETS.SYNTHETIC`` (folders written by
+    tools/synthesize.py, :mod:`.synthetic`) under their manifests' names.
+
     Raises:
         ValueError: naming the key of an invalid value (holdout fraction outside [0, 1),
             CVC-612 sequence indices outside 0..28 or shared by two splits).
@@ -84,6 +88,8 @@ def configure_datasets(cfg) -> None:
     _apply(cfg)
     for name in BUILTIN_DATASETS:
         _refresh_metadata(name)
+    for folder in cfg.DATASETS.get("SYNTHETIC", ()):
+        register_synthetic_dataset(str(folder))
 
 
 def _settings() -> dict:

@@ -34,6 +34,12 @@ Every model registered in META_ARCH_REGISTRY subclasses :class:`VideoMetaArch`:
   latency. :func:`vps_d2.modeling.resolve_clip_config` checks ``INPUT.CLIP.LENGTH`` /
   ``INPUT.CLIP.SAMPLING`` against it and fills them in when unset (the engine's setup does,
   before any process starts); methods never read ``INPUT.CLIP`` themselves.
+* Task: :attr:`VideoMetaArch.task` is ``"segmentation"`` (everything above). A
+  ``"generation"`` model (an image generator such as ArSDM) trains the same way but
+  inverts the inference: each test frame carries its mask (``"sem_seg"`` (H, W), or a
+  ``"gt_file_name"``) and its output is ``{"image": uint8 (3, height, width)}`` in
+  INPUT.FORMAT, a frame generated for that mask; the streaming rules (one output per frame,
+  in order, bounded state) are the same. The contract tests check each task's outputs.
 * Training, beyond the default step: ``optimizer_groups()`` names the parameter groups of
   the optimizers (default ``{"main": trainable parameters}``), and :attr:`train_step` names
   the step object in ``vps_d2.engine.train_step.TRAIN_STEP_REGISTRY`` that runs one iteration.
@@ -142,6 +148,9 @@ class VideoMetaArch(nn.Module):
 
     #: True when frame t's output depends only on frames <= t and is given with frame t.
     online: bool = True
+    #: "segmentation" (frames in, foreground probabilities out) or "generation" (masks in,
+    #: generated frames out); see the module docstring.
+    task: str = "segmentation"
     #: Name of the training step in TRAIN_STEP_REGISTRY (SOLVER.TRAIN_STEP overrides it).
     train_step: str = "DefaultTrainStep"
     #: The method sections ``MODEL.<SECTION>`` this model reads (its own). Keys set in
