@@ -56,6 +56,10 @@ def add_arsdm_config(cfg: CN) -> None:
     # DDIM eta: 0 deterministic given the initial noise; 1 DDPM-like variance (the code's
     # sampling script and its refinement: 1.0). Every draw comes from the seeded generator.
     a.SAMPLER.ETA = 1.0
+    # Clamp each step's x_0 estimate to [-1, 1] (and recompute the noise from it), as
+    # guided diffusion's clip_denoised; the code does not (False). Generation only: the
+    # refinement chain keeps every gradient.
+    a.SAMPLER.CLIP_DENOISED = False
     # Generate with the EMA weights (code: its ema_scope) instead of the trained ones.
     a.SAMPLER.USE_EMA = True
     # Noise of a generated frame: "video" (the initial noise and every step's noise drawn

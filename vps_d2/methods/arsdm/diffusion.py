@@ -91,16 +91,21 @@ class GaussianDiffusion(nn.Module):
         t_prev: torch.Tensor,
         eta: float,
         noise: torch.Tensor | None,
+        clip: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One DDIM update: returns (x_{t_prev}, predicted x_0), all (N, C, H, W).
 
         ``x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma z`` with
         ``sigma = eta sqrt((1 - a_prev) / (1 - a_t) (1 - a_t / a_prev))``; ``t_prev`` -1 is
-        the end of the chain (a_prev = alphas_cumprod[0], the code's).
+        the end of the chain (a_prev = alphas_cumprod[0], the code's). ``clip``: x0 clamped
+        to [-1, 1] and eps recomputed from it (guided diffusion's ``clip_denoised``).
         """
         a_t = self._abar(t).to(x_t.dtype)
         a_prev = self._abar(t_prev).to(x_t.dtype)
         x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        if clip:
+            x0 = x0.clamp(-1, 1)
+            eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
         x_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
         if eta > 0:
@@ -114,11 +119,13 @@ class GaussianDiffusion(nn.Module):
         steps: int,
         eta: float,
         noise_fn: NoiseFn | None = None,
+        clip: bool = False,
     ) -> torch.Tensor:
         """x_T (N, C, H, W) -> x_0 along the DDIM grid of ``steps`` (``eps_fn(x, t)`` the
-        noise prediction; ``noise_fn(shape)`` the step noises when eta > 0)."""
+        noise prediction; ``noise_fn(shape)`` the step noises when eta > 0; ``clip`` each
+        step's x0 to [-1, 1])."""
         grid = self.ddim_timesteps(steps)
-        return self.reverse(eps_fn, x_T, grid[::-1], eta, noise_fn)
+        return self.reverse(eps_fn, x_T, grid[::-1], eta, noise_fn, clip=clip)
 
     def reverse(
         self,
@@ -129,11 +136,12 @@ class GaussianDiffusion(nn.Module):
         noise_fn: NoiseFn | None = None,
         eps_first: torch.Tensor | None = None,
         grad_steps: int = 0,
+        clip: bool = False,
     ) -> torch.Tensor:
         """The DDIM chain from ``x`` at ``timesteps[0]`` down to the end, over the
         descending ``timesteps``. ``eps_first``: the noise prediction at the first step when
         already computed. ``grad_steps`` > 0: only the last ``grad_steps`` updates keep a
-        graph (the others run under no_grad)."""
+        graph (the others run under no_grad). ``clip``: see :meth:`ddim_step`."""
         n = x.shape[0]
         if eta > 0 and noise_fn is None:
             noise_fn = lambda shape: torch.randn(shape, device=x.device, dtype=x.dtype)  # noqa: E731
@@ -148,5 +156,5 @@ class GaussianDiffusion(nn.Module):
                 eps = eps_first if (i == 0 and eps_first is not None) else eps_fn(x, tt)
                 if not keep_graph:
                     eps = eps.detach()
-                x, _ = self.ddim_step(x, eps, tt, tp, eta, noise)
+                x, _ = self.ddim_step(x, eps, tt, tp, eta, noise, clip)
         return x

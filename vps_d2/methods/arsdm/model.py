@@ -95,6 +95,7 @@ class ArSDM(VideoMetaArch):
         sampler_steps: int = 200,
         sampler_eta: float = 1.0,
         sample_with_ema: bool = True,
+        clip_denoised: bool = False,
         noise_mode: str = "video",
         seed: int = 0,
         refine_steps: int = 200,
@@ -125,6 +126,7 @@ class ArSDM(VideoMetaArch):
         self.sampler_steps = int(sampler_steps)
         self.sampler_eta = float(sampler_eta)
         self.sample_with_ema = bool(sample_with_ema)
+        self.clip_denoised = bool(clip_denoised)
         self.noise_mode = noise_mode
         self.seed = int(seed)
         self.refine_steps = int(refine_steps)
@@ -157,6 +159,7 @@ class ArSDM(VideoMetaArch):
             "sampler_steps": a.SAMPLER.STEPS,
             "sampler_eta": a.SAMPLER.ETA,
             "sample_with_ema": a.SAMPLER.USE_EMA,
+            "clip_denoised": a.SAMPLER.CLIP_DENOISED,
             "noise_mode": a.SAMPLER.NOISE,
             "seed": a.SAMPLER.SEED,
             "refine_steps": a.REFINE.STEPS,
@@ -294,7 +297,12 @@ class ArSDM(VideoMetaArch):
 
         x_T = draw()
         x0 = self.diffusion.ddim_sample(
-            lambda x, t: unet(x, t, cond), x_T, self.sampler_steps, self.sampler_eta, draw
+            lambda x, t: unet(x, t, cond),
+            x_T,
+            self.sampler_steps,
+            self.sampler_eta,
+            draw,
+            clip=self.clip_denoised,
         )
         return x0.clamp(-1, 1)
 

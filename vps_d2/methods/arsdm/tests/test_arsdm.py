@@ -166,6 +166,19 @@ def test_ddim_grid_and_steps_against_closed_form():
     assert float(with_noise - without) == pytest.approx(float(posterior.sqrt() * z), rel=1e-4)
 
 
+def test_clip_denoised_clamps_x0_and_keeps_the_step_consistent():
+    d = GaussianDiffusion(make_beta_schedule("scaled_linear", 1000, 0.0015, 0.0205))
+    x_t, eps = torch.full((1, 1, 2, 2), 0.5), torch.full((1, 1, 2, 2), -3.0)
+    t, tp = torch.tensor([900]), torch.tensor([800])
+    _, x0 = d.ddim_step(x_t, eps, t, tp, 0.0, None)
+    assert float(x0.max()) > 1  # the raw estimate leaves the image range
+    x_prev, x0c = d.ddim_step(x_t, eps, t, tp, 0.0, None, clip=True)
+    assert torch.equal(x0c, torch.ones_like(x0c))
+    a_t, a_p = d.alphas_cumprod[900], d.alphas_cumprod[800]
+    eps_c = (x_t - a_t.sqrt()) / (1 - a_t).sqrt()  # the noise that x_t and x0 = 1 imply
+    assert torch.allclose(x_prev, a_p.sqrt() + (1 - a_p).sqrt() * eps_c, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------- losses
 def test_adaptive_weights_match_eq7():
     m = torch.zeros(3, 4, 5)

@@ -95,7 +95,7 @@ def _synth_cmd(trained, out, *extra):
         "--opts",
         *TINY,
         "MODEL.ARSDM.SAMPLER.STEPS",
-        "40",
+        "10",
     ]
 
 
