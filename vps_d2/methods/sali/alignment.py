@@ -196,9 +196,7 @@ class NonLocalFusion(nn.Module):
     the last partial window is pooled too).
     """
 
-    def __init__(
-        self, *, channels: int = 32, pool_size: int = 2, ceil_mode: bool = False
-    ) -> None:
+    def __init__(self, *, channels: int = 32, pool_size: int = 2, ceil_mode: bool = False) -> None:
         super().__init__()
         c2 = 2 * channels
         self.pool_size = int(pool_size)

@@ -88,7 +88,9 @@ def _table() -> list[Rule]:
     # Pyramid alignment (l1 finest .. l3 coarsest).
     for lvl in range(3):
         dst = "sam.align"
-        rules.append(Rule(rf"pcd_align\.offset_conv1\.l{lvl + 1}\.{_P}", rf"{dst}.offset_in.{lvl}.\1"))
+        rules.append(
+            Rule(rf"pcd_align\.offset_conv1\.l{lvl + 1}\.{_P}", rf"{dst}.offset_in.{lvl}.\1")
+        )
         if lvl == 2:
             rules.append(Rule(rf"pcd_align\.offset_conv2\.l3\.{_P}", rf"{dst}.offset_top.\1"))
         else:

@@ -154,8 +154,9 @@ class Res2NetConverter(WeightConverter):
     """Res2Net release files (res2net50_v1b_26w_4s, Gao et al.) -> timm's res2net50d names.
 
     The names are timm's already (timm ported these files): the table lists the module
-    families (deep stem conv1.0/1/3/4/6 + bn1, layer1-4 with convs/bns, avg-pool shortcut
-    downsample.1/2) and declares the ImageNet classifier ``fc`` unused by the backbone."""
+    families (stem conv1 or the v1b deep stem conv1.0-6, bn1; layer1-4 with conv1/bn1,
+    convs/bns, conv3/bn3, downsample) and keeps the ImageNet classifier ``fc`` (timm's full
+    model has it; the features_only backbone leaves it out when loading)."""
 
     name = "res2net"
     version = 1
@@ -164,14 +165,12 @@ class Res2NetConverter(WeightConverter):
     signature = ("layer1.0.convs.0.weight", "layer1.0.bns.0.weight")
 
     def rules(self, state):
-        bn = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+        t = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+        block = r"layer\d+\.\d+\.(?:conv1|bn1|conv3|bn3|convs\.\d+|bns\.\d+|downsample\.\d+)"
         return [
-            Rule(r"(conv1\.\d+)\.(weight|bias)", r"\1.\2"),
-            Rule(rf"(conv1\.\d+)\.{bn}", r"\1.\2"),
-            Rule(rf"bn1\.{bn}", r"bn1.\1"),
-            Rule(r"(layer\d+\.\d+\.(?:conv1|conv3|convs\.\d+|downsample\.\d+))\.weight", r"\1.weight"),
-            Rule(rf"(layer\d+\.\d+\.(?:bn1|bn3|bns\.\d+|downsample\.\d+))\.{bn}", r"\1.\2"),
-            Rule(rf"fc\.{_P}", rf"fc.\1"),
+            Rule(rf"(conv1\.\d+|bn1)\.{t}", r"\1.\2"),  # stem (deep in v1b: conv1.0-6)
+            Rule(rf"({block})\.{t}", r"\1.\2"),
+            Rule(rf"fc\.{_P}", r"fc.\1"),
         ]
 
 

@@ -265,7 +265,12 @@ def test_ablation_switches_change_the_module_set():
 # each deformable conv; the output conv of each non-local block).
 def _expected_zero_grad(name: str) -> bool:
     return name.startswith(
-        ("sam.align.offset_in.", "sam.align.offset_top.", "sam.align.offset_fuse.", "sam.align.offset_out.")
+        (
+            "sam.align.offset_in.",
+            "sam.align.offset_top.",
+            "sam.align.offset_fuse.",
+            "sam.align.offset_out.",
+        )
     ) or (name.startswith("sam.harmonise.") and ".g." in name)
 
 
