@@ -17,6 +17,8 @@ from fvcore.common.checkpoint import Checkpointer
 
 from vps_d2.utils.file_io import atomic_write_bytes
 
+from .convert import ConversionError, detect_source, unwrap_state_dict
+
 __all__ = [
     "AtomicSaveMixin",
     "CheckpointError",
@@ -57,6 +59,29 @@ class AtomicSaveMixin:
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write_bytes(path, last_filename_basename.encode())
+
+
+def _raise_if_unconverted(data: dict, path: str) -> None:
+    """One line naming ``tools/convert_weights.py --from ...`` when ``data`` is a published
+    checkpoint in its original format (a registered converter recognises it)."""
+    try:
+        state = unwrap_state_dict(data)
+    except ConversionError:
+        return
+    conv = detect_source(state)
+    if conv is None:
+        return
+    out = os.path.splitext(os.path.basename(path))[0] + "_vps_d2.pth"
+    if conv.target == "backbone":
+        raise CheckpointError(
+            f"MODEL.WEIGHTS {path!r} is a backbone file ({conv.description}), not a vps_d2 "
+            f"model checkpoint: set MODEL.BACKBONE.WEIGHTS {path} instead"
+        )
+    raise CheckpointError(
+        f"MODEL.WEIGHTS {path!r} is an unconverted checkpoint ({conv.description}): convert "
+        f"it with python tools/convert_weights.py --from {conv.name} --input {path} --output "
+        f"{out} and use --config-file configs/{conv.config} MODEL.WEIGHTS {out}"
+    )
 
 
 class VPSCheckpointer(AtomicSaveMixin, Checkpointer):
@@ -109,6 +134,8 @@ class VPSCheckpointer(AtomicSaveMixin, Checkpointer):
             raise CheckpointError(
                 f"Cannot read checkpoint {f!r} (corrupt or not a torch file): {e}"
             ) from e
+        if isinstance(data, dict) and "conversion" not in data:
+            _raise_if_unconverted(data, f)
         if isinstance(data, dict) and "model" not in data:
             if all(isinstance(v, torch.Tensor) for v in data.values()):
                 data = {"model": data}  # a bare state dict

@@ -47,11 +47,15 @@ _C.MODEL.BACKBONE.OUT_INDICES = [1, 2, 3, 4]
 # Extra keyword arguments for timm.create_model, as a list of KEY VALUE pairs,
 # e.g. ["feature_location", ""] for HRNet's raw branches.
 _C.MODEL.BACKBONE.TIMM_KWARGS = []
+# eps of every LayerNorm of the timm model (0 = the model's own, e.g. 1e-6 in timm's
+# pvt_v2). Transformers' SegFormer (MiT) encoders use 1e-5: Diff-VPS's public config sets it.
+_C.MODEL.BACKBONE.LAYER_NORM_EPS = 0.0
 # Whether the backbone must start from pretrained (ImageNet) weights. When True,
 # WEIGHTS must name a local file; vps_d2 never downloads anything.
 _C.MODEL.BACKBONE.PRETRAINED = False
-# Local path to the backbone's pretrained weights (a timm/torchvision state dict,
-# .pth/.pt/.bin/.safetensors). Used when non-empty, whatever PRETRAINED says.
+# Local path to the backbone's pretrained weights (a timm/torchvision state dict, or an
+# official release file read through timm's checkpoint filter, e.g. the PVT authors'
+# pvt_v2_b5.pth; .pth/.pt/.bin/.safetensors). Used when non-empty, whatever PRETRAINED says.
 _C.MODEL.BACKBONE.WEIGHTS = ""
 # Freeze the first N feature levels (0 = train everything).
 _C.MODEL.BACKBONE.FREEZE_AT = 0

@@ -22,6 +22,10 @@ def add_diff_vps_config(cfg: CN) -> None:
     d.IN_FEATURES = ["res2", "res3", "res4", "res5"]
     # Channels of the FPN outputs H_j (and of the mask latent, which is fused with H_1).
     d.FPN_CHANNELS = 64
+    # FPN top-down path: "lateral" (the public code: each level adds only the upsampled
+    # lateral of the level above; the paper is silent) or "cumulative" (the usual FPN: the
+    # upsampled running sum).
+    d.FPN_TOP_DOWN = "lateral"
     # Number of pathological classes of the classification head (vps_d2.data.CLASS_NAMES).
     d.NUM_CLASSES = 6
     # Ablations (Table 3 of the paper): #1 = all False; #2 = USE_MDM; #3 = USE_TRM;
@@ -67,9 +71,12 @@ def add_diff_vps_config(cfg: CN) -> None:
     # Dropout before the mask predictor.
     d.HEAD.DROPOUT = 0.1
     # Box head: 1x1 conv to this many channels, global pooling, then an MLP with hidden
-    # width BOX_HIDDEN to (cx, cy, w, h) (sigmoid).
+    # width BOX_HIDDEN to (cx, cy, w, h), then BOX_ACT.
     d.HEAD.BOX_CHANNELS = 64
     d.HEAD.BOX_HIDDEN = 16
+    # Activation of the box output: "relu" (the public code; the paper is silent) or
+    # "sigmoid" (bounded to [0, 1]). Streaming outputs are clamped to [0, 1] either way.
+    d.HEAD.BOX_ACT = "relu"
 
     d.RECONSTRUCTION = CN()
     # Channels of the all-MLP reconstruction decoder on the temporal features R_j.

@@ -5,22 +5,27 @@
   level averaged over time (R_j). Both are vps_d2 backbones (levels "res2".."res5",
   strides 4..32).
 * :func:`fuse`: H_j input = S_j + R_j (element-wise).
-* :class:`PriorFPN`: torchvision's FeaturePyramidNetwork: 1x1 lateral C_j -> C, top-down
-  nearest-upsample-and-add, a 3x3 conv per level, no norm -> four C-channel maps.
+* :class:`PriorFPN`: 1x1 lateral C_j -> C, top-down nearest-upsample-and-add, a 3x3 conv
+  per level, no norm -> four C-channel maps. Top-down ``"lateral"`` (the public code): level
+  j adds only the upsampled LATERAL of level j+1, ``P_j = conv3x3(L_j + up(L_{j+1}))``
+  (coarsest: ``conv3x3(L_J)``); ``"cumulative"`` (the usual FPN, torchvision's): it adds the
+  upsampled running sum, ``M_j = L_j + up(M_{j+1})``, ``P_j = conv3x3(M_j)``.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from torchvision.ops import FeaturePyramidNetwork
+import torch.nn.functional as F
 
 from vps_d2.modeling.backbone import Backbone
 
-__all__ = ["DualEncoder", "PriorFPN", "fuse"]
+__all__ = ["FPN_TOP_DOWN", "DualEncoder", "PriorFPN", "fuse"]
+
+#: MODEL.DIFF_VPS.FPN_TOP_DOWN values (see :class:`PriorFPN`).
+FPN_TOP_DOWN = ("lateral", "cumulative")
 
 
 class DualEncoder(nn.Module):
@@ -93,13 +98,33 @@ def fuse(spatial: list[torch.Tensor], temporal: list[torch.Tensor] | None) -> li
 
 
 class PriorFPN(nn.Module):
-    """list of (B, C_j, h_j, w_j) finest first -> list of (B, channels, h_j, w_j)."""
+    """list of (B, C_j, h_j, w_j) finest first -> list of (B, channels, h_j, w_j).
 
-    def __init__(self, in_channels: Sequence[int], channels: int = 64) -> None:
+    ``top_down``: ``"lateral"`` or ``"cumulative"`` (module docstring). Upsampling is
+    nearest to the finer level's size.
+    """
+
+    def __init__(
+        self, in_channels: Sequence[int], channels: int = 64, top_down: str = "lateral"
+    ) -> None:
         super().__init__()
-        self.fpn = FeaturePyramidNetwork(list(in_channels), channels)
+        if top_down not in FPN_TOP_DOWN:
+            raise ValueError(
+                f"MODEL.DIFF_VPS.FPN_TOP_DOWN must be one of {FPN_TOP_DOWN}, got {top_down!r}"
+            )
+        self.lateral = nn.ModuleList([nn.Conv2d(c, channels, 1) for c in in_channels])
+        self.output = nn.ModuleList(
+            [nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels]
+        )
         self.channels = channels
+        self.top_down = top_down
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        out = self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
-        return list(out.values())
+        if len(feats) != len(self.lateral):
+            raise ValueError(f"PriorFPN: {len(self.lateral)} levels expected, got {len(feats)}")
+        lat = [conv(f) for conv, f in zip(self.lateral, feats)]
+        merged = list(lat)
+        for j in range(len(lat) - 2, -1, -1):
+            above = merged[j + 1] if self.top_down == "cumulative" else lat[j + 1]
+            merged[j] = lat[j] + F.interpolate(above, size=lat[j].shape[-2:], mode="nearest")
+        return [conv(m) for conv, m in zip(self.output, merged)]

@@ -3,15 +3,17 @@
 * :class:`LogSNREmbedding`: log-SNR (B,) -> time embedding (B, D): learned sinusoidal
   features ``[x, sin(2 pi w x), cos(2 pi w x)]`` (``num_freqs`` learnable w) -> Linear ->
   GELU -> Linear;
-* :class:`LatentFusion`: noisy mask latent z_t (B, C, h1, w1) concatenated with H_1 -> BN ->
-  conv3x3 -> LeakyReLU -> conv3x3 -> (B, C, h1, w1), which replaces H_1;
+* :class:`LatentFusion`: H_1 concatenated with the noisy mask latent z_t (B, C, h1, w1), in
+  this order -> BN -> conv3x3 -> LeakyReLU -> conv3x3 -> (B, C, h1, w1), which replaces H_1;
 * :class:`FiLM`: ``x * (1 + scale) + shift`` with (scale, shift) = Linear(SiLU(temb));
 * :class:`DecodeHead`: per level 1x1 "MLP" C -> D with FiLM, resized to 1/4, concatenated
-  (4D) -> 1x1 conv -> F (B, D, h1, w1); mask predictor BN -> ReLU -> dropout -> 1x1 conv
+  coarsest level first (4D, SegFormer's order) -> 1x1 conv (no bias) -> F (B, D, h1, w1);
+  mask predictor BN -> ReLU -> dropout -> 1x1 conv
   -> x0 mask logits (B, 1, h1, w1) (the head predicts the mask, not the noise);
 * :class:`ClassHead`: global average of F -> Linear -> class logits (B, num_classes);
-* :class:`BoxHead`: the conditioned levels resized to 1/4 and concatenated -> 1x1 conv ->
-  global average -> MLP -> sigmoid -> box (B, 4) normalised (cx, cy, w, h).
+* :class:`BoxHead`: the conditioned levels resized to 1/4 and concatenated, coarsest first ->
+  1x1 conv (no bias) -> global average -> MLP -> ReLU (the public code) or sigmoid -> box
+  (B, 4) normalised (cx, cy, w, h).
 """
 
 from __future__ import annotations
@@ -25,7 +27,18 @@ import torch.nn.functional as F
 
 from vps_d2.modeling.layers import MLP, ConvNormAct
 
-__all__ = ["BoxHead", "ClassHead", "DecodeHead", "FiLM", "LatentFusion", "LogSNREmbedding"]
+__all__ = [
+    "BOX_ACTIVATIONS",
+    "BoxHead",
+    "ClassHead",
+    "DecodeHead",
+    "FiLM",
+    "LatentFusion",
+    "LogSNREmbedding",
+]
+
+#: MODEL.DIFF_VPS.HEAD.BOX_ACT values: the box output's activation.
+BOX_ACTIVATIONS = ("relu", "sigmoid")
 
 
 def _resize(x: torch.Tensor, size) -> torch.Tensor:
@@ -58,7 +71,7 @@ class LogSNREmbedding(nn.Module):
 
 
 class LatentFusion(nn.Module):
-    """[z_t (B, C_z, h, w), H_1 (B, C, h, w)] -> BN -> conv3x3 (hidden) -> LeakyReLU ->
+    """[H_1 (B, C, h, w), z_t (B, C_z, h, w)] -> BN -> conv3x3 (hidden) -> LeakyReLU ->
     conv3x3 -> (B, C, h, w)."""
 
     def __init__(self, latent_channels: int, channels: int, hidden: int = 256) -> None:
@@ -73,7 +86,7 @@ class LatentFusion(nn.Module):
             raise ValueError(
                 f"LatentFusion: latent {tuple(z.shape)} and H_1 {tuple(h1.shape)} differ in size"
             )
-        return self.conv2(self.conv1(self.norm(torch.cat([z, h1], dim=1))))
+        return self.conv2(self.conv1(self.norm(torch.cat([h1, z], dim=1))))
 
 
 class FiLM(nn.Module):
@@ -109,7 +122,7 @@ class DecodeHead(nn.Module):
         super().__init__()
         self.proj = nn.ModuleList([nn.Conv2d(c, channels, 1) for c in in_channels])
         self.film = nn.ModuleList([FiLM(time_dim, channels) for _ in in_channels])
-        self.fuse = nn.Conv2d(channels * len(in_channels), channels, 1)
+        self.fuse = nn.Conv2d(channels * len(in_channels), channels, 1, bias=False)
         self.predictor = nn.Sequential(
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
@@ -123,7 +136,7 @@ class DecodeHead(nn.Module):
             _resize(film(proj(x), temb), size)
             for proj, film, x in zip(self.proj, self.film, levels)
         ]
-        f = self.fuse(torch.cat(feats, dim=1))
+        f = self.fuse(torch.cat(feats[::-1], dim=1))  # coarsest first
         return f, self.predictor(f)
 
 
@@ -139,16 +152,28 @@ class ClassHead(nn.Module):
 
 
 class BoxHead(nn.Module):
-    """Levels (B, C_j, h_j, w_j) -> resized to the finest, concatenated -> 1x1 conv ->
-    global average -> MLP (Linear, ReLU, Linear) -> sigmoid -> (B, 4) normalised
-    (cx, cy, w, h)."""
+    """Levels (B, C_j, h_j, w_j) finest first -> resized to the finest, concatenated
+    coarsest first -> 1x1 conv (no bias) -> global average -> MLP (Linear, ReLU, Linear) ->
+    ``act`` ("relu": the public code; "sigmoid") -> (B, 4) normalised (cx, cy, w, h)."""
 
-    def __init__(self, in_channels: Sequence[int], channels: int = 64, hidden: int = 16) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        channels: int = 64,
+        hidden: int = 16,
+        act: str = "relu",
+    ) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(sum(in_channels), channels, 1)
+        if act not in BOX_ACTIVATIONS:
+            raise ValueError(
+                f"MODEL.DIFF_VPS.HEAD.BOX_ACT must be one of {BOX_ACTIVATIONS}, got {act!r}"
+            )
+        self.reduce = nn.Conv2d(sum(in_channels), channels, 1, bias=False)
         self.mlp = MLP(channels, hidden, 4, num_layers=2)
+        self.act = act
 
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
         size = levels[0].shape[-2:]
-        x = self.reduce(torch.cat([_resize(x, size) for x in levels], dim=1))
-        return self.mlp(x.mean(dim=(2, 3))).sigmoid()
+        x = self.reduce(torch.cat([_resize(x, size) for x in levels[::-1]], dim=1))
+        box = self.mlp(x.mean(dim=(2, 3)))
+        return box.relu() if self.act == "relu" else box.sigmoid()

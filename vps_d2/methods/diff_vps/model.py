@@ -177,13 +177,15 @@ class DiffVPS(VideoMetaArch):
         dsc = d.DISCRIMINATOR
         return {
             "backbone": encoder,
-            "fpn": PriorFPN(encoder.channels, c),
+            "fpn": PriorFPN(encoder.channels, c, d.FPN_TOP_DOWN),
             "mask_embed": MaskLatentEmbedding(c, d.DIFFUSION.BIT_SCALE),
             "latent_fusion": LatentFusion(c, c, hd.LATENT_HIDDEN),
             "time_embed": LogSNREmbedding(hd.TIME_FREQS, hd.TIME_DIM),
             "decode_head": DecodeHead(levels, hd.CHANNELS, hd.TIME_DIM, hd.DROPOUT),
             "class_head": ClassHead(hd.CHANNELS, d.NUM_CLASSES) if d.USE_MDM else None,
-            "box_head": BoxHead(levels, hd.BOX_CHANNELS, hd.BOX_HIDDEN) if d.USE_MDM else None,
+            "box_head": (
+                BoxHead(levels, hd.BOX_CHANNELS, hd.BOX_HIDDEN, hd.BOX_ACT) if d.USE_MDM else None
+            ),
             "reconstruction": (
                 ReconstructionDecoder(encoder.channels, d.RECONSTRUCTION.CHANNELS)
                 if d.USE_TRM

@@ -1,9 +1,9 @@
 """TRM reconstruction decoder: temporal features R_j -> the (normalised) target frame.
 
 A SegFormer-style all-MLP head: per level a 1x1 "MLP" C_j -> D, resized to the finest level
-(1/4), concatenated (4D) -> 1x1 conv + BN + ReLU -> 1x1 conv to 3 channels -> bilinear to
-the frame size. Trained with MSE against the normalised target frame (and, with the
-adversarial term, against the discriminator).
+(1/4), concatenated coarsest first (4D, SegFormer's order) -> 1x1 conv + BN + ReLU -> 1x1
+conv to 3 channels -> bilinear to the frame size. Trained with MSE against the normalised
+target frame (and, with the adversarial term, against the discriminator).
 """
 
 from __future__ import annotations
@@ -38,5 +38,5 @@ class ReconstructionDecoder(nn.Module):
             if y.shape[-2:] != first:
                 y = F.interpolate(y, size=first, mode="bilinear", align_corners=False)
             feats.append(y)
-        out = self.predictor(self.fuse(torch.cat(feats, dim=1)))
+        out = self.predictor(self.fuse(torch.cat(feats[::-1], dim=1)))  # coarsest first
         return F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)

@@ -8,15 +8,17 @@
   plain convolution scaled by sigmoid(0) = 0.5).
 * :class:`PyramidAlignment` -- aligns a source feature pyramid (a neighbour frame, or the
   memory readout) to a reference pyramid (the current frame), coarse to fine: at every
-  level the offset features are computed from the concatenated pair and fused with the
-  coarser level's offset features upsampled x2 (values scaled by 2, the size ratio), and
-  the aligned feature is fused with the coarser aligned feature upsampled (EDVR's pyramid,
-  without the final cascading stage). The levels are the model's backbone levels (strides
-  8, 16, 32): they form a x2 pyramid of equal channel counts.
-* :class:`NonLocalHarmonisation` -- space-time non-local block over the current and the
-  aligned frame (theta = x, phi = max-pool(x), g = max-pool(1x1 conv(x)),
-  softmax(theta^T phi), zero-initialised output conv, residual), then the frames are
-  concatenated on channels, fused by a 1x1 conv and a 3x3 conv + BN.
+  level the offset features are computed from the concatenated pair (two convs at the
+  coarsest level); at the finer levels they are fused with the coarser level's offset
+  features upsampled x2 (values scaled by 2, the size ratio), and the aligned feature is
+  fused with the coarser aligned feature upsampled (EDVR's pyramid, without the final
+  cascading stage, as SALI's public code). The levels are the model's backbone levels
+  (strides 8, 16, 32): they form a x2 pyramid of equal channel counts.
+* :class:`NonLocalFusion` -- the harmonisation of two maps of one level (SALI's public
+  code; the paper: "concatenation, self-attention plus a convolution"): x = [a, b] on
+  channels (2C); a non-local block on x (theta = x, phi = max-pool(x), g = max-pool(1x1
+  conv(x)) with C channels, softmax(theta^T phi), zero-initialised 1x1 output conv,
+  residual); then a 1x1 conv of [x, z] (4C -> 2C) and a 3x3 conv + BN (2C -> C).
 * :class:`ShortTermAlignment` -- the whole SAM, per level.
 """
 
@@ -35,7 +37,7 @@ from vps_d2.modeling.layers import ConvNormAct
 __all__ = [
     "DeformAlignConv",
     "ModulatedDeformConv2d",
-    "NonLocalHarmonisation",
+    "NonLocalFusion",
     "PyramidAlignment",
     "ShortTermAlignment",
     "effective_pool_size",
@@ -139,6 +141,8 @@ class PyramidAlignment(nn.Module):
         self.num_levels = num_levels
         coarsest = num_levels - 1
         self.offset_in = nn.ModuleList([_conv3x3(2 * c, c) for _ in range(num_levels)])
+        # The coarsest level's second offset conv (no coarser offsets to fuse there).
+        self.offset_top = _conv3x3(c, c)
         # Fuse with the coarser level's offset features (not on the coarsest level).
         self.offset_fuse = nn.ModuleList([_conv3x3(2 * c, c) for _ in range(coarsest)])
         self.offset_out = nn.ModuleList([_conv3x3(c, c) for _ in range(coarsest)])
@@ -161,7 +165,9 @@ class PyramidAlignment(nn.Module):
         for lvl in reversed(range(self.num_levels)):
             s, r = src[lvl], ref[lvl]
             offset = self.act(self.offset_in[lvl](torch.cat([s, r], 1)))
-            if prev_offset is not None:
+            if prev_offset is None:
+                offset = self.act(self.offset_top(offset))
+            else:
                 scale = s.shape[-2] / prev_offset.shape[-2]
                 up = (
                     F.interpolate(
@@ -189,65 +195,54 @@ def effective_pool_size(window: int, height: int, width: int) -> int:
     return max(1, min(int(window), height, width))
 
 
-class NonLocalHarmonisation(nn.Module):
-    """Space-time non-local block over T frames, then channel fusion.
+class NonLocalFusion(nn.Module):
+    """Fuse two maps of one level: channel concatenation, non-local block, convs.
 
-    forward(list of T tensors (B, C, H, W)) -> (B, C, H, W). Keys/values are max-pooled
-    with a ``pool_size`` window (ceil mode; clamped to the feature size, see
-    :func:`effective_pool_size`).
+    forward(a (B, C, H, W), b (B, C, H, W)) -> (B, C, H, W). With x = [a, b] (2C channels):
+    ``z = x + W(softmax(theta^T phi) g)`` (theta = x (B, HW, 2C), phi = max-pool(x),
+    g = max-pool(1x1 conv(x)) with C channels, W a zero-initialised 1x1 conv C -> 2C), then
+    ``proj(fuse([x, z]))`` (1x1 conv 4C -> 2C, 3x3 conv + BN 2C -> C, no activation). The
+    max-pool window is ``pool_size`` (clamped to the feature size,
+    :func:`effective_pool_size`), floor mode by default as the public code (``ceil_mode``:
+    the last partial window is pooled too).
     """
 
-    def __init__(
-        self,
-        *,
-        channels: int = 32,
-        num_frames: int = 2,
-        pool_size: int = 2,
-        inter_channels: int | None = None,
-    ) -> None:
+    def __init__(self, *, channels: int = 32, pool_size: int = 2, ceil_mode: bool = False) -> None:
         super().__init__()
-        ci = inter_channels or max(1, channels // 2)
-        self.num_frames = num_frames
+        c2 = 2 * channels
         self.pool_size = int(pool_size)
-        self.g = nn.Conv2d(channels, ci, 1)
-        self.out = nn.Conv2d(ci, channels, 1)
+        self.ceil_mode = bool(ceil_mode)
+        self.g = nn.Conv2d(c2, channels, 1)
+        self.out = nn.Conv2d(channels, c2, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.fuse = nn.Conv2d(num_frames * channels, channels, 1)
-        self.proj = ConvNormAct(channels, channels, 3, act="")
+        self.fuse = nn.Conv2d(2 * c2, c2, 1)
+        self.proj = ConvNormAct(c2, channels, 3, act="")
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         k = effective_pool_size(self.pool_size, x.shape[-2], x.shape[-1])
-        return F.max_pool2d(x, k, stride=k, ceil_mode=True) if k > 1 else x
+        return F.max_pool2d(x, k, stride=k, ceil_mode=self.ceil_mode) if k > 1 else x
 
-    def forward(self, frames: Sequence[torch.Tensor]) -> torch.Tensor:
-        if len(frames) != self.num_frames:
-            raise ValueError(
-                f"NonLocalHarmonisation: expected {self.num_frames} frames, got {len(frames)}"
-            )
-        t = self.num_frames
-        b, c, h, w = frames[0].shape
-        x = torch.stack(list(frames), 1).flatten(0, 1)  # B*T, C, H, W
-        theta = x.view(b, t, c, h * w).permute(0, 1, 3, 2).reshape(b, t * h * w, c)
-        phi = self._pool(x)  # B*T, C, h', w'
-        phi = phi.view(b, t, c, -1).permute(0, 2, 1, 3).reshape(b, c, -1)  # B, C, T*h'*w'
-        g = self._pool(self.g(x))
-        ci = g.shape[1]
-        g = g.view(b, t, ci, -1).permute(0, 1, 3, 2).reshape(b, -1, ci)  # B, T*h'*w', Ci
-        attn = torch.softmax(torch.bmm(theta, phi), dim=-1)  # B, T*H*W, T*h'*w'
-        y = torch.bmm(attn, g)  # B, T*H*W, Ci
-        y = y.view(b, t, h * w, ci).permute(0, 1, 3, 2).reshape(b * t, ci, h, w)
-        z = x + self.out(y)  # B*T, C, H, W
-        z = z.view(b, t * c, h, w)  # frames concatenated on channels, current first
-        return self.proj(self.fuse(z))
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([a, b], 1)  # B, 2C, H, W
+        n, c2, h, w = x.shape
+        theta = x.flatten(2).transpose(1, 2)  # B, HW, 2C
+        phi = self._pool(x).flatten(2)  # B, 2C, h'w'
+        g = self._pool(self.g(x)).flatten(2).transpose(1, 2)  # B, h'w', C
+        attn = torch.softmax(torch.bmm(theta, phi), dim=-1)  # B, HW, h'w'
+        y = torch.bmm(attn, g).transpose(1, 2).reshape(n, -1, h, w)  # B, C, H, W
+        z = x + self.out(y)
+        return self.proj(self.fuse(torch.cat([x, z], 1)))
 
 
 class ShortTermAlignment(nn.Module):
     """SAM: align the neighbour pyramid to the current one, then harmonise each level.
 
     forward(current, neighbour): lists of ``num_levels`` tensors (B, C, H_l, W_l), finest
-    first -> short-term features, same shapes. With ``use_alignment=False`` (the "w/o FA"
-    ablation) the neighbour is harmonised unaligned and :attr:`align` is None.
+    first -> short-term features ``harmonise[l](current, align(neighbour, current))``, same
+    shapes. With ``use_alignment=False`` (the "w/o FA" ablation) the neighbour is harmonised
+    unaligned and :attr:`align` is None. The model may also use :attr:`align` and
+    :attr:`harmonise` separately (MODEL.SALI.DATA_FLOW "public").
     """
 
     def __init__(
@@ -257,6 +252,7 @@ class ShortTermAlignment(nn.Module):
         num_levels: int = 3,
         deformable_groups: int = 8,
         pool_sizes: Sequence[int] = (2, 4, 8),
+        pool_ceil_mode: bool = False,
         use_alignment: bool = True,
     ) -> None:
         super().__init__()
@@ -274,7 +270,7 @@ class ShortTermAlignment(nn.Module):
         )
         self.harmonise = nn.ModuleList(
             [
-                NonLocalHarmonisation(channels=channels, num_frames=2, pool_size=p)
+                NonLocalFusion(channels=channels, pool_size=p, ceil_mode=pool_ceil_mode)
                 for p in pool_sizes
             ]
         )
@@ -284,4 +280,4 @@ class ShortTermAlignment(nn.Module):
     ) -> list[torch.Tensor]:
         if self.align is not None:
             neighbour = self.align(neighbour, current)
-        return [h([c, n]) for h, c, n in zip(self.harmonise, current, neighbour)]
+        return [h(c, n) for h, c, n in zip(self.harmonise, current, neighbour)]

@@ -30,6 +30,13 @@ def add_sali_config(cfg: CN) -> None:
     cfg.MODEL.SALI.USE_ALIGNMENT = True
     # False: "w/o MA" (memory values are stored without mask weighting).
     cfg.MODEL.SALI.USE_MASKED_ATTENTION = True
+    # Data flow between SAM, LIM and the decoder: "paper" (the paper's Eq. 1-4: F_s =
+    # fuse(F_t, align(F_{t-1})); key/value from F_s; F_l = [readout, value], aligned to F_s
+    # with SAM.ALIGN_READOUT) or "public" (SALI's public code, which its released weights
+    # were trained with: key/value from F_t; the readout and the neighbour both aligned to
+    # F_t, then fused by the non-local fusion). "public" needs USE_SAM, USE_LIM and
+    # USE_ALIGNMENT. See README.md, "The public code and the paper".
+    cfg.MODEL.SALI.DATA_FLOW = "paper"
     # Min-max normalise each output frame's probabilities to [0, 1] (what SALI's public
     # test script does before saving); False keeps plain sigmoid probabilities.
     cfg.MODEL.SALI.TEST_MINMAX_NORM = False
@@ -49,6 +56,10 @@ def add_sali_config(cfg: CN) -> None:
     # Max-pool window of the non-local keys/values, one per level (finest first); clamped
     # to the feature size (a 4x5 map with window 8 is pooled with window 4).
     cfg.MODEL.SALI.SAM.POOL_SIZES = [2, 4, 8]
+    # Max-pool of the non-local keys/values in ceil mode (a last partial window is pooled
+    # too). False: floor mode, as the public code (an 11x11 map with window 8 gives one
+    # 8x8 window; the 3 last rows/columns are not in the keys/values).
+    cfg.MODEL.SALI.SAM.POOL_CEIL_MODE = False
     # Also align the LIM output (current value + memory readout) to the short-term
     # feature with the same alignment module, so that SAM serves both the neighbour and
     # the memory readout (SALI's public code and this project's spec; the paper's text
@@ -58,7 +69,7 @@ def add_sali_config(cfg: CN) -> None:
     cfg.MODEL.SALI.LIM = CN()
     # Key channels (C -> 4 in the paper's code).
     cfg.MODEL.SALI.LIM.KEY_CHANNELS = 4
-    # Value channels (C -> 16); the LIM output [value, readout] has 2x this, which must
+    # Value channels (C -> 16); the LIM output [readout, value] has 2x this, which must
     # equal CHANNELS.
     cfg.MODEL.SALI.LIM.VALUE_CHANNELS = 16
     # How masks weight stored values: "softmax_plus_one" (v * (1 + softmax over space of
@@ -67,6 +78,10 @@ def add_sali_config(cfg: CN) -> None:
     # What the first frame of a video reads from the still empty memory: "self" (its own
     # keys/values, unweighted) or "zeros".
     cfg.MODEL.SALI.LIM.EMPTY_READ = "self"
+    # Mask a frame written to memory at inference is weighted with (MASK_WEIGHTING), per
+    # level: "level" (that level's own reverse-stage output: S3, S4, S5 for res3-res5, the
+    # public code) or "final" (the final output S3 resized to every level).
+    cfg.MODEL.SALI.LIM.WRITE_MASK = "level"
 
     cfg.MODEL.SALI.MEMORY = CN()
     # Memory capacity in frames' worth of elements (35 in the paper).

@@ -12,7 +12,13 @@ Memory values are weighted by their frame's mask ("masked attention", MA):
   mask probability (sigmoid of the logits; the ground truth itself in training).
 
 With MA off ("w/o MA" ablation) the values are stored unweighted. The readout of the
-memory (B, Cv, H, W) is concatenated after the current value: F_l (B, 2*Cv, H, W).
+memory (B, Cv, H, W) and the current value are concatenated, readout first (the public
+code's order; the paper writes the concatenation without fixing an order): F_l
+(B, 2*Cv, H, W).
+
+The mask a stored frame's values are weighted with at inference (``write_banks``) is, per
+level, that level's own reverse-stage output (``"level"``, the public code: S3 for the
+finest level, S4, S5) or the final output resized to every level (``"final"``).
 Reading itself is :func:`vps_d2.modeling.memory.memory_read`; the streaming banks are
 :class:`vps_d2.modeling.memory.MemoryBank` (one per level).
 """
@@ -123,12 +129,12 @@ class LongTermInteraction(nn.Module):
         """Read a memory given as tensors and concatenate with the current value.
 
         keys/values: current (B, Ck|Cv, H, W); mem_keys/mem_values: (B, Ck|Cv, N) per level.
-        Returns F_l per level: (B, 2*Cv, H, W) = [current value, readout].
+        Returns F_l per level: (B, 2*Cv, H, W) = [readout, current value].
         """
         out = []
         for k, v, mk, mv in zip(keys, values, mem_keys, mem_values):
             r, _, _ = memory_read(k.flatten(2), mk, mv, self.top_k, self.query_chunk)
-            out.append(torch.cat([v, r.view_as(v)], 1))
+            out.append(torch.cat([r.view_as(v), v], 1))
         return out
 
     def read_banks(
@@ -140,24 +146,34 @@ class LongTermInteraction(nn.Module):
             raise RuntimeError("LongTermInteraction.read_banks: no memory banks were given")
         if self.banks[0].is_empty:
             if empty_read == "zeros":
-                return [torch.cat([v, torch.zeros_like(v)], 1) for v in values]
+                return [torch.cat([torch.zeros_like(v), v], 1) for v in values]
             return self.interact(
                 keys, values, [k.flatten(2) for k in keys], [v.flatten(2) for v in values]
             )
         out = []
         for bank, k, v in zip(self.banks, keys, values):
-            out.append(torch.cat([v, bank.read(k.flatten(2)).view_as(v)], 1))
+            out.append(torch.cat([bank.read(k.flatten(2)).view_as(v), v], 1))
         return out
 
     def write_banks(
         self,
         keys: Sequence[torch.Tensor],
         values: Sequence[torch.Tensor],
-        mask_logits: torch.Tensor,
+        mask_logits: torch.Tensor | Sequence[torch.Tensor],
         frame_index: int,
     ) -> None:
-        """Store a frame: keys/values per level (B, C, H, W), mask_logits (B, 1, H0, W0)."""
-        stored = self.memory_values(values, mask_logits, is_logits=True)
+        """Store a frame: keys/values per level (B, C, H, W); mask_logits one (B, 1, H0, W0)
+        map for every level, or one map per level (each resized to its level if needed)."""
+        if isinstance(mask_logits, torch.Tensor):
+            stored = self.memory_values(values, mask_logits, is_logits=True)
+        else:
+            if len(mask_logits) != len(values):
+                raise ValueError(
+                    f"write_banks: {len(mask_logits)} mask maps for {len(values)} levels"
+                )
+            stored = [
+                self.memory_values([v], m, is_logits=True)[0] for v, m in zip(values, mask_logits)
+            ]
         for bank, k, v in zip(self.banks, keys, stored):
             bank.write(k.flatten(2), v.flatten(2), frame_index)
 

@@ -4,14 +4,19 @@ Per frame t (each level processed separately until the decoder, C = 32 channels)
 
 1. backbone levels (PVTv2 stages 2-4, strides 8/16/32) -> RFB -> F_t, one (B, C, H_l, W_l)
    per level;
-2. SAM: the neighbour frame's features are aligned to F_t (pyramid deformable alignment)
-   and harmonised with F_t (non-local block) -> short-term F_s;
-3. LIM: F_s -> key (B, 4, H, W) / value (B, 16, H, W); the memory (keys/values of past
-   frames, values weighted by their masks) is read with the key -> F_l = [value, readout]
-   (B, 32, H, W), aligned to F_s by the same alignment module (SAM.ALIGN_READOUT, the
-   public code; False decodes F_l directly, as the paper's text reads);
-4. decoder: partial decoder -> global map S_g, reverse-attention stages -> S5, S4, S3
-   (logits); the output is S3.
+2. MODEL.SALI.DATA_FLOW "paper" (the paper's Eq. 1-4):
+   SAM: the neighbour frame's features are aligned to F_t (pyramid deformable alignment)
+   and fused with F_t (non-local fusion) -> short-term F_s; LIM: F_s -> key (B, 4, H, W) /
+   value (B, 16, H, W); the memory (keys/values of past frames, values weighted by their
+   masks) is read with the key -> F_l = [readout, value] (B, 32, H, W), aligned to F_s by
+   the same alignment module (SAM.ALIGN_READOUT; False decodes F_l directly);
+   "public" (SALI's public code): key/value from F_t; F_l = [readout, value]; the readout F_l
+   and the neighbour are both aligned to F_t by the one alignment module, and the non-local
+   fusion fuses the two aligned maps (needs SAM, LIM and the alignment: the ablations use
+   the paper's flow);
+3. decoder: partial decoder -> global map S_g, reverse-attention stages -> S5, S4, S3
+   (logits); the output is S3, upsampled to the network's input size, then to the frame's
+   (the public test script's two steps).
 
 Training (``losses``): each clip is a triplet [memory, neighbour, current] (the clip
 contract: "triplet" clips of 3, MODEL.SALI.TRIPLET). The memory frame's short-term feature is
@@ -29,7 +34,7 @@ memory to MEMORY.CAPACITY frames whatever the video's length.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -47,9 +52,14 @@ from .decoder import SALIDecoder
 from .lim import MASK_WEIGHTINGS, LongTermInteraction
 from .rfb import RFB
 
-__all__ = ["LOSS_NAMES", "SALI", "SALICriterion"]
+__all__ = ["DATA_FLOWS", "LOSS_NAMES", "SALI", "SALICriterion", "WRITE_MASKS"]
 
 logger = logging.getLogger(__name__)
+
+#: MODEL.SALI.DATA_FLOW values: the paper's Eq. 1-4, or SALI's public code (module docstring).
+DATA_FLOWS = ("paper", "public")
+#: MODEL.SALI.LIM.WRITE_MASK values: each level's own stage output, or the final output.
+WRITE_MASKS = ("level", "final")
 
 #: SALI's losses in output order: the global map, then the reverse stages coarse to fine.
 LOSS_NAMES = ("loss_global", "loss_coarse", "loss_middle", "loss_fine")
@@ -104,8 +114,11 @@ class SALI(VideoMetaArch):
         use_alignment: bool = True,
         use_masked_attention: bool = True,
         align_readout: bool = True,
+        data_flow: str = "paper",
         deformable_groups: int = 8,
         pool_sizes: Sequence[int] = (2, 4, 8),
+        pool_ceil_mode: bool = False,
+        write_mask: str = "level",
         key_channels: int = 4,
         value_channels: int = 16,
         mask_weighting: str = "softmax_plus_one",
@@ -164,6 +177,17 @@ class SALI(VideoMetaArch):
                 f"MODEL.SALI.LIM.MASK_WEIGHTING must be one of {MASK_WEIGHTINGS}, "
                 f"got {mask_weighting!r}"
             )
+        if data_flow not in DATA_FLOWS:
+            raise ValueError(f"MODEL.SALI.DATA_FLOW must be one of {DATA_FLOWS}, got {data_flow!r}")
+        if data_flow == "public" and not (use_sam and use_lim and use_alignment):
+            raise ValueError(
+                "MODEL.SALI.DATA_FLOW 'public' needs USE_SAM, USE_LIM and USE_ALIGNMENT (the "
+                "ablations run the paper's flow: set DATA_FLOW 'paper')"
+            )
+        if write_mask not in WRITE_MASKS:
+            raise ValueError(
+                f"MODEL.SALI.LIM.WRITE_MASK must be one of {WRITE_MASKS}, got {write_mask!r}"
+            )
         self.backbone = backbone
         self.in_features = in_features
         self.rfb = nn.ModuleList([RFB(shapes[f].channels, channels) for f in in_features])
@@ -173,6 +197,7 @@ class SALI(VideoMetaArch):
                 num_levels=3,
                 deformable_groups=deformable_groups,
                 pool_sizes=pool_sizes,
+                pool_ceil_mode=pool_ceil_mode,
                 use_alignment=use_alignment,
             )
             if use_sam
@@ -203,6 +228,8 @@ class SALI(VideoMetaArch):
             if use_lim
             else None
         )
+        self.data_flow = data_flow
+        self.write_mask = write_mask
         self.align_readout = bool(
             align_readout
             and use_sam
@@ -233,8 +260,11 @@ class SALI(VideoMetaArch):
             "use_alignment": s.USE_ALIGNMENT,
             "use_masked_attention": s.USE_MASKED_ATTENTION,
             "align_readout": s.SAM.ALIGN_READOUT,
+            "data_flow": s.DATA_FLOW,
             "deformable_groups": s.SAM.DEFORMABLE_GROUPS,
             "pool_sizes": list(s.SAM.POOL_SIZES),
+            "pool_ceil_mode": s.SAM.POOL_CEIL_MODE,
+            "write_mask": s.LIM.WRITE_MASK,
             "key_channels": s.LIM.KEY_CHANNELS,
             "value_channels": s.LIM.VALUE_CHANNELS,
             "mask_weighting": s.LIM.MASK_WEIGHTING,
@@ -284,6 +314,36 @@ class SALI(VideoMetaArch):
         """Align the LIM output F_l to F_s when ALIGN_READOUT is on."""
         return self.sam.align(fl, fs) if self.align_readout else fl
 
+    def features_to_decode(
+        self,
+        cur: list[torch.Tensor],
+        nbr: list[torch.Tensor] | None,
+        read: Callable[[list[torch.Tensor], list[torch.Tensor]], list[torch.Tensor]] | None,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, list[torch.Tensor] | None]:
+        """The levels the decoder gets, by MODEL.SALI.DATA_FLOW.
+
+        Args:
+            cur, nbr: RFB features of the current and the neighbour frame per level (nbr
+                None: the current frame stands for it).
+            read: (keys, values) -> F_l per level (the memory read), None without LIM.
+        Returns:
+            (levels to decode, keys, values): keys/values (B, Ck|Cv, H, W) per level are
+            those the frame is written to memory with (None without LIM).
+        """
+        nbr = cur if nbr is None else nbr
+        if self.data_flow == "public":
+            keys, values = self.lim.encode(cur)
+            fl = read(keys, values)
+            aligned_read = self.sam.align(fl, cur)
+            aligned_nbr = self.sam.align(nbr, cur)
+            fused = [h(a, b) for h, a, b in zip(self.sam.harmonise, aligned_read, aligned_nbr)]
+            return fused, keys, values
+        fs = self.short_term(cur, nbr)
+        if self.lim is None:
+            return fs, None, None
+        keys, values = self.lim.encode(fs)
+        return self.long_term_output(fs, read(keys, values)), keys, values
+
     def decode(self, feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Levels -> {"sg", "s5", "s4", "s3"} logits at their levels' sizes."""
         return self.decoder(feats)
@@ -313,18 +373,20 @@ class SALI(VideoMetaArch):
         feats = [f.view(b, len(needed), *f.shape[1:]) for f in self.extract(x)]
         per_frame = {idx: [f[:, j] for f in feats] for j, idx in enumerate(needed)}
         cur = per_frame[2]
-        fs = self.short_term(cur, per_frame.get(1))
+        read = None
         if self.lim is not None:
-            fs_mem = self.short_term(per_frame[0], None)
-            mem_k, mem_v = self.lim.encode(fs_mem)
+            mem_cur = per_frame[0]
+            if self.data_flow == "public":
+                mem_k, mem_v = self.lim.encode(mem_cur)
+            else:
+                mem_k, mem_v = self.lim.encode(self.short_term(mem_cur, None))
             mem_v = self.lim.memory_values(mem_v, masks[:, 0:1], is_logits=False)
-            keys, values = self.lim.encode(fs)
-            fl = self.lim.interact(
-                keys, values, [k.flatten(2) for k in mem_k], [v.flatten(2) for v in mem_v]
-            )
-            feats_out = self.long_term_output(fs, fl)
-        else:
-            feats_out = fs
+            mk, mv = [k.flatten(2) for k in mem_k], [v.flatten(2) for v in mem_v]
+
+            def read(keys, values):
+                return self.lim.interact(keys, values, mk, mv)
+
+        feats_out, _, _ = self.features_to_decode(cur, per_frame.get(1), read)
         maps = self.decode(feats_out)
         return self.criterion.apply_weights(self.criterion(maps, masks[:, 2]))
 
@@ -344,7 +406,10 @@ class SALI(VideoMetaArch):
                 f"SALI.step: frame 'image' must be (3, H, W), got {tuple(image.shape)}"
             )
         h, w = int(frame.get("height", image.shape[-2])), int(frame.get("width", image.shape[-1]))
-        logits = self.step_logits(self.prepare_test_images(image[None]))
+        x = self.prepare_test_images(image[None])
+        logits = self.step_logits(x)
+        # Two steps, as the public test script: to the network's input size, then the frame's.
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         prob = self.logits_to_probs(logits, h, w)[0]
         if self.test_minmax_norm:
             prob = (prob - prob.min()) / (prob.max() - prob.min() + 1e-8)
@@ -358,17 +423,21 @@ class SALI(VideoMetaArch):
         if nbr is not None and [n.shape for n in nbr] != [c.shape for c in cur]:
             raise ValueError("SALI.step: the frame size changed within a video; call reset()")
         self._prev = cur  # only the last frame is kept
-        fs = self.short_term(cur, nbr)
-        keys = values = None
+        read = None
         if self.lim is not None:
-            keys, values = self.lim.encode(fs)
-            fl = self.lim.read_banks(keys, values, self.empty_read)  # read before write
-            feats_out = self.long_term_output(fs, fl)
-        else:
-            feats_out = fs
+
+            def read(keys, values):
+                return self.lim.read_banks(keys, values, self.empty_read)  # read before write
+
+        feats_out, keys, values = self.features_to_decode(cur, nbr, read)
         maps = self.decode(feats_out)
         logits = maps[self.final_output]
         if self.lim is not None and self.banks[0].should_write(self._t):
-            self.lim.write_banks(keys, values, logits, self._t)
+            if self.write_mask == "level":
+                # Level l (finest first) is weighted by its own stage output.
+                masks = [maps[name] for name in self.decoder.level_names]
+            else:
+                masks = logits
+            self.lim.write_banks(keys, values, masks, self._t)
         self._t += 1
         return logits

@@ -1,5 +1,6 @@
 """Backbones: BACKBONE_REGISTRY, ShapeSpec, timm-based multi-scale feature extractors."""
 
+from . import convert  # noqa: F401  (registers the backbone converters)
 from .build import BACKBONE_REGISTRY, Backbone, ShapeSpec, build_backbone
 from .timm_backbone import SmallCNN, TimmBackbone, load_backbone_weights
 

@@ -16,12 +16,14 @@ import timm
 import torch
 import torch.nn as nn
 
+from vps_d2.checkpoint.convert import ConversionError, read_state_dict
 from vps_d2.config import configurable
 from vps_d2.modeling.layers import ConvNormAct
 
 from .build import BACKBONE_REGISTRY, Backbone, ShapeSpec
+from .convert import remap_backbone_state
 
-__all__ = ["SmallCNN", "TimmBackbone", "load_backbone_weights"]
+__all__ = ["SmallCNN", "TimmBackbone", "load_backbone_weights", "set_layer_norm_eps"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +38,16 @@ def _parse_kwargs(pairs: Sequence[Any]) -> dict:
     return {str(k): v for k, v in zip(pairs[0::2], pairs[1::2])}
 
 
-def load_backbone_weights(module: nn.Module, path: str, what: str = "backbone") -> None:
-    """Load a local state dict into ``module``; errors name the file and the problem."""
+def load_backbone_weights(
+    module: nn.Module, path: str, what: str = "backbone", model_name: str = ""
+) -> None:
+    """Load a local state dict into ``module``; errors name the file and the problem.
+
+    The file may be timm's own (full model or features_only names) or an official release
+    (e.g. the PVT authors' pvt_v2_b5.pth): with ``model_name`` (a timm name) it goes through
+    timm's checkpoint filter of that family and timm's feature-extractor naming
+    (:func:`~.convert.remap_backbone_state`). ``{"state_dict" | "model" | "net" | "module":
+    ...}`` wrappers and DataParallel ``module.`` prefixes are removed."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{what} weights file not found: {path!r} (MODEL.BACKBONE.WEIGHTS). vps_d2 never "
@@ -47,18 +57,11 @@ def load_backbone_weights(module: nn.Module, path: str, what: str = "backbone") 
             "at the local file."
         )
     try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        state = read_state_dict(path)
+    except ConversionError as e:
         raise RuntimeError(f"Cannot read {what} weights {path!r}: {e}") from e
-    for key in ("state_dict", "model", "module"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
     own = module.state_dict()
+    state = remap_backbone_state(state, own, model_name, module)
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     wrong = [
         f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
@@ -92,6 +95,18 @@ def load_backbone_weights(module: nn.Module, path: str, what: str = "backbone") 
     )
 
 
+def set_layer_norm_eps(module: nn.Module, eps: float) -> int:
+    """Set ``eps`` of every nn.LayerNorm in ``module`` (MODEL.BACKBONE.LAYER_NORM_EPS: e.g.
+    1e-5 of transformers' SegFormer for timm's pvt_v2, whose LayerNorms use 1e-6). Returns
+    how many were changed."""
+    n = 0
+    for m in module.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.eps = float(eps)
+            n += 1
+    return n
+
+
 @BACKBONE_REGISTRY.register()
 class TimmBackbone(Backbone):
     """Any timm model created with ``features_only=True``.
@@ -109,6 +124,7 @@ class TimmBackbone(Backbone):
         pretrained: bool = False,
         freeze_at: int = 0,
         timm_kwargs: dict | None = None,
+        layer_norm_eps: float = 0.0,
         out_features: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
@@ -133,8 +149,10 @@ class TimmBackbone(Backbone):
                     list(out_features),
                 )
                 self.body = self._create(model_name, keep, timm_kwargs)
+        if layer_norm_eps > 0:
+            set_layer_norm_eps(self.body, layer_norm_eps)
         if weights:
-            load_backbone_weights(self.body, weights)
+            load_backbone_weights(self.body, weights, model_name=model_name)
         info = self.body.feature_info
         self._names = [_level_name(r) for r in info.reduction()]
         self._shapes = {
@@ -180,6 +198,7 @@ class TimmBackbone(Backbone):
             "pretrained": b.PRETRAINED,
             "freeze_at": b.FREEZE_AT,
             "timm_kwargs": _parse_kwargs(b.TIMM_KWARGS),
+            "layer_norm_eps": b.LAYER_NORM_EPS,
             "out_features": out_features,
         }
 

@@ -14,7 +14,7 @@ from vps_d2.config import ConfigError, add_vps_config, get_cfg
 from vps_d2.methods.sali.alignment import (
     DeformAlignConv,
     ModulatedDeformConv2d,
-    NonLocalHarmonisation,
+    NonLocalFusion,
     PyramidAlignment,
     ShortTermAlignment,
     effective_pool_size,
@@ -135,15 +135,16 @@ def test_pyramid_alignment_and_sam_shapes():
 
 def test_non_local_starts_as_identity_and_clamps_pooling():
     torch.manual_seed(0)
-    nl = NonLocalHarmonisation(channels=8, num_frames=2, pool_size=8).eval()
+    nl = NonLocalFusion(channels=8, pool_size=8).eval()
     a, b = torch.randn(2, 8, 4, 5), torch.randn(2, 8, 4, 5)
     # zero-initialised output conv: the attention term is 0, z = x
-    expected = nl.proj(nl.fuse(torch.cat([a, b], 1)))
-    assert torch.allclose(nl([a, b]), expected, atol=1e-5)
+    x = torch.cat([a, b], 1)
+    expected = nl.proj(nl.fuse(torch.cat([x, x], 1)))
+    assert torch.allclose(nl(a, b), expected, atol=1e-5)
     assert effective_pool_size(8, 4, 5) == 4 and effective_pool_size(2, 44, 44) == 2
     assert effective_pool_size(8, 1, 3) == 1
     nl.out.weight.data.normal_()  # with attention on, output still has the input's shape
-    assert nl([a, b]).shape == (2, 8, 4, 5)
+    assert nl(a, b).shape == (2, 8, 4, 5)
 
 
 def test_decoder_shapes_and_groups():
@@ -191,7 +192,7 @@ def test_lim_masked_attention_switch():
             mvw = lim.memory_values(mv, mask, is_logits=False)
             fl = lim.interact(k, v, [x.flatten(2) for x in mk], [x.flatten(2) for x in mvw])
             assert [f.shape[1] for f in fl] == [16, 16, 16]
-            assert torch.equal(fl[0][:, :8], v[0])  # [current value, readout]
+            assert torch.equal(fl[0][:, 8:], v[0])  # [readout, current value]
             outs.append(fl[0])
         assert (not torch.allclose(outs[0], outs[1])) == should_differ
 
@@ -264,13 +265,19 @@ def test_ablation_switches_change_the_module_set():
 # each deformable conv; the output conv of each non-local block).
 def _expected_zero_grad(name: str) -> bool:
     return name.startswith(
-        ("sam.align.offset_in.", "sam.align.offset_fuse.", "sam.align.offset_out.")
+        (
+            "sam.align.offset_in.",
+            "sam.align.offset_top.",
+            "sam.align.offset_fuse.",
+            "sam.align.offset_out.",
+        )
     ) or (name.startswith("sam.harmonise.") and ".g." in name)
 
 
 VARIANTS = {
     **ABLATIONS,
     "no_align_readout": {"SAM.ALIGN_READOUT": False},
+    "public_flow": {"DATA_FLOW": "public"},
     # SmallCNN's res5 stage feeds nothing: frozen at construction (DDP needs every trainable
     # parameter used)
     "res2_res4": {"IN_FEATURES": ["res2", "res3", "res4"]},
