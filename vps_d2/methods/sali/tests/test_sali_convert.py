@@ -173,6 +173,9 @@ def test_non_local_fusion_shapes_and_formula(ceil_mode, keys):
 
 def test_pyramid_alignment_uses_a_second_offset_conv_at_the_coarsest_level():
     pa = _randomise(PyramidAlignment(channels=8, num_levels=3, deformable_groups=2))
+    with torch.no_grad():  # offsets of about a pixel (not all samples off the small maps)
+        for dcn in pa.dcn:
+            dcn.offset_mask.weight.mul_(0.05)
     g = torch.Generator().manual_seed(4)
     src = [torch.randn(1, 8, s, s, generator=g) for s in (8, 4, 2)]
     ref = [torch.randn(1, 8, s, s, generator=g) for s in (8, 4, 2)]
