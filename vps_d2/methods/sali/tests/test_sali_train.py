@@ -54,8 +54,10 @@ def test_sali_training_improves_over_untrained(tiny_sample_root, tmp_path):
     trained, out = _run(tiny_sample_root, str(tmp_path / "trained"), "SOLVER.MAX_ITER", "80")
     with open(os.path.join(out, "metrics.json")) as f:
         losses = [json.loads(line)["total_loss"] for line in f if "total_loss" in line]
-    assert losses[-1] < 0.8 * losses[0], losses
-    # measured: untrained 0.21-0.22, trained 0.66-0.73 over seeds 1-3 (mean maxDice, 4 splits)
+    # measured with the public code's decoder and fusion (issue 18), seed 1: total loss
+    # 5.93 -> 4.84 (0.82x), mean maxDice untrained 0.12, trained 0.55 (4 splits); before
+    # that change: untrained 0.21-0.22, trained 0.66-0.73 over seeds 1-3
+    assert losses[-1] < 0.85 * losses[0], losses
     assert trained > untrained + 0.3, (untrained, trained)
     # --eval-only on the saved weights streams the test videos again: the same numbers
     weights = os.path.join(out, "model_final.pth")
