@@ -93,6 +93,7 @@ from vps_d2.utils.file_io import (
     describe_os_error,
     prepare_output_file,
 )
+from vps_d2.utils.logger import setup_logger
 from vps_d2.utils.workers import init_worker
 from vps_d2.visualization.curves import (
     figure_formats,
@@ -553,7 +554,7 @@ def evaluate(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    setup_logger(fmt="%(levelname)s: %(message)s", stream="stderr")
     try:
         results = evaluate(args)
     except OSError as e:  # a file in the way, read-only file system, ... (DataReadError too)

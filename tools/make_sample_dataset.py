@@ -31,9 +31,11 @@ if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
 
 try:
     from vps_d2.synthetic import make_sample_dataset
+    from vps_d2.utils.logger import setup_logger
 except ImportError:  # running from a source checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from vps_d2.synthetic import make_sample_dataset
+    from vps_d2.utils.logger import setup_logger
 
 if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
@@ -59,7 +61,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logger(fmt="%(levelname)s %(name)s: %(message)s", stream="stderr")
     try:
         summary = make_sample_dataset(
             args.output,

@@ -66,6 +66,7 @@ from vps_d2.utils.file_io import (
     atomic_write_json,
     remove_stale_temp_files,
 )
+from vps_d2.utils.logger import setup_logger
 from vps_d2.utils.plugins import load_plugins
 
 logger = logging.getLogger("vps_d2.synthesize")
@@ -251,7 +252,7 @@ def measure(args, cfg, videos, segmenter) -> dict:
 
 def run(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
+    setup_logger(fmt="[%(asctime)s %(name)s] %(message)s", stream="stderr")
     try:
         result = main(args)
     except SynthesisError as e:
