@@ -214,3 +214,18 @@ def test_the_input_clip_check_sees_reads():
     code = 'def from_config(cls, cfg):\n    "INPUT.CLIP.LENGTH"\n    n = cfg.INPUT.CLIP.LENGTH\n'
     assert _input_clip_reads(code) == [3]
     assert _input_clip_reads("x = c.INPUT['CLIP']\ny = self.cfg.INPUT.CLIP\n") == [2]
+
+
+def test_test_module_basenames_are_unique():
+    """pytest imports test files without packages by their basename: two files of one name
+    (in different folders) make the second a collection error ("import file mismatch")."""
+    seen: dict[str, str] = {}
+    dup = []
+    for folder in ("tests", os.path.join("vps_d2", "methods")):
+        pattern = os.path.join(ROOT, folder, "**", "test_*.py")
+        for path in sorted(glob.glob(pattern, recursive=True)):
+            name = os.path.basename(path)
+            if name in seen:
+                dup.append(f"{os.path.relpath(seen[name], ROOT)} and {os.path.relpath(path, ROOT)}")
+            seen.setdefault(name, path)
+    assert len(seen) > 20 and not dup, dup
