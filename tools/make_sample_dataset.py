@@ -14,7 +14,6 @@ See docs/data.md ("The synthetic sample dataset") and :mod:`vps_d2.synthetic`.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys

@@ -44,6 +44,14 @@ class _Toy(WeightConverter):
         ]
 
 
+def _timm_pvt_filter(state, model):
+    """timm's own pvt_v2 filter, the independent reference (timm < 1.0.7 names it
+    ``_checkpoint_filter_fn``)."""
+    module = timm.models.pvt_v2
+    fn = getattr(module, "checkpoint_filter_fn", None) or module._checkpoint_filter_fn
+    return fn(state, model)
+
+
 def test_unwrap_wrappers_and_ddp_prefix():
     sd = {"a.w": torch.ones(2), "a.b": torch.zeros(2)}
     ddp = {f"module.{k}": v for k, v in sd.items()}
@@ -112,7 +120,7 @@ def _release_names(state):
 def test_pvt_v2_table_agrees_with_timms_checkpoint_filter():
     model = timm.create_model("pvt_v2_b0")
     release = _release_names(model.state_dict())
-    filtered = timm.models.pvt_v2.checkpoint_filter_fn(release, model)
+    filtered = _timm_pvt_filter(release, model)
     res = CONVERTER_REGISTRY.get("pvt_v2").convert(release)
     assert not res.unmapped and sorted(res.ignored) == ["head.bias", "head.weight"]
     assert sorted(res.state_dict) == sorted(k for k in filtered if not k.startswith("head."))

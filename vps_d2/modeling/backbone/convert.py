@@ -207,7 +207,10 @@ def timm_filter(model_name: str, state: dict[str, torch.Tensor], model) -> dict[
         module = importlib.import_module(timm.models.model_entrypoint(model_name).__module__)
     except (RuntimeError, KeyError, ImportError):
         return state
-    fn = getattr(module, "checkpoint_filter_fn", None)
+    # timm < 1.0.7 names it with a leading underscore (pvt_v2 in 1.0.3)
+    fn = getattr(module, "checkpoint_filter_fn", None) or getattr(
+        module, "_checkpoint_filter_fn", None
+    )
     if fn is None:
         return state
     try:

@@ -24,6 +24,14 @@ torch.set_num_threads(1)
 MANIFEST = os.path.join(os.path.dirname(__file__), "data", "public_manifest.json")
 
 
+def _timm_pvt_filter(state, model):
+    """timm's own pvt_v2 filter, the independent reference (timm < 1.0.7 names it
+    ``_checkpoint_filter_fn``)."""
+    module = timm.models.pvt_v2
+    fn = getattr(module, "checkpoint_filter_fn", None) or module._checkpoint_filter_fn
+    return fn(state, model)
+
+
 def _manifest():
     with open(MANIFEST) as f:
         return json.load(f)
@@ -80,7 +88,7 @@ def test_backbone_rows_agree_with_timms_pvt_filter():
         k[len(prefix) :]: torch.empty(0) for k in _manifest()["tensors"] if k.startswith(prefix)
     }
     model = timm.create_model("pvt_v2_b0")  # the filter does not look at the model's size
-    filtered = timm.models.pvt_v2.checkpoint_filter_fn(release, model)
+    filtered = _timm_pvt_filter(release, model)
 
     class Full(WeightConverter):
         name = "full"
