@@ -51,11 +51,7 @@ def _read_video(path):
 
 
 def _load_demo():
-    path = os.path.join(ROOT, "tools", "demo.py")
-    spec = importlib.util.spec_from_file_location("vps_demo", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("vps_d2.cli.demo")
 
 
 class _DiskStub(VideoMetaArch):

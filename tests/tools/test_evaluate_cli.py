@@ -8,7 +8,6 @@ import os
 import cv2
 import numpy as np
 import pytest
-from train_net_runner import ROOT
 
 from vps_d2.evaluation import reference as R
 
@@ -23,12 +22,7 @@ LAYOUT = {
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location(
-        "vps_evaluate_cli", os.path.join(ROOT, "tools", "evaluate.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("vps_d2.cli.evaluate")
 
 
 def make_gt_tree(root: str, seed: int = 0, layout=LAYOUT) -> dict:
