@@ -39,6 +39,7 @@ __all__ = [
     "add_plugin_argument",
     "log_preflight_notes",
     "move_previous_run",
+    "missing_files",
     "preflight",
     "configure_cpu_threads",
     "default_argument_parser",
@@ -125,6 +126,64 @@ def _check_output_dir(output_dir: str) -> None:
         raise PreflightError(str(e)) from e
 
 
+def _weight_keys(node: CfgNode, prefix: str = "") -> list[tuple[str, str]]:
+    """``(KEY, value)`` of every config key whose name ends in WEIGHTS and holds a path."""
+    found = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, CfgNode):
+            found += _weight_keys(value, key + ".")
+        elif name.endswith("WEIGHTS") and isinstance(value, str) and value:
+            config_key = name[: -len("WEIGHTS")] + "CONFIG"
+            if config_key in node and not node[config_key]:
+                continue  # X_WEIGHTS without X_CONFIG is unused (ArSDM's segmenter)
+            found.append((key, value))
+    return found
+
+
+def missing_files(cfg: CfgNode, *, eval_only: bool = False, resuming: bool = False) -> list[str]:
+    """One line per file the run would open that is not there, naming the key, the path and
+    what to do: MODEL.WEIGHTS (needed with ``--eval-only``; not read when ``resuming`` from
+    OUTPUT_DIR/last_checkpoint), and every other non-empty key ending in WEIGHTS (backbone
+    weights, Diff-VPS's discriminator, ArSDM's frozen segmenter, a plug-in's), which the
+    model reads when it is built, also for ``--eval-only``."""
+    problems = []
+    weights = cfg.MODEL.WEIGHTS
+    if eval_only and not weights:
+        problems.append(
+            "--eval-only needs MODEL.WEIGHTS (the checkpoint to evaluate): add "
+            "MODEL.WEIGHTS path/to/model_final.pth to the command"
+        )
+    elif weights and not resuming and not os.path.isfile(weights):
+        what = (
+            "point it at the checkpoint to evaluate"
+            if eval_only
+            else 'point it at an existing checkpoint, or set MODEL.WEIGHTS "" to train from '
+            "the backbone's weights"
+        )
+        problems.append(f"MODEL.WEIGHTS file not found: {weights!r} ({_where(weights)}): {what}")
+    for key, path in _weight_keys(cfg):
+        if key == "MODEL.WEIGHTS" or os.path.isfile(path):
+            continue
+        problems.append(
+            f"{key} file not found: {path!r} ({_where(path)}): vps_d2 never downloads; put the "
+            f"file there or pass {key} /path/to/file (the method's README says how to get it), "
+            f'or {key} "" for random initialisation'
+        )
+    b = cfg.MODEL.BACKBONE
+    if b.get("PRETRAINED", False) and not b.get("WEIGHTS", ""):
+        problems.append(
+            "MODEL.BACKBONE.PRETRAINED is True but MODEL.BACKBONE.WEIGHTS is empty: vps_d2 "
+            "never downloads; pass MODEL.BACKBONE.WEIGHTS /path/to/file, or "
+            "MODEL.BACKBONE.PRETRAINED False for random initialisation"
+        )
+    return problems
+
+
+def _where(path: str) -> str:
+    return "absolute path" if os.path.isabs(path) else f"relative to {os.getcwd()}"
+
+
 def preflight(
     cfg: CfgNode, args: argparse.Namespace, world_size: int, main_machine: bool = True
 ) -> DirectoryLock | None:
@@ -133,10 +192,11 @@ def preflight(
 
     * OUTPUT_DIR can be created and written (not under a file);
     * SOLVER.IMS_PER_BATCH is a multiple of the number of processes;
-    * every DATASETS.TRAIN / DATASETS.TEST entry is registered and loads (a missing split
-      folder fails here, not after training);
-    * ``--eval-only``: MODEL.WEIGHTS exists; ``--resume``: the file last_checkpoint names
-      exists;
+    * every file the run will open exists (:func:`missing_files`: MODEL.WEIGHTS, the
+      backbone's and any other ``*WEIGHTS`` key's file), and every DATASETS.TRAIN /
+      DATASETS.TEST entry is registered and loads (a missing split folder fails here, not
+      after training); all of these problems are reported together, one line each;
+    * ``--resume``: the file last_checkpoint names exists;
     * a new training run into an OUTPUT_DIR that holds one is refused unless ``--resume``
       or ``--overwrite`` (which moves the old files aside first);
     * stale temporary files of dead processes in OUTPUT_DIR are removed;
@@ -165,18 +225,26 @@ def preflight(
             f"SOLVER.IMS_PER_BATCH ({total}) must be a positive multiple of the number of "
             f"processes ({world_size} = --num-gpus x --num-machines)"
         )
+    last = os.path.join(out, "last_checkpoint") if out else ""
+    resuming = bool(args.resume) and bool(last) and os.path.isfile(last)
+    problems = missing_files(cfg, eval_only=bool(args.eval_only), resuming=resuming)
     configure_datasets(cfg)
     names = list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN))
     for name in names:
-        get_video_records(name)  # raises naming the dataset and the folder
-    if args.eval_only:
-        if not cfg.MODEL.WEIGHTS:
-            raise PreflightError("--eval-only needs MODEL.WEIGHTS (the checkpoint to evaluate)")
-        if not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise PreflightError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS!r}")
+        try:
+            get_video_records(name)  # raises naming the dataset and the folder
+        except (OSError, KeyError, ValueError) as e:
+            if not problems:
+                raise  # the only problem: as it is
+            problems.append(f"DATASETS: {e.args[0] if e.args else e}")
+    if problems:
+        raise PreflightError(
+            problems[0]
+            if len(problems) == 1
+            else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
+        )
     if not out or not main_machine:
         return None
-    last = os.path.join(out, "last_checkpoint")
     if args.resume and os.path.isfile(last):
         with open(last, encoding="utf-8") as f:
             name = f.read().strip()
