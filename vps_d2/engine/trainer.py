@@ -356,6 +356,14 @@ class Trainer(TrainerBase):
                 logger.info("The final evaluation did not finish: running it now")
                 with EventStorage(self.max_iter) as self.storage:
                     hook.run_final(self.max_iter)
+                    if comm.is_main_process():  # like a final evaluation after training
+                        out = self.cfg.OUTPUT_DIR
+                        for writer in (
+                            JSONWriter(os.path.join(out, "metrics.json")),
+                            TensorboardWriter(out),
+                        ):
+                            writer.write()
+                            writer.close()
             return None
         self._data_iter = iter(self.build_train_loader(self.cfg, start_iter=self.start_iter))
         self.model.train()
