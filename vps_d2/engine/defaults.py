@@ -14,7 +14,7 @@ import torch
 
 from vps_d2.config import CfgNode, add_vps_config, get_cfg
 from vps_d2.data import get_video_records
-from vps_d2.data.datasets import configure_datasets
+from vps_d2.data.datasets import HOLDOUT_VAL, configure_datasets, is_validation_split
 from vps_d2.model_zoo import resolve_config_path
 from vps_d2.modeling import resolve_clip_config
 from vps_d2.modeling.meta_arch.build import warn_unread_method_keys
@@ -68,9 +68,25 @@ def setup_cfg(args: argparse.Namespace, new_cfg: Callable[[], CfgNode] = _vps_cf
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))
     resolve_clip_config(cfg)  # INPUT.CLIP.* checked against the model's clip contract
+    if not getattr(args, "eval_only", False):
+        add_holdout_split(cfg)
     warn_unread_method_keys(cfg, new_cfg())  # e.g. MODEL.SALI.* in a FrameBaseline config
     cfg.freeze()
     return cfg
+
+
+def add_holdout_split(cfg: CfgNode) -> None:
+    """Model selection on a validation split by default: a training run that evaluates
+    (DATASETS.TEST), names no validation split there and no TEST.VPS.BEST_DATASET, with
+    DATASETS.HOLDOUT_VAL > 0, gets ``holdout_val`` (those training videos, not trained on)
+    first in DATASETS.TEST; model_best.pth is chosen on it. Written into the config, so
+    config.yaml says what the run did."""
+    d = cfg.DATASETS
+    if not d.TEST or not d.TRAIN or cfg.TEST.VPS.BEST_DATASET or float(d.HOLDOUT_VAL) <= 0:
+        return
+    if any(is_validation_split(name) for name in d.TEST):
+        return
+    d.TEST = (HOLDOUT_VAL, *d.TEST)
 
 
 class PreflightError(ValueError):
