@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run a trained vps_d2 model on a video, a frame folder or a webcam and draw its masks.
+r"""Run a trained vps_d2 model on a video, a frame folder or a webcam and draw its masks.
 
 Detectron2's demo flags (--config-file, --video-input, --input, --webcam, --output,
 --confidence-threshold, --opts) plus --overlay, --gt, --save-frames, --contact-sheet,
@@ -9,12 +9,12 @@ Examples::
 
     python tools/demo.py --config-file configs/frame_baseline_sample.yaml \
         --video-input colonoscopy.mp4 --output out/demo.mp4 \
-        --opts MODEL.WEIGHTS output/sample_baseline/model_final.pth
+        --opts MODEL.WEIGHTS output/frame_baseline_sample/model_final.pth
     python tools/demo.py --config-file configs/frame_baseline_sample.yaml \
-        --input datasets/vps-sample/TestEasyDataset/Unseen/Frame/case3_1 \
-        --gt datasets/vps-sample/TestEasyDataset/Unseen/GT/case3_1 \
-        --output out/case3_1.mp4 --overlay contour \
-        --opts MODEL.WEIGHTS output/sample_baseline/model_final.pth
+        --input datasets/vps-sample/TestEasyDataset/Unseen/Frame/case6 \
+        --gt datasets/vps-sample/TestEasyDataset/Unseen/GT/case6 \
+        --output out/case6.mp4 --overlay contour \
+        --opts MODEL.WEIGHTS output/frame_baseline_sample/model_final.pth
 
 Outputs are checked before anything is read: ``--output`` must be a video file
 (``.mp4 .avi .mkv .mov .m4v .mpg .mpeg .wmv .webm``) or a folder (a path without an
@@ -48,7 +48,7 @@ if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
 
 from vps_d2.cli import run_command
 from vps_d2.config import ConfigError
-from vps_d2.utils.cli_args import add_plugin_argument
+from vps_d2.utils.cli_args import add_plugin_argument, plain
 from vps_d2.utils.lazy import lazy_import
 
 # torch, the model and the drawing load after the flags are parsed: --help is quick.
@@ -76,7 +76,7 @@ SHEET_TILE_WIDTH = 240  # pixels per panel of a tile (two panels with --gt)
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="vps_d2 video polyp segmentation demo",
-        epilog=__doc__.split("Examples::")[1] if "Examples::" in __doc__ else None,
+        epilog="Examples:" + plain(__doc__.split("Examples::")[1]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
@@ -308,7 +308,9 @@ def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) ->
     from tqdm import tqdm
 
     n, warned = 0, False
-    with tqdm(total=reader.num_frames, unit="frame", desc="demo", dynamic_ncols=True) as bar:
+    # disable=None: no bar when stderr is not a terminal (log lines never glued to one)
+    bar = tqdm(total=reader.num_frames, unit="frame", desc="demo", dynamic_ncols=True, disable=None)
+    with bar:
         try:
             for frame, out in predictor.run(reader):
                 image = _vps_io.frame_to_bgr(frame["image"], predictor.input_format)

@@ -56,6 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vps_d2.cli import run_command
+from vps_d2.utils.cli_args import DefaultsHelpFormatter
 from vps_d2.utils.lazy import lazy_import
 
 # The evaluation loads after the flags are parsed: --help is quick.
@@ -82,7 +83,7 @@ class EvaluationError(Exception):
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="SUN-SEG toolbox evaluation of saved predictions.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--gt-root", required=True, help="SUN-SEG root: <root>/<split>/GT/<case>/")
     p.add_argument("--pred-root", required=True, help="<pred-root>/<model>/<split>/<case>/")
@@ -359,7 +360,13 @@ def run_tasks(
     """
     fn = fn or _protocol.evaluate_case_task
     out: dict[str, dict[str, _protocol.CaseAccumulator]] = {}
-    bar = tqdm(total=sum(len(t[2]) for t in tasks), unit="frame", desc="evaluate", leave=False)
+    bar = tqdm(
+        total=sum(len(t[2]) for t in tasks),
+        unit="frame",
+        desc="evaluate",
+        leave=False,
+        disable=None,
+    )
     try:
         if workers <= 1 or len(tasks) == 1:
             for task in tasks:

@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from vps_d2.cli import run_command
+from vps_d2.utils.cli_args import plain
 
 # --short: a small dataset and a short training at a small input size.
 SHORT_DATA_ARGS = [
@@ -88,7 +89,7 @@ def print_results(results_file: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config-file", default="configs/frame_baseline_sample.yaml")
     parser.add_argument(

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from vps_d2.cli import run_command
 from vps_d2.config import ConfigError, add_vps_config, get_cfg
+from vps_d2.utils.cli_args import DefaultsHelpFormatter
 from vps_d2.utils.lazy import lazy_import
 
 # torch, ArSDM and the model load after the flags are parsed: --help is quick.
@@ -65,7 +66,7 @@ class SynthesisError(Exception):
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Synthetic dataset from a trained ArSDM (SUN-SEG layout) + its measures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--config-file", required=True, help="the generator's config")
     p.add_argument("--weights", required=True, help="the generator's checkpoint")
@@ -160,7 +161,12 @@ def main(args) -> dict:
             _synthesis.check_run(args.output, fingerprint)
         except ValueError as e:
             raise SynthesisError(str(e)) from None
-        bar = tqdm(total=n_frames, desc="synthesize", disable=args.no_progress, unit="frame")
+        bar = tqdm(
+            total=n_frames,
+            desc="synthesize",
+            disable=True if args.no_progress else None,
+            unit="frame",
+        )
         with bar:
             stats = _synthesis.synthesize(
                 model,

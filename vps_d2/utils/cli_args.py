@@ -5,7 +5,44 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_plugin_argument", "default_argument_parser"]
+__all__ = [
+    "DefaultsHelpFormatter",
+    "RawDescriptionDefaultsHelpFormatter",
+    "add_plugin_argument",
+    "default_argument_parser",
+    "plain",
+]
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: X)`` after a flag's help only where X says something: not for None,
+    False, empty lists, required flags, or a help text that already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text.lower()
+            or action.required
+            or default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+        ):
+            return text
+        return super()._get_help_string(action)
+
+
+class RawDescriptionDefaultsHelpFormatter(
+    DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    """:class:`DefaultsHelpFormatter` keeping the description's and epilog's line breaks."""
+
+
+def plain(text: str) -> str:
+    """A docstring's text for a terminal: RST literals (````x````) and ``::`` made plain."""
+    return text.replace("``", "").replace("::\n", ":\n")
 
 
 def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
