@@ -191,3 +191,32 @@ def test_cli_bad_roots(tmp_path, capsys):
     (tmp_path / "p" / "m").mkdir(parents=True)
     assert cli.main(_args(str(tmp_path / "gt"), str(tmp_path / "p"))) == 1
     assert "No SUN-SEG test split" in capsys.readouterr().err
+
+
+def test_default_splits_score_those_with_predictions(tmp_path, capsys, caplog):
+    """Issue 23, item 7: predictions for one split only stopped the run ("N prediction
+    file(s) missing"); the splits with predictions are scored, the others named."""
+    gt_root, pred_root = str(tmp_path / "SUN-SEG"), str(tmp_path / "preds")
+    t = make_gt_tree(gt_root)
+    write_predictions(pred_root, "m", {"TestHardDataset/Seen": t["TestHardDataset/Seen"]})
+    j = str(tmp_path / "r.json")
+    with caplog.at_level("WARNING"):
+        assert load_cli().main(_args(gt_root, pred_root, "--json", j)) == 0
+    with open(j) as f:
+        got = json.load(f)
+    assert list(got) == ["TestHardDataset/Seen"]
+    exp, _ = expected_split(
+        t["TestHardDataset/Seen"], os.path.join(pred_root, "m", "TestHardDataset/Seen")
+    )
+    assert got["TestHardDataset/Seen"]["maxDice"] == pytest.approx(exp["maxDice"], abs=1e-9)
+    (warning,) = [r.getMessage() for r in caplog.records if "Not scored" in r.getMessage()]
+    assert "TestEasyDataset/Unseen" in warning and "TestHardDataset/Seen" in warning
+    # explicit --splits stay strict: a split without predictions is an error
+    assert load_cli().main(_args(gt_root, pred_root, "--splits", "TestEasyDataset/Unseen")) == 1
+    assert "missing" in capsys.readouterr().err
+    # no split with predictions at all: one line naming the folder
+    os.makedirs(os.path.join(pred_root, "empty"))
+    args = _args(gt_root, pred_root)
+    args[args.index("m")] = "empty"
+    assert load_cli().main(args) == 1
+    assert "No split has predictions" in capsys.readouterr().err

@@ -7,7 +7,8 @@
 GT: ``<gt-root>/<split>/GT/<case>/<frame>.png``; predictions:
 ``<pred-root>/<model>/<split>/<case>/<same file name>`` (8-bit PNG, any size: resized to
 the GT size with bilinear cv2.resize, as the toolbox does). ``--splits`` defaults to the
-SUN-SEG test splits present under ``--gt-root``. Per case the first and last GT frames
+SUN-SEG test splits present under ``--gt-root`` that have a prediction folder (the others
+are named in a warning and not scored). Per case the first and last GT frames
 (SUN-SEG order) are dropped; cases run in parallel worker processes.
 
 Prints the toolbox's table (3 decimals); ``--json`` writes {split: {metric: value}} at full
@@ -247,6 +248,22 @@ def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str,
             raise EvaluationError(
                 f"No SUN-SEG test split (<split>/GT) under {args.gt_root}; expected some of "
                 f"{', '.join(_protocol.SUN_SEG_TEST_SPLITS)} or pass --splits"
+            )
+        # The default splits: those with predictions are scored, the others named.
+        without = [s for s in splits if not os.path.isdir(os.path.join(model_dir, s))]
+        if len(without) == len(splits):
+            raise EvaluationError(
+                f"No split has predictions in {model_dir}: expected <split>/<case>/ folders "
+                f"for some of {', '.join(splits)}"
+            )
+        if without:
+            splits = [s for s in splits if s not in without]
+            logger.warning(
+                "Not scored: %d split(s) without predictions in %s: %s (scoring %s)",
+                len(without),
+                model_dir,
+                ", ".join(without),
+                ", ".join(splits),
             )
     tasks, missing = [], []
     ext = args.pred_ext.lstrip(".")
