@@ -430,3 +430,43 @@ def test_demo_script_runs_frame_baseline(assets, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     frames, fps = _read_video(str(out))
     assert len(frames) == 5 and fps == FPS and frames[0].shape == (H, W, 3)
+
+
+# ------------------------------------------------------- GT matching (issue 23, item 5)
+def test_video_with_sun_gt_folder_matches_by_order(assets):
+    """A video beside its SUN-SEG case's GT folder (masks named ..._image1 ... image12, not
+    by 0-based frame index): matched by order; before, frame 0 had none and frame i the
+    mask of frame i - 1."""
+    r = VideoReader(assets["video"], gt_dir=assets["gt"])
+    assert r.gt_matching == "order" and "by order" in r.describe_gt_matching()
+    got = [os.path.basename(f["gt_file_name"]) for f in r]
+    assert got == [SUN.format(i + 1) + ".png" for i in range(N)]  # SUN order, not lexical
+
+
+def test_gt_matching_by_number_and_by_name(assets, tmp_path):
+    gt = tmp_path / "gt0"
+    gt.mkdir()
+    for i in range(3):  # masks numbered by the 0-based frame index
+        cv2.imwrite(str(gt / f"mask_{i:04d}.png"), np.zeros((H, W), np.uint8))
+    r = VideoReader(assets["video"], gt_dir=str(gt))
+    assert r.gt_matching == "number"
+    got = [f["gt_file_name"] for f in r]
+    assert [os.path.basename(p) for p in got[:3]] == [f"mask_{i:04d}.png" for i in range(3)]
+    assert got[3:] == [None] * (N - 3)
+    assert VideoReader(assets["frames"], gt_dir=assets["gt"]).gt_matching == "name"
+    # frames whose names the masks do not share: by order too
+    assert VideoReader(assets["frames"], gt_dir=str(gt)).gt_matching == "order"
+
+
+def test_demo_warns_when_frames_lack_a_mask(assets, demo, tmp_path, caplog):
+    gt = tmp_path / "few"
+    gt.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(gt / f"{i:06d}.png"), np.zeros((H, W), np.uint8))
+    out = tmp_path / "o.mp4"
+    argv = ["--video-input", assets["video"], "--gt", str(gt), "--output", str(out)]
+    with caplog.at_level(logging.INFO):
+        assert demo.main([*argv, "--opts", *assets["stub_opts"]]) == 0
+    text = caplog.text
+    assert f"2 of the {N} frames have a mask (matched by the number" in text
+    assert "(+ GT side by side, matched by the number" in text

@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> dict:
             reader.width,
             reader.height,
             reader.fps,
-            " (+ GT side by side)" if with_gt else "",
+            f" (+ GT side by side, matched {reader.describe_gt_matching()})" if with_gt else "",
         )
         sheet = _visualization.ContactSheet(
             num_tiles=SHEET_TILES,
@@ -274,9 +274,20 @@ def run(args: argparse.Namespace) -> dict:
         )
         t0 = time.perf_counter()
         try:
-            n = _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt)
+            n, n_gt = _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt)
             if n == 0:
                 raise ValueError(f"No frame could be read from {reader.source}")
+            if with_gt and n_gt < n:
+                logger.warning(
+                    "--gt %s: %s of the %d frames have a mask (matched %s)%s",
+                    args.gt,
+                    "none" if n_gt == 0 else n_gt,
+                    n,
+                    reader.describe_gt_matching(),
+                    ": their GT panel is empty; check that --gt is this video's mask folder"
+                    if n_gt == 0
+                    else "",
+                )
             final_video = writer.close() if writer is not None else None
         except BaseException:
             if writer is not None:
@@ -287,6 +298,7 @@ def run(args: argparse.Namespace) -> dict:
         reader.close()
     summary = {
         "frames": n,
+        "frames_with_gt": n_gt,
         "video": final_video,
         "frames_dir": frames_dir,
         "contact_sheet": sheet_file,
@@ -302,12 +314,13 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) -> int:
-    """Predict, draw and write every frame; returns how many. Ctrl-C ends a webcam run."""
+def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) -> tuple[int, int]:
+    """Predict, draw and write every frame; returns how many, and how many had a GT mask.
+    Ctrl-C ends a webcam run."""
     import cv2
     from tqdm import tqdm
 
-    n, warned = 0, False
+    n, n_gt, warned = 0, 0, False
     # disable=None: no bar when stderr is not a terminal (log lines never glued to one)
     bar = tqdm(total=reader.num_frames, unit="frame", desc="demo", dynamic_ncols=True, disable=None)
     with bar:
@@ -319,6 +332,7 @@ def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) ->
                     if with_gt
                     else None
                 )
+                n_gt += int(with_gt and frame["gt_file_name"] is not None)
                 drawn = vis.draw_frame(
                     image,
                     out,
@@ -351,7 +365,7 @@ def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) ->
             if reader.kind != "webcam":
                 raise
             logger.info("Stopped by the user after %d camera frames", n)
-    return n
+    return n, n_gt
 
 
 def main(argv: list[str] | None = None) -> int:
