@@ -8,6 +8,7 @@ specular highlights.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from vps_d2.data import CLASS_NAMES
 from vps_d2.data.io import read_image
@@ -65,7 +67,41 @@ def _thickness(image: np.ndarray) -> int:
 
 
 def _font_scale(image: np.ndarray) -> float:
-    return max(0.3, min(image.shape[:2]) / 700)
+    """Text height in pixels for ``image``: legible at any size (12 px at least, about 1/22
+    of the shorter side: 16 px on 352 x 352, 49 px on 1920 x 1080)."""
+    return float(max(12, round(min(image.shape[:2]) / 22)))
+
+
+@functools.lru_cache(maxsize=32)
+def _font(px: int):
+    """Pillow's built-in font at ``px`` pixels (scalable with Pillow >= 10.1; the bitmap
+    font before, which :func:`_text_mask` scales)."""
+    try:
+        return ImageFont.load_default(size=px)
+    except TypeError:  # Pillow 10.0: no size
+        return ImageFont.load_default()
+
+
+@functools.lru_cache(maxsize=256)
+def _text_mask(text: str, px: int) -> np.ndarray:
+    """Coverage (h, w) float32 in [0, 1] of ``text`` drawn ``px`` pixels high (cap height
+    + descenders), the glyphs' top at row 0. Drawn with Pillow: the same pixels whatever
+    OpenCV is installed (cv2.putText's outlines differ between OpenCV 4 and 5)."""
+    font = _font(px)
+    left, top, right, bottom = font.getbbox(text)
+    canvas = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(canvas).text((-left, -top), text, fill=255, font=font)
+    mask = np.asarray(canvas, np.float32) / 255.0
+    if not hasattr(font, "size"):  # the fixed-size bitmap font: scale it to px
+        f = max(1, round(px / max(1, mask.shape[0])))
+        mask = np.kron(mask, np.ones((f, f), np.float32))
+    return mask
+
+
+def text_size(text: str, scale: float) -> tuple[int, int]:
+    """``(width, height)`` in pixels of ``text`` drawn by :func:`draw_text` at ``scale``."""
+    h, w = _text_mask(text, int(round(scale))).shape
+    return w, h
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -86,12 +122,28 @@ def draw_text(
     color: tuple[int, int, int] = TEXT_COLOR,
     scale: float | None = None,
 ) -> np.ndarray:
-    """Draw ``text`` with its baseline-left corner at ``org`` (x, y), outlined in black."""
-    scale = _font_scale(image) if scale is None else scale
-    t = max(1, int(round(scale * 1.5)))
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(image, text, org, font, scale, OUTLINE_COLOR, t + 2, cv2.LINE_AA)
-    cv2.putText(image, text, org, font, scale, color, t, cv2.LINE_AA)
+    """Draw ``text`` in place with its bottom-left corner at ``org`` (x, y), outlined in
+    black (an outline 1/8 of the height wide), ``scale`` pixels high (default: legible for
+    the image's size, :func:`_font_scale`). Clipped at the image's borders.
+
+    Shapes: ``image`` (H, W, 3) uint8 BGR; returns it."""
+    px = int(round(_font_scale(image) if scale is None else scale))
+    mask = _text_mask(text, px)
+    r = max(1, px // 8)
+    pad = np.pad(mask, r)
+    outline = cv2.dilate(pad, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+    mh, mw = pad.shape
+    x0, y0 = int(org[0]) - r, int(org[1]) - mh + r
+    H, W = image.shape[:2]
+    ys, xs = slice(max(0, y0), min(H, y0 + mh)), slice(max(0, x0), min(W, x0 + mw))
+    if ys.start >= ys.stop or xs.start >= xs.stop:
+        return image
+    crop = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+    a_out, a_txt = outline[crop][..., None], pad[crop][..., None]
+    region = image[ys, xs].astype(np.float32)
+    region = region * (1 - a_out) + np.float32(OUTLINE_COLOR) * a_out
+    region = region * (1 - a_txt) + np.float32(color) * a_txt
+    image[ys, xs] = np.clip(np.round(region), 0, 255).astype(np.uint8)
     return image
 
 
@@ -172,7 +224,7 @@ def draw_box(
     cv2.rectangle(image, (x0, y0), (x1, y1), color, t)
     if label:
         scale = _font_scale(image)
-        (_, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        _, th = text_size(label, scale)
         ty = y0 - 2 * t - 2 if y0 - th - 2 * t - 2 > 0 else min(h - 2, y1 + th + 2 * t + 2)
         draw_text(image, label, (x0, ty), color=color, scale=scale)
     return image
@@ -276,7 +328,7 @@ class Visualizer:
                 parts.append(f"{latency_ms:.1f} ms")
             if parts:
                 scale = _font_scale(out)
-                (_, th), _ = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+                _, th = text_size("#0", scale)
                 draw_text(out, "  ".join(parts), (4, th + 6), scale=scale)
         return out
 
@@ -425,7 +477,7 @@ def render_case(
     out = side_by_side([pred, gt])
     if title:
         scale = _font_scale(out)
-        (_, th), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        _, th = text_size(title, scale)
         draw_text(out, title, (4, th + 6), scale=scale)
     return out
 
