@@ -133,7 +133,7 @@ def test_cli_matches_reference(tree, tmp_path, capsys):
     case5 = next(r for r in rows if r["case"] == "case5")
     assert abs(float(case5["maxDice"]) - one["maxDice"]) <= 1e-12
     img = cv2.imread(p)
-    assert img is not None and img.shape == (2 * 420, 640, 3)
+    assert img is not None and img.shape[2] == 3  # the figure (see the plot test below)
     out = capsys.readouterr().out
     assert "Smeasure" in out and f"{got['TestHardDataset/Seen']['maxDice']:.3f}" in out
 
@@ -220,3 +220,24 @@ def test_default_splits_score_those_with_predictions(tmp_path, capsys, caplog):
     args[args.index("m")] = "empty"
     assert load_cli().main(args) == 1
     assert "No split has predictions" in capsys.readouterr().err
+
+
+def test_single_model_plot_is_labelled_with_pr_curves(tree, tmp_path, monkeypatch):
+    """Issue 23, item 10: --plot of one model (drawn with OpenCV before: no y label, the
+    legend over the curves, no PR curve, no marker at the maximum)."""
+    from vps_d2.visualization import curves as C
+
+    figures = []
+    real = C.save_figure
+    monkeypatch.setattr(C, "save_figure", lambda fig, path: (figures.append(fig), real(fig, path)))
+    gt_root, pred_root, _ = tree
+    p = str(tmp_path / "curves.png")
+    assert load_cli().main(_args(gt_root, pred_root, "--plot", p)) == 0
+    assert os.path.getsize(p) > 0 and os.path.getsize(str(tmp_path / "curves_pr.png")) > 0
+    thr, pr = figures
+    for ax in thr.axes:
+        assert ax.get_xlabel() == "threshold" and ax.get_ylabel()
+        assert any(line.get_marker() == "o" for line in ax.get_lines())  # the maximum
+        assert ax.get_legend() is None  # the legend is the figure's, outside the panels
+    assert [lg.get_texts()[0].get_text() for lg in thr.legends] == ["m"]
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in pr.axes] == [("recall", "precision")] * 2

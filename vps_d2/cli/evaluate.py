@@ -12,8 +12,10 @@ are named in a warning and not scored). Per case the first and last GT frames
 (SUN-SEG order) are dropped; cases run in parallel worker processes.
 
 Prints the toolbox's table (3 decimals); ``--json`` writes {split: {metric: value}} at full
-precision, ``--csv`` one row per case, ``--plot`` Dice / IoU / F-measure against the
-threshold for every split (drawn with OpenCV). Every output path is checked before anything
+precision, ``--csv`` one row per case, ``--plot`` Dice / IoU / F-measure / E-measure
+against the threshold for every split (matplotlib: labelled axes, a marker at each
+maximum, the legend outside the curves) and, beside it (``<name>_pr<ext>``), the
+precision-recall curves. Every output path is checked before anything
 is computed. Exit status: 0, or 1 with a one-line message on bad input (missing predictions
 are listed; ``--skip-missing`` skips them with a warning).
 
@@ -52,7 +54,6 @@ def _interrupted_while_starting(*_):
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -124,9 +125,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plot",
         default=None,
-        help="PNG of Dice/IoU/F-measure vs threshold; with a leaderboard (matplotlib: .png, "
-        ".pdf, .svg) every metric vs threshold for all methods, and <name>_pr<ext> the "
-        "precision-recall curves",
+        help="figure of Dice, IoU, F-measure and E-measure vs threshold for every split "
+        "(matplotlib: .png, .pdf, .svg; every method with a leaderboard), and <name>_pr<ext> "
+        "the precision-recall curves",
     )
     p.add_argument(
         "--skip-missing",
@@ -184,10 +185,11 @@ def pr_plot_path(plot: str) -> str:
 
 def check_outputs(args, leaderboard: bool = False) -> None:
     """Validate --json, --csv, --plot and --leaderboard before any computation (raises
-    EvaluationError). ``leaderboard``: the several-method run (matplotlib plots)."""
+    EvaluationError). ``leaderboard``: the several-method run. Both draw --plot with
+    matplotlib, the precision-recall figure beside it (:func:`pr_plot_path`)."""
     seen: dict[str, str] = {}
     outputs = [("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)]
-    if leaderboard and args.plot:
+    if args.plot:
         outputs.append(("--plot (precision-recall)", pr_plot_path(args.plot)))
     outputs += [("--leaderboard", f) for f in (getattr(args, "leaderboard", None) or ())]
     for flag, path in outputs:
@@ -204,22 +206,13 @@ def check_outputs(args, leaderboard: bool = False) -> None:
                 f"--leaderboard {path}: unknown extension; use one of "
                 f"{', '.join(_leaderboard.LEADERBOARD_FORMATS)}"
             )
-    if leaderboard and args.plot:
+    if args.plot:
         ext = os.path.splitext(args.plot)[1].lower().lstrip(".") or "png"
         if ext not in _curves.figure_formats():
+            shown = ext if leaderboard else f".{ext}"
             raise EvaluationError(
-                f"--plot {args.plot}: matplotlib cannot write {ext!r} files; use one of "
+                f"--plot {args.plot}: matplotlib cannot write {shown!r} files; use one of "
                 f"{', '.join(sorted(_curves.figure_formats()))}"
-            )
-    elif args.plot:
-        ext = os.path.splitext(args.plot)[1].lower() or ".png"
-        try:
-            ok = cv2.imencode(ext, np.zeros((2, 2, 3), np.uint8))[0]
-        except cv2.error:
-            ok = False
-        if not ok:
-            raise EvaluationError(
-                f"--plot {args.plot}: OpenCV cannot write {ext!r} images; use .png or .jpg"
             )
 
 
@@ -412,49 +405,14 @@ def run_tasks(
 
 
 # ---------------------------------------------------------------------------------- plot
-_COLORS = {"Dice": (200, 90, 20), "IoU": (40, 160, 40), "Fm": (30, 30, 210)}  # BGR
-_LABELS = {"Dice": "Dice", "IoU": "IoU", "Fm": "F-measure"}
-
-
-def draw_curves(curves: dict[str, dict[str, np.ndarray]], width: int = 640, height: int = 420):
-    """uint8 BGR image: one panel per split, Dice/IoU/F-measure (256,) against threshold."""
-    panels = []
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for split, c in curves.items():
-        img = np.full((height, width, 3), 255, np.uint8)
-        x0, x1, y0, y1 = 60, width - 20, 40, height - 50  # plot area (pixels)
-        for k in range(11):
-            gx = int(round(x0 + (x1 - x0) * k / 10))
-            gy = int(round(y1 - (y1 - y0) * k / 10))
-            cv2.line(img, (gx, y0), (gx, y1), (225, 225, 225), 1)
-            cv2.line(img, (x0, gy), (x1, gy), (225, 225, 225), 1)
-            if k % 2 == 0:
-                cv2.putText(img, f"{k / 10:.1f}", (gx - 12, y1 + 18), font, 0.4, (0, 0, 0), 1)
-                cv2.putText(img, f"{k / 10:.1f}", (x0 - 35, gy + 4), font, 0.4, (0, 0, 0), 1)
-        cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
-        cv2.putText(img, "threshold", ((x0 + x1) // 2 - 35, height - 12), font, 0.45, (0, 0, 0), 1)
-        cv2.putText(img, split, (x0, 25), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-        # Dice/IoU: P >= linspace(1, 0, 256)[i]; F-measure: uint8(P*255) >= 255 - i.
-        thr = {"Dice": _metrics.MEDICAL_THRESHOLDS, "IoU": _metrics.MEDICAL_THRESHOLDS}
-        thr["Fm"] = (255 - np.arange(256)) / 255
-        for i, key in enumerate(("Dice", "IoU", "Fm")):
-            xs = x0 + (x1 - x0) * thr[key]
-            ys = y1 - (y1 - y0) * np.clip(np.nan_to_num(c[key]), 0, 1)
-            pts = np.round(np.stack([xs, ys], 1)).astype(np.int32)
-            cv2.polylines(img, [pts], False, _COLORS[key], 2, cv2.LINE_AA)
-            ly = y0 + 18 + 18 * i
-            cv2.line(img, (x1 - 120, ly - 4), (x1 - 95, ly - 4), _COLORS[key], 2)
-            cv2.putText(img, _LABELS[key], (x1 - 88, ly), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        panels.append(img)
-    return np.concatenate(panels, axis=0)
-
-
-def write_plot(path: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
-    ext = os.path.splitext(path)[1].lower() or ".png"
-    ok, buf = cv2.imencode(ext, draw_curves(curves))
-    if not ok:
-        raise EvaluationError(f"--plot {path}: OpenCV cannot write {ext!r} images")
-    _file_io.atomic_write_bytes(path, buf.tobytes())
+def write_plot(path: str, curves: dict[str, dict[str, np.ndarray]], model: str = "") -> None:
+    """The threshold curves of every split (Dice, IoU, F-measure, E-measure against the
+    threshold, a marker at each maximum, labelled axes, the legend outside the curves) to
+    ``path``, and the precision-recall curves to :func:`pr_plot_path` (matplotlib, as for a
+    leaderboard)."""
+    per_split = {split: {model or "model": c} for split, c in curves.items()}
+    _curves.save_figure(_curves.threshold_curves_figure(per_split), path)
+    _curves.save_figure(_curves.precision_recall_figure(per_split), pr_plot_path(path))
 
 
 # ---------------------------------------------------------------------------------- main
@@ -547,7 +505,7 @@ def evaluate(args):
     if args.csv:
         _protocol.write_results_csv(args.csv, rows)
     if args.plot and curves:
-        write_plot(args.plot, curves)
+        write_plot(args.plot, curves, args.model)
     return results
 
 
