@@ -470,3 +470,29 @@ def test_demo_warns_when_frames_lack_a_mask(assets, demo, tmp_path, caplog):
     text = caplog.text
     assert f"2 of the {N} frames have a mask (matched by the number" in text
     assert "(+ GT side by side, matched by the number" in text
+
+
+def test_demo_contact_sheet_tiles_name_case_frame_and_dice(assets, demo, tmp_path, monkeypatch):
+    """Issue 23, item 10: the contact sheet's panels were unlabelled."""
+    from vps_d2.visualization import ContactSheet
+
+    labels = {}
+    real = ContactSheet.add
+
+    def add(self, index, image, label=None):
+        if self.wants(index):
+            labels[index] = label
+        return real(self, index, image, label=label)
+
+    monkeypatch.setattr(ContactSheet, "add", add)
+    argv = ["--input", assets["frames"], "--gt", assets["gt"], "--output", str(tmp_path / "o")]
+    assert demo.main([*argv, "--opts", *assets["stub_opts"]]) == 0
+    assert labels and all(v.startswith(f"case3_1 #{k}  Dice ") for k, v in labels.items())
+    # the stub finds the white disk the GT draws: Dice close to 1, computed per frame
+    assert all(float(v.split("Dice ")[1]) > 0.7 for v in labels.values()), labels
+    gt = np.zeros((4, 4), bool)
+    gt[:2] = True
+    prob = np.zeros((4, 4), np.float32)
+    prob[:1] = 0.9
+    assert demo.frame_dice(prob, gt) == pytest.approx(2 * 4 / (4 + 8))
+    assert demo.frame_dice(np.zeros((2, 2)), np.zeros((4, 4), bool)) == 1.0

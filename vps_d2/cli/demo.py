@@ -36,6 +36,8 @@ import signal
 import sys
 import time
 
+import numpy as np
+
 
 def _interrupted_while_starting(*_):
     """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
@@ -314,6 +316,20 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
+def frame_dice(prob, gt: np.ndarray, threshold: float = 0.5) -> float:
+    """Dice of ``prob >= threshold`` ((h, w) in [0, 1], resized to the mask) against the
+    bool mask ``gt`` (H, W); 1.0 when both are empty."""
+    import cv2
+
+    p = prob.detach().cpu().numpy() if hasattr(prob, "detach") else np.asarray(prob)
+    p = p.astype(np.float32)
+    if p.shape != gt.shape:
+        p = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+    pred = p >= threshold
+    denom = int(pred.sum()) + int(gt.sum())
+    return 1.0 if denom == 0 else 2.0 * float((pred & gt).sum()) / denom
+
+
 def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) -> tuple[int, int]:
     """Predict, draw and write every frame; returns how many, and how many had a GT mask.
     Ctrl-C ends a webcam run."""
@@ -358,7 +374,10 @@ def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) ->
                     _vps_io.write_image(
                         os.path.join(frames_dir, frame["frame_name"] + ".jpg"), drawn
                     )
-                sheet.add(frame["frame_index"], drawn)
+                label = f"{reader.video_id or 'frame'} #{frame['frame_index']}"
+                if gt is not None:
+                    label += f"  Dice {frame_dice(out['prob'], gt, vis.threshold):.3f}"
+                sheet.add(frame["frame_index"], drawn, label=label)
                 n += 1
                 bar.update(1)
         except KeyboardInterrupt:

@@ -363,8 +363,30 @@ class Visualizer:
 # ---------------------------------------------------------------------------- #
 # Contact sheet
 # ---------------------------------------------------------------------------- #
+def grid_cols(n: int, preferred: int = 4) -> int:
+    """Columns of a grid of ``n`` tiles with no empty cell: the divisor of ``n`` closest to
+    ``preferred`` (the larger one on a tie; a prime ``n`` > 2 * preferred: one row)."""
+    divisors = [c for c in range(1, n + 1) if n % c == 0]
+    return min(divisors, key=lambda c: (abs(c - preferred), -c))
+
+
+def _fit(text: str, width: int, scale: float) -> str:
+    """``text`` shortened with "..." in its middle until it fits ``width`` pixels."""
+    if text_size(text, scale)[0] <= width:
+        return text
+    keep = len(text)
+    while keep > 1:
+        keep -= 1
+        short = text[: (keep + 1) // 2] + "..." + text[len(text) - keep // 2 :]
+        if text_size(short, scale)[0] <= width:
+            return short
+    return "..."
+
+
 class ContactSheet:
-    """A grid of evenly spaced frames, collected from a stream with bounded memory.
+    """A grid of evenly spaced frames, collected from a stream with bounded memory; each
+    tile with its caption (``label``, e.g. case, frame and Dice) in a strip above it, and
+    no empty cell (:func:`grid_cols`).
 
     With ``total`` (the number of frames) the tiles are the frames at
     ``round(linspace(0, total - 1, num_tiles))``. Without it, every ``stride``-th frame is
@@ -390,6 +412,7 @@ class ContactSheet:
             self._targets = {int(round(v)) for v in np.linspace(0, self.total - 1, n)}
         self._stride = 1
         self._tiles: dict[int, np.ndarray] = {}
+        self._labels: dict[int, str] = {}
 
     def wants(self, index: int) -> bool:
         """Whether the frame ``index`` would be kept (skip drawing it otherwise)."""
@@ -397,17 +420,20 @@ class ContactSheet:
             return index in self._targets
         return index % self._stride == 0
 
-    def add(self, index: int, image: np.ndarray) -> None:
-        """Offer frame ``index`` (BGR (H, W, 3)); kept downscaled when :meth:`wants` it."""
+    def add(self, index: int, image: np.ndarray, label: str | None = None) -> None:
+        """Offer frame ``index`` (BGR (H, W, 3)) and its caption; kept downscaled when
+        :meth:`wants` it (the caption defaults to "frame <index>")."""
         if not self.wants(index):
             return
         h, w = image.shape[:2]
         tw = min(self.tile_width, w)
         tile = cv2.resize(image, (tw, max(1, round(h * tw / w))), interpolation=cv2.INTER_AREA)
         self._tiles[index] = tile
+        self._labels[index] = label if label is not None else f"frame {index}"
         if self._targets is None and len(self._tiles) > 2 * self.num_tiles:
             self._stride *= 2
             self._tiles = {i: t for i, t in self._tiles.items() if i % self._stride == 0}
+            self._labels = {i: self._labels[i] for i in self._tiles}
 
     def selected(self) -> list[int]:
         """Frame indices of the tiles of the sheet, in order."""
@@ -421,23 +447,30 @@ class ContactSheet:
         return len(self.selected())
 
     def render(self) -> np.ndarray:
-        """The grid as a BGR image (dark-gray background, 4-pixel gaps)."""
+        """The grid as a BGR image (dark-gray background, 4-pixel gaps), each tile under
+        its caption (fitted to the tile's width: captions never overlap), every cell filled.
+
+        Shapes: returns (rows * (caption + th + gap) + gap, cols * (tw + gap) + gap, 3)."""
         idx = self.selected()
         if not idx:
             raise ValueError("ContactSheet: no frame was added")
         tiles = [self._tiles[i] for i in idx]
         th = max(t.shape[0] for t in tiles)
         tw = max(t.shape[1] for t in tiles)
-        cols = min(self.cols, len(tiles))
+        cols = grid_cols(len(tiles), self.cols)
         rows = math.ceil(len(tiles) / cols)
         gap = 4
+        scale = max(12.0, round(tw / 30))
+        cap = int(scale) + 8
         sheet = np.full(
-            (rows * th + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3), 32, np.uint8
+            (rows * (cap + th) + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3), 32, np.uint8
         )
-        for k, tile in enumerate(tiles):
+        for k, (i, tile) in enumerate(zip(idx, tiles)):
             r, c = divmod(k, cols)
-            y, x = gap + r * (th + gap), gap + c * (tw + gap)
-            sheet[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+            y, x = gap + r * (cap + th + gap), gap + c * (tw + gap)
+            label = _fit(self._labels.get(i, f"frame {i}"), tw - 8, scale)
+            draw_text(sheet, label, (x + 4, y + cap - 4), scale=scale)
+            sheet[y + cap : y + cap + tile.shape[0], x : x + tile.shape[1]] = tile
         return sheet
 
     def save(self, path: str) -> str:
@@ -513,7 +546,7 @@ def save_worst_cases(
         return []
     os.makedirs(output_dir, exist_ok=True)
     vis = Visualizer(overlay="mask", threshold=threshold, show_text=False)
-    sheet = ContactSheet(num_tiles=len(ordered), cols=min(4, len(ordered)), tile_width=640)
+    sheet = ContactSheet(num_tiles=len(ordered), cols=4, tile_width=640)
     paths = []
     for rank, case in enumerate(ordered):
         name = case.get("name") or os.path.splitext(os.path.basename(case["file_name"]))[0]
@@ -529,7 +562,7 @@ def save_worst_cases(
         path = os.path.join(output_dir, f"{rank:02d}_{name}.jpg")
         write_image(path, img)
         paths.append(path)
-        sheet.add(rank, img)
+        sheet.add(rank, img, label=f"#{rank + 1}  {name}  {metric} {float(case['score']):.3f}")
     if contact_sheet:
         paths.append(sheet.save(os.path.join(output_dir, "worst_cases.png")))
     logger.info("Saved the %d worst cases (%s) to %s", len(ordered), metric, output_dir)
