@@ -19,6 +19,20 @@ setup(
         "vps_d2.methods": ["*/configs/*.yaml", "*/README.md"],
         "vps_d2.data.datasets": ["*.csv"],
     },
+    # The tools as commands (each module of vps_d2/cli; tools/<name>.py runs the same).
+    entry_points={
+        "console_scripts": [
+            "vps-train = vps_d2.cli.train_net:console",
+            "vps-evaluate = vps_d2.cli.evaluate:console",
+            "vps-demo = vps_d2.cli.demo:console",
+            "vps-synthesize = vps_d2.cli.synthesize:console",
+            "vps-make-sample = vps_d2.cli.make_sample_dataset:console",
+            "vps-quickstart = vps_d2.cli.quickstart:console",
+            "vps-convert = vps_d2.cli.convert_weights:console",
+            "vps-gpu-check = vps_d2.cli.gpu_check:console",
+            "vps-d2-demo = vps_d2.cli.d2_demo:console",
+        ]
+    },
     # Lower bounds = the versions .ci/constraints-lowest.txt installs and CI tests (see the
     # "Tested versions" in docs/install.md); CI also tests the newest versions pip resolves.
     install_requires=[

@@ -3,10 +3,15 @@ resolved to absolute names):
 
 * config and utils at the bottom; data, io, synthetic, modeling, solver and checkpoint
   above them; evaluation above those; the engine and the methods both stand on these and
-  never import each other; visualization, tools/ and vps_d2/d2/ on top;
+  never import each other; visualization, tools/, vps_d2/d2/ and vps_d2/cli/ on top (no
+  package of vps_d2 imports the cli: it is the commands' layer, like tools/);
 * data imports no modeling (nor io or synthetic, which stand on it);
 * evaluation draws nothing (no vps_d2.visualization);
 * no vps_d2 import hidden inside a function (a way to dodge an import circle).
+
+Lazy imports, for start-up speed only, are module-level calls ``x = lazy_import("vps_d2.y")``
+(:mod:`vps_d2.utils.lazy`): the checks read them as imports of ``vps_d2.y``, so the layering
+rules apply to them, and one inside a function counts as a hidden import.
 
 The core never importing the methods also means no config <-> methods import circle: each
 method registers itself when imported.
@@ -78,6 +83,13 @@ def _imports(path: str, *, in_functions: bool = False, root: str = ROOT):
                 base = node.module or ""
             yield base
             yield from (f"{base}.{a.name}" for a in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", "")) == "lazy_import"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            yield node.args[0].value  # lazy_import("vps_d2.x"): an import of vps_d2.x
 
 
 def _library_files(pkg: str, root: str = ROOT) -> list[str]:
@@ -108,6 +120,14 @@ def test_lower_packages_import_only_downwards():
     engine, d2, methods or visualization; config/utils nothing of the package above them;
     data no modeling, io or synthetic (io and synthetic stand on data)."""
     offenders = _offenders(LOWER, lambda pkg: UPPER + FORBIDDEN.get(pkg, ()))
+    assert not offenders, offenders
+
+
+def test_nothing_imports_the_cli():
+    """vps_d2/cli/ is the top layer (the commands): no other package imports it."""
+    pkgs = [d for d in os.listdir(os.path.join(ROOT, "vps_d2")) if d not in ("cli", "__pycache__")]
+    pkgs = [d for d in pkgs if os.path.isdir(os.path.join(ROOT, "vps_d2", d))]
+    offenders = _offenders(pkgs, lambda pkg: ("cli",))
     assert not offenders, offenders
 
 
@@ -157,6 +177,8 @@ def test_the_check_sees_imports():
         ("from ..modeling import build_model\n", "data", "modeling"),
         ("from vps_d2 import evaluation\n", "modeling", "evaluation"),
         ("from vps_d2.io import VideoReader\n", "data", "io"),
+        ('_engine = lazy_import("vps_d2.engine")\n', "methods", "engine"),
+        ("from vps_d2.cli import run_command\n", "engine", "cli"),
     ],
 )
 def test_the_checks_can_fail(tmp_path, source, package, forbidden):
@@ -179,6 +201,20 @@ def test_the_function_check_sees_a_hidden_import(tmp_path):
     )
     names = list(_imports(str(pkg_dir / "x.py"), in_functions=True, root=str(tmp_path)))
     assert names == ["vps_d2.modeling", "vps_d2.modeling.m"], names
+
+
+def test_the_function_check_sees_a_hidden_lazy_import(tmp_path):
+    """lazy_import is for module level only: inside a function it is a hidden import."""
+    pkg_dir = tmp_path / "vps_d2" / "data"
+    pkg_dir.mkdir(parents=True)
+    (pkg_dir / "x.py").write_text(
+        'from ..utils.lazy import lazy_import\n_io = lazy_import("vps_d2.io")\n\n\n'
+        'def f():\n    return lazy_import("vps_d2.modeling")\n',
+        encoding="utf-8",
+    )
+    path = str(pkg_dir / "x.py")
+    assert list(_imports(path, in_functions=True, root=str(tmp_path))) == ["vps_d2.modeling"]
+    assert "vps_d2.io" in list(_imports(path, root=str(tmp_path)))
 
 
 # ---------------------------------------------------------------------------- clip contract

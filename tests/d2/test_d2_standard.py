@@ -399,11 +399,7 @@ def _write_video(path, frames):
 
 
 def test_detectron2_demo_renders_a_video(d2_env, tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "d2_demo", os.path.join(ROOT, "tools", "d2_demo.py")
-    )
-    d2_demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(d2_demo)
+    d2_demo = importlib.import_module("vps_d2.cli.d2_demo")
     try:
         d2_demo.find_demo_dir()
     except FileNotFoundError:

@@ -47,10 +47,7 @@ def train_net(root, *opts, flags=(), check=True, timeout=300):
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("vps_train_net", TRAIN_NET)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("vps_d2.cli.train_net")
 
 
 @pytest.fixture

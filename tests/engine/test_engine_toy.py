@@ -252,11 +252,7 @@ def test_out_of_tree_method_streams_through_the_demo(cli, tmp_path):
         img = np.full((40, 48, 3), 30, np.uint8)
         cv2.circle(img, (20 + i, 20), 8, (200, 200, 200), -1)
         cv2.imwrite(str(frames / f"{i:03d}.png"), img)
-    spec = importlib.util.spec_from_file_location(
-        "vps_demo", os.path.join(ROOT, "tools", "demo.py")
-    )
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = importlib.import_module("vps_d2.cli.demo")
     video = str(tmp_path / "toy.mp4")
     weights = f"{out}/model_final.pth"
     code = demo.main(

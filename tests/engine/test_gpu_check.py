@@ -81,10 +81,10 @@ def test_paper_settings_are_shipped_configs_at_the_papers_sizes():
 
 
 def test_tool_default_budget_is_the_engines():
-    """tools/gpu_check.py repeats DEFAULT_BUDGET_S (it imports the package only on a GPU)."""
+    """vps_d2/cli/gpu_check.py repeats DEFAULT_BUDGET_S (it imports the package only on a GPU)."""
     from train_net_runner import ROOT
 
-    with open(os.path.join(ROOT, "tools", "gpu_check.py"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "vps_d2", "cli", "gpu_check.py"), encoding="utf-8") as f:
         assert f"DEFAULT_BUDGET_S = {G.DEFAULT_BUDGET_S}" in f.read()
 
 

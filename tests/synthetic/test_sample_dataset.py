@@ -11,7 +11,6 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from train_net_runner import ROOT as REPO
 
 from vps_d2.data import CLASS_NAMES
 from vps_d2.data.datasets.sun_seg import load_sun_seg
@@ -237,11 +236,7 @@ def test_refuses_to_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="not a folder"):
         make_sample_dataset(str(tmp_path / "file"), **SMALL)
 
-    spec = importlib.util.spec_from_file_location(
-        "make_sample_dataset_tool", os.path.join(REPO, "tools", "make_sample_dataset.py")
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = importlib.import_module("vps_d2.cli.make_sample_dataset")
     assert tool.main(["--output", str(out)]) == 2
     assert os.listdir(out) == ["keep.txt"]
     args = ["--output", str(out), "--overwrite", "--train-clips", "1", "--test-clips", "0"]

@@ -51,11 +51,7 @@ def _read_video(path):
 
 
 def _load_demo():
-    path = os.path.join(ROOT, "tools", "demo.py")
-    spec = importlib.util.spec_from_file_location("vps_demo", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("vps_d2.cli.demo")
 
 
 class _DiskStub(VideoMetaArch):
@@ -434,3 +430,69 @@ def test_demo_script_runs_frame_baseline(assets, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     frames, fps = _read_video(str(out))
     assert len(frames) == 5 and fps == FPS and frames[0].shape == (H, W, 3)
+
+
+# ------------------------------------------------------- GT matching (issue 23, item 5)
+def test_video_with_sun_gt_folder_matches_by_order(assets):
+    """A video beside its SUN-SEG case's GT folder (masks named ..._image1 ... image12, not
+    by 0-based frame index): matched by order; before, frame 0 had none and frame i the
+    mask of frame i - 1."""
+    r = VideoReader(assets["video"], gt_dir=assets["gt"])
+    assert r.gt_matching == "order" and "by order" in r.describe_gt_matching()
+    got = [os.path.basename(f["gt_file_name"]) for f in r]
+    assert got == [SUN.format(i + 1) + ".png" for i in range(N)]  # SUN order, not lexical
+
+
+def test_gt_matching_by_number_and_by_name(assets, tmp_path):
+    gt = tmp_path / "gt0"
+    gt.mkdir()
+    for i in range(3):  # masks numbered by the 0-based frame index
+        cv2.imwrite(str(gt / f"mask_{i:04d}.png"), np.zeros((H, W), np.uint8))
+    r = VideoReader(assets["video"], gt_dir=str(gt))
+    assert r.gt_matching == "number"
+    got = [f["gt_file_name"] for f in r]
+    assert [os.path.basename(p) for p in got[:3]] == [f"mask_{i:04d}.png" for i in range(3)]
+    assert got[3:] == [None] * (N - 3)
+    assert VideoReader(assets["frames"], gt_dir=assets["gt"]).gt_matching == "name"
+    # frames whose names the masks do not share: by order too
+    assert VideoReader(assets["frames"], gt_dir=str(gt)).gt_matching == "order"
+
+
+def test_demo_warns_when_frames_lack_a_mask(assets, demo, tmp_path, caplog):
+    gt = tmp_path / "few"
+    gt.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(gt / f"{i:06d}.png"), np.zeros((H, W), np.uint8))
+    out = tmp_path / "o.mp4"
+    argv = ["--video-input", assets["video"], "--gt", str(gt), "--output", str(out)]
+    with caplog.at_level(logging.INFO):
+        assert demo.main([*argv, "--opts", *assets["stub_opts"]]) == 0
+    text = caplog.text
+    assert f"2 of the {N} frames have a mask (matched by the number" in text
+    assert "(+ GT side by side, matched by the number" in text
+
+
+def test_demo_contact_sheet_tiles_name_case_frame_and_dice(assets, demo, tmp_path, monkeypatch):
+    """Issue 23, item 10: the contact sheet's panels were unlabelled."""
+    from vps_d2.visualization import ContactSheet
+
+    labels = {}
+    real = ContactSheet.add
+
+    def add(self, index, image, label=None):
+        if self.wants(index):
+            labels[index] = label
+        return real(self, index, image, label=label)
+
+    monkeypatch.setattr(ContactSheet, "add", add)
+    argv = ["--input", assets["frames"], "--gt", assets["gt"], "--output", str(tmp_path / "o")]
+    assert demo.main([*argv, "--opts", *assets["stub_opts"]]) == 0
+    assert labels and all(v.startswith(f"case3_1 #{k}  Dice ") for k, v in labels.items())
+    # the stub finds the white disk the GT draws: Dice close to 1, computed per frame
+    assert all(float(v.split("Dice ")[1]) > 0.7 for v in labels.values()), labels
+    gt = np.zeros((4, 4), bool)
+    gt[:2] = True
+    prob = np.zeros((4, 4), np.float32)
+    prob[:1] = 0.9
+    assert demo.frame_dice(prob, gt) == pytest.approx(2 * 4 / (4 + 8))
+    assert demo.frame_dice(np.zeros((2, 2)), np.zeros((4, 4), bool)) == 1.0

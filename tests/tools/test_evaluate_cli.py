@@ -8,7 +8,6 @@ import os
 import cv2
 import numpy as np
 import pytest
-from train_net_runner import ROOT
 
 from vps_d2.evaluation import reference as R
 
@@ -23,12 +22,7 @@ LAYOUT = {
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location(
-        "vps_evaluate_cli", os.path.join(ROOT, "tools", "evaluate.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("vps_d2.cli.evaluate")
 
 
 def make_gt_tree(root: str, seed: int = 0, layout=LAYOUT) -> dict:
@@ -139,7 +133,7 @@ def test_cli_matches_reference(tree, tmp_path, capsys):
     case5 = next(r for r in rows if r["case"] == "case5")
     assert abs(float(case5["maxDice"]) - one["maxDice"]) <= 1e-12
     img = cv2.imread(p)
-    assert img is not None and img.shape == (2 * 420, 640, 3)
+    assert img is not None and img.shape[2] == 3  # the figure (see the plot test below)
     out = capsys.readouterr().out
     assert "Smeasure" in out and f"{got['TestHardDataset/Seen']['maxDice']:.3f}" in out
 
@@ -197,3 +191,53 @@ def test_cli_bad_roots(tmp_path, capsys):
     (tmp_path / "p" / "m").mkdir(parents=True)
     assert cli.main(_args(str(tmp_path / "gt"), str(tmp_path / "p"))) == 1
     assert "No SUN-SEG test split" in capsys.readouterr().err
+
+
+def test_default_splits_score_those_with_predictions(tmp_path, capsys, caplog):
+    """Issue 23, item 7: predictions for one split only stopped the run ("N prediction
+    file(s) missing"); the splits with predictions are scored, the others named."""
+    gt_root, pred_root = str(tmp_path / "SUN-SEG"), str(tmp_path / "preds")
+    t = make_gt_tree(gt_root)
+    write_predictions(pred_root, "m", {"TestHardDataset/Seen": t["TestHardDataset/Seen"]})
+    j = str(tmp_path / "r.json")
+    with caplog.at_level("WARNING"):
+        assert load_cli().main(_args(gt_root, pred_root, "--json", j)) == 0
+    with open(j) as f:
+        got = json.load(f)
+    assert list(got) == ["TestHardDataset/Seen"]
+    exp, _ = expected_split(
+        t["TestHardDataset/Seen"], os.path.join(pred_root, "m", "TestHardDataset/Seen")
+    )
+    assert got["TestHardDataset/Seen"]["maxDice"] == pytest.approx(exp["maxDice"], abs=1e-9)
+    (warning,) = [r.getMessage() for r in caplog.records if "Not scored" in r.getMessage()]
+    assert "TestEasyDataset/Unseen" in warning and "TestHardDataset/Seen" in warning
+    # explicit --splits stay strict: a split without predictions is an error
+    assert load_cli().main(_args(gt_root, pred_root, "--splits", "TestEasyDataset/Unseen")) == 1
+    assert "missing" in capsys.readouterr().err
+    # no split with predictions at all: one line naming the folder
+    os.makedirs(os.path.join(pred_root, "empty"))
+    args = _args(gt_root, pred_root)
+    args[args.index("m")] = "empty"
+    assert load_cli().main(args) == 1
+    assert "No split has predictions" in capsys.readouterr().err
+
+
+def test_single_model_plot_is_labelled_with_pr_curves(tree, tmp_path, monkeypatch):
+    """Issue 23, item 10: --plot of one model (drawn with OpenCV before: no y label, the
+    legend over the curves, no PR curve, no marker at the maximum)."""
+    from vps_d2.visualization import curves as C
+
+    figures = []
+    real = C.save_figure
+    monkeypatch.setattr(C, "save_figure", lambda fig, path: (figures.append(fig), real(fig, path)))
+    gt_root, pred_root, _ = tree
+    p = str(tmp_path / "curves.png")
+    assert load_cli().main(_args(gt_root, pred_root, "--plot", p)) == 0
+    assert os.path.getsize(p) > 0 and os.path.getsize(str(tmp_path / "curves_pr.png")) > 0
+    thr, pr = figures
+    for ax in thr.axes:
+        assert ax.get_xlabel() == "threshold" and ax.get_ylabel()
+        assert any(line.get_marker() == "o" for line in ax.get_lines())  # the maximum
+        assert ax.get_legend() is None  # the legend is the figure's, outside the panels
+    assert [lg.get_texts()[0].get_text() for lg in thr.legends] == ["m"]
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in pr.axes] == [("recall", "precision")] * 2

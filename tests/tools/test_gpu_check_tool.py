@@ -24,10 +24,7 @@ def _env(**extra) -> dict:
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("vps_gpu_check", GPU_CHECK)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("vps_d2.cli.gpu_check")
 
 
 def test_no_gpu_is_a_clean_one_line_skip():

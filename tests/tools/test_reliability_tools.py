@@ -501,7 +501,7 @@ def no_reading(demo, monkeypatch):  # noqa: F811
     def reader(*a, **k):
         raise AssertionError("the demo read its input before checking the outputs")
 
-    monkeypatch.setattr(demo, "VideoReader", reader)
+    monkeypatch.setattr("vps_d2.io.VideoReader", reader)
     return demo
 
 

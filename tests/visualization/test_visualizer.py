@@ -127,9 +127,11 @@ def test_contact_sheet_with_known_total():
     expected = sorted({int(round(v)) for v in np.linspace(0, 99, 5)})
     assert sheet.selected() == expected
     out = sheet.render()
-    # 2 rows x 3 cols of 40x16 tiles with 4-pixel gaps
-    assert out.shape == (2 * 16 + 3 * 4, 3 * 40 + 4 * 4, 3)
-    assert out[4 + 8, 4 + 20, 0] == expected[0] and out[4 + 8, 4 + 44 + 20, 0] == expected[1]
+    # 5 tiles: 1 row x 5 cols (no empty cell) of 40x16 tiles under 20-pixel captions,
+    # 4-pixel gaps
+    assert out.shape == (20 + 16 + 2 * 4, 5 * 40 + 6 * 4, 3)
+    y = 4 + 20 + 8
+    assert out[y, 4 + 20, 0] == expected[0] and out[y, 4 + 44 + 20, 0] == expected[1]
 
 
 def test_contact_sheet_unknown_length_is_bounded_and_even(tmp_path):

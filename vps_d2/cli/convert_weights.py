@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Convert a published checkpoint into a vps_d2 checkpoint.
 
-    python tools/convert_weights.py --from sali --input Net_epoch_8_best.pth \\
+    vps-convert --from sali --input Net_epoch_8_best.pth \\
         --output pretrained/sali_pvtv2_b5_public.pth
-    python tools/convert_weights.py --from diff-vps --input best_model_0.9064.pt \\
+    vps-convert --from diff-vps --input best_model_0.9064.pt \\
         --output pretrained/diff_vps_pvtv2_b3_public.pth
-    python tools/convert_weights.py --from pvt_v2 --input pvt_v2_b5.pth --output pvt_v2_b5_timm.pth
+    vps-convert --from pvt_v2 --input pvt_v2_b5.pth --output pvt_v2_b5_timm.pth
 
 The input may be a plain state dict or one wrapped in {"state_dict" | "model" | "net" |
 "module": ...}, with or without DataParallel/DDP "module." prefixes. Every tensor goes
@@ -24,34 +24,35 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import vps_d2
+from vps_d2.cli import run_command
+from vps_d2.config import add_vps_config, get_cfg
+from vps_d2.utils.lazy import lazy_import
 
-import vps_d2.methods  # noqa: E402,F401  (registers the methods' converters)
-from vps_d2.checkpoint.convert import (  # noqa: E402
-    CONVERTER_REGISTRY,
-    ConversionError,
-    compare_with_model,
-    detect_source,
-    read_state_dict,
-    save_converted,
-)
-from vps_d2.config import add_vps_config, get_cfg  # noqa: E402
-from vps_d2.model_zoo import resolve_config_path  # noqa: E402
-from vps_d2.modeling import build_model  # noqa: E402
+# The converters (registered by the methods) load after the flags are parsed: --help is quick.
+_convert = lazy_import("vps_d2.checkpoint.convert")
+_model_zoo = lazy_import("vps_d2.model_zoo")
+_modeling = lazy_import("vps_d2.modeling")
 
 
 def _names() -> list[str]:
-    return sorted(name for name, _ in CONVERTER_REGISTRY)
+    vps_d2.register_all()  # the methods register their converters
+    return sorted(name for name, _ in _convert.CONVERTER_REGISTRY)
+
+
+def _converter_lines() -> str:
+    return "\n".join(f"  {n:9s} {_convert.CONVERTER_REGISTRY.get(n).description}" for n in _names())
 
 
 def get_parser() -> argparse.ArgumentParser:
-    lines = "\n".join(f"  {n:9s} {CONVERTER_REGISTRY.get(n).description}" for n in _names())
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog=f"converters:\n{lines}",
+        epilog="--from list prints the converters (name and what each reads)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--from", dest="source", required=True, choices=_names(), help="format")
+    p.add_argument(
+        "--from", dest="source", required=True, help="the converter's name, or list: print them"
+    )
     p.add_argument("--input", required=True, help="the published checkpoint")
     p.add_argument("--output", required=True, help="the vps_d2 checkpoint to write")
     p.add_argument(
@@ -75,8 +76,16 @@ def _fmt(names: list[str], limit: int = 20) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
-    conv = CONVERTER_REGISTRY.get(args.source)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    i = argv.index("--from") if "--from" in argv else -2
+    if argv[i + 1 : i + 2] == ["list"] or "--from=list" in argv:
+        print(f"converters:\n{_converter_lines()}")
+        return 0
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.source not in _names():
+        parser.error(f"argument --from: invalid choice: {args.source!r} (choose from {_names()})")
+    conv = _convert.CONVERTER_REGISTRY.get(args.source)
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         print("error: --output must differ from --input", file=sys.stderr)
         return 2
@@ -84,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.output} exists (pass --force to overwrite it)", file=sys.stderr)
         return 2
     try:
-        state = read_state_dict(args.input)
-    except (FileNotFoundError, ConversionError) as e:
+        state = _convert.read_state_dict(args.input)
+    except (FileNotFoundError, _convert.ConversionError) as e:
         print(f"error: --input: {e}", file=sys.stderr)
         return 2
     if not conv.matches(state):
-        other = detect_source(state)
+        other = _convert.detect_source(state)
         hint = f" It looks like --from {other.name}." if other and other is not conv else ""
         print(
             f"error: {args.input} is not in the {args.source!r} format (none of its expected "
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         res = conv.convert(state)
-    except ConversionError as e:
+    except _convert.ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     problems = []
@@ -112,12 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         config = args.config_file or conv.config
         cfg = get_cfg()
         add_vps_config(cfg)
-        cfg.merge_from_file(resolve_config_path(config))
+        cfg.merge_from_file(_model_zoo.resolve_config_path(config))
         cfg.MODEL.DEVICE = "cpu"
         cfg.MODEL.BACKBONE.PRETRAINED = False
         cfg.MODEL.BACKBONE.WEIGHTS = ""
-        expected = build_model(cfg).state_dict()
-        missing, extra, wrong = compare_with_model(res.state_dict, expected)
+        expected = _modeling.build_model(cfg).state_dict()
+        missing, extra, wrong = _convert.compare_with_model(res.state_dict, expected)
         if missing:
             problems.append(f"{len(missing)} model tensor(s) get no value: {_fmt(missing)}")
         if extra:
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = conv.metadata(args.input)
     meta["config"] = os.path.basename(config) if config else ""
     meta["partial"] = bool(problems)
-    save_converted(args.output, res.state_dict, meta)
+    _convert.save_converted(args.output, res.state_dict, meta)
     n = sum(v.numel() for v in res.state_dict.values())
     where = (
         f"MODEL.WEIGHTS with --config-file configs/{meta['config']}"
@@ -153,5 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-convert`` command: :func:`main`, a Ctrl-C it did not catch as one line."""
+    return run_command(main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

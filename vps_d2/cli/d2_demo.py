@@ -32,6 +32,13 @@ import os
 import sys
 import types
 
+from vps_d2.cli import run_command
+from vps_d2.utils.lazy import lazy_import
+
+# Detectron2 and its adapter load when the demo is: the module itself imports neither.
+vd2 = lazy_import("vps_d2.d2")
+_model_zoo = lazy_import("vps_d2.model_zoo")
+
 
 def find_demo_dir(explicit: str | None = None) -> str:
     """The folder holding Detectron2's demo.py and predictor.py (FileNotFoundError if none)."""
@@ -62,9 +69,6 @@ def _load(name: str, path: str) -> types.ModuleType:
 
 def load_demo(demo_dir: str):
     """Import Detectron2's demo/predictor.py (hooked) and demo/demo.py; return demo.py."""
-    import vps_d2.d2 as vd2
-    from vps_d2.model_zoo import resolve_config_path
-
     predictor = _load("predictor", os.path.join(demo_dir, "predictor.py"))
     predictor.DefaultPredictor = vd2.VideoDefaultPredictor  # the one-line hook
     # Some Detectron2 checkouts import it by a Meta-internal path: the same module there.
@@ -76,7 +80,7 @@ def load_demo(demo_dir: str):
     setup_cfg = demo.setup_cfg
 
     def setup_with_threshold(args):
-        args.config_file = resolve_config_path(args.config_file)  # configs/<name>.yaml
+        args.config_file = _model_zoo.resolve_config_path(args.config_file)  # configs/<name>.yaml
         cfg = setup_cfg(args)
         cfg.defrost()
         cfg.TEST.D2_OUTPUTS.SCORE_THRESH = float(args.confidence_threshold)
@@ -98,19 +102,24 @@ def main(argv: list[str] | None = None) -> int:
         demo_dir = find_demo_dir(known.d2_demo_dir)
         demo = load_demo(demo_dir)
     except ImportError as e:
-        print(f"tools/d2_demo.py: {e}", file=sys.stderr)
+        print(f"d2_demo: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
-        print(f"tools/d2_demo.py: {e}", file=sys.stderr)
+        print(f"d2_demo: {e}", file=sys.stderr)
         return 2
     sys.argv = [os.path.join(demo_dir, "demo.py"), *rest]
     try:
         demo.main()
     except (ValueError, KeyError, FileNotFoundError) as e:
-        print(f"tools/d2_demo.py: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"d2_demo: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-d2-demo`` command: :func:`main`, a Ctrl-C it did not catch as one line."""
+    return run_command(main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

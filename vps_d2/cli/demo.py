@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run a trained vps_d2 model on a video, a frame folder or a webcam and draw its masks.
+r"""Run a trained vps_d2 model on a video, a frame folder or a webcam and draw its masks.
 
 Detectron2's demo flags (--config-file, --video-input, --input, --webcam, --output,
 --confidence-threshold, --opts) plus --overlay, --gt, --save-frames, --contact-sheet,
@@ -9,12 +9,12 @@ Examples::
 
     python tools/demo.py --config-file configs/frame_baseline_sample.yaml \
         --video-input colonoscopy.mp4 --output out/demo.mp4 \
-        --opts MODEL.WEIGHTS output/sample_baseline/model_final.pth
+        --opts MODEL.WEIGHTS output/frame_baseline_sample/model_final.pth
     python tools/demo.py --config-file configs/frame_baseline_sample.yaml \
-        --input datasets/vps-sample/TestEasyDataset/Unseen/Frame/case3_1 \
-        --gt datasets/vps-sample/TestEasyDataset/Unseen/GT/case3_1 \
-        --output out/case3_1.mp4 --overlay contour \
-        --opts MODEL.WEIGHTS output/sample_baseline/model_final.pth
+        --input datasets/vps-sample/TestEasyDataset/Unseen/Frame/case6 \
+        --gt datasets/vps-sample/TestEasyDataset/Unseen/GT/case6 \
+        --output out/case6.mp4 --overlay contour \
+        --opts MODEL.WEIGHTS output/frame_baseline_sample/model_final.pth
 
 Outputs are checked before anything is read: ``--output`` must be a video file
 (``.mp4 .avi .mkv .mov .m4v .mpg .mpeg .wmv .webm``) or a folder (a path without an
@@ -36,6 +36,8 @@ import signal
 import sys
 import time
 
+import numpy as np
+
 
 def _interrupted_while_starting(*_):
     """Ctrl-C while the imports below run (torch takes seconds): one line, status 130."""
@@ -46,37 +48,29 @@ def _interrupted_while_starting(*_):
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-try:
-    import vps_d2  # noqa: F401
-except ImportError:  # running from a source checkout without installing
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from vps_d2.cli import run_command
 from vps_d2.config import ConfigError
-from vps_d2.data.io import is_image_file
-from vps_d2.engine.defaults import add_plugin_argument, configure_cpu_threads, setup_cfg
-from vps_d2.engine.predictor import VideoPredictor
-from vps_d2.io import (
-    VIDEO_EXTENSIONS,
-    VideoReader,
-    VideoWriter,
-    check_not_overwriting_input,
-    check_output_path,
-    codec_candidates,
-    frame_to_bgr,
-    read_gt_mask,
-    source_locations,
-    write_image,
-)
-from vps_d2.utils.file_io import describe_os_error, remove_stale_temp_files
-from vps_d2.utils.logger import setup_logger
-from vps_d2.utils.plugins import PluginError
-from vps_d2.visualization import OVERLAY_MODES, ContactSheet, Visualizer
+from vps_d2.utils.cli_args import add_plugin_argument, plain
+from vps_d2.utils.lazy import lazy_import
+
+# torch, the model and the drawing load after the flags are parsed: --help is quick.
+_io = lazy_import("vps_d2.data.io")
+_defaults = lazy_import("vps_d2.engine.defaults")
+_predictor = lazy_import("vps_d2.engine.predictor")
+_vps_io = lazy_import("vps_d2.io")
+_file_io = lazy_import("vps_d2.utils.file_io")
+_logger = lazy_import("vps_d2.utils.logger")
+_plugins = lazy_import("vps_d2.utils.plugins")
+_visualization = lazy_import("vps_d2.visualization")
 
 if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
 
 logger = logging.getLogger("vps_d2.demo")
 
+# For the flags, without importing vps_d2.io / vps_d2.visualization (tests check they match).
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm")
+OVERLAY_MODES = ("mask", "contour", "heatmap")
 SHEET_TILES = 12  # frames in the contact sheet (4 columns x 3 rows)
 SHEET_TILE_WIDTH = 240  # pixels per panel of a tile (two panels with --gt)
 
@@ -84,7 +78,7 @@ SHEET_TILE_WIDTH = 240  # pixels per panel of a tile (two panels with --gt)
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="vps_d2 video polyp segmentation demo",
-        epilog=__doc__.split("Examples::")[1] if "Examples::" in __doc__ else None,
+        epilog="Examples:" + plain(__doc__.split("Examples::")[1]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
@@ -149,7 +143,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _is_video_path(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+    return os.path.splitext(path)[1].lower() in _vps_io.VIDEO_EXTENSIONS
 
 
 def _plan_outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
@@ -162,7 +156,7 @@ def _plan_outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str
         out = os.path.abspath(os.path.expanduser(args.output))
         ext = os.path.splitext(out)[1].lower()
         is_folder = os.path.isdir(out) or args.output.endswith(("/", os.sep)) or ext == ""
-        supported = " ".join(VIDEO_EXTENSIONS)
+        supported = " ".join(_vps_io.VIDEO_EXTENSIONS)
         if _is_video_path(out) and not os.path.isdir(out):
             video = out
             if args.save_frames:
@@ -171,7 +165,7 @@ def _plan_outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str
         elif is_folder:
             frames_dir = out
             sheet = os.path.join(frames_dir, "contact_sheet.png")
-        elif is_image_file(out):
+        elif _io.is_image_file(out):
             raise ValueError(
                 f"--output {args.output!r} is an image file name: give a video file "
                 f"({supported}) or a folder for per-frame images (a path without an extension)"
@@ -202,20 +196,22 @@ def _refuse_overwriting_inputs(args: argparse.Namespace, video, frames_dir, shee
         items.extend(args.input)
     if args.gt:
         items.append(args.gt)
-    files, folders = source_locations(items)
+    files, folders = _vps_io.source_locations(items)
     if video is not None:
         root = os.path.splitext(video)[0]
         # the codec fallback may write <root>.avi instead of the requested name
-        for path in dict.fromkeys([video] + [root + ext for _, ext in codec_candidates(video)]):
-            check_not_overwriting_input(
+        for path in dict.fromkeys(
+            [video] + [root + ext for _, ext in _vps_io.codec_candidates(video)]
+        ):
+            _vps_io.check_not_overwriting_input(
                 path, is_dir=False, files=files, folders=folders, what="output video"
             )
     if frames_dir is not None:
-        check_not_overwriting_input(
+        _vps_io.check_not_overwriting_input(
             frames_dir, is_dir=True, files=files, folders=folders, what="output frame folder"
         )
     if sheet is not None:
-        check_not_overwriting_input(
+        _vps_io.check_not_overwriting_input(
             sheet, is_dir=False, files=files, folders=folders, what="contact sheet"
         )
 
@@ -230,13 +226,13 @@ def _outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | No
     video, frames_dir, sheet = _plan_outputs(args)
     _refuse_overwriting_inputs(args, video, frames_dir, sheet)
     if video is not None:
-        video = check_output_path(video)
+        video = _vps_io.check_output_path(video)
     if frames_dir is not None:
-        frames_dir = check_output_path(frames_dir, is_dir=True)
-        remove_stale_temp_files(frames_dir)
+        frames_dir = _vps_io.check_output_path(frames_dir, is_dir=True)
+        _file_io.remove_stale_temp_files(frames_dir)
     if sheet is not None:
-        sheet = check_output_path(sheet)
-        remove_stale_temp_files(os.path.dirname(sheet))
+        sheet = _vps_io.check_output_path(sheet)
+        _file_io.remove_stale_temp_files(os.path.dirname(sheet))
     return video, frames_dir, sheet
 
 
@@ -247,18 +243,18 @@ def run(args: argparse.Namespace) -> dict:
     if args.video_input and not os.path.isfile(args.video_input):
         raise FileNotFoundError(f"--video-input not found: {args.video_input!r}")
     video_path, frames_dir, sheet_path = _outputs(args)  # before reading anything
-    cfg = setup_cfg(
+    cfg = _defaults.setup_cfg(
         argparse.Namespace(config_file=args.config_file, opts=args.opts, plugin=args.plugin)
     )
-    configure_cpu_threads(cfg, num_workers=0)  # frames are read in this process
+    _defaults.configure_cpu_threads(cfg, num_workers=0)  # frames are read in this process
     source = args.video_input if args.video_input else (0 if args.webcam else args.input)
-    reader = VideoReader(
+    reader = _vps_io.VideoReader(
         source, format=cfg.INPUT.FORMAT, gt_dir=args.gt, max_frames=args.max_frames, fps=args.fps
     )
     try:
-        predictor = VideoPredictor(cfg)
+        predictor = _predictor.VideoPredictor(cfg)
         with_gt = args.gt is not None
-        vis = Visualizer(overlay=args.overlay, threshold=args.confidence_threshold)
+        vis = _visualization.Visualizer(overlay=args.overlay, threshold=args.confidence_threshold)
         size = (reader.width * (2 if with_gt else 1), reader.height)
         logger.info(
             "Input %s: %s frames, %dx%d, %.3g fps%s",
@@ -267,20 +263,33 @@ def run(args: argparse.Namespace) -> dict:
             reader.width,
             reader.height,
             reader.fps,
-            " (+ GT side by side)" if with_gt else "",
+            f" (+ GT side by side, matched {reader.describe_gt_matching()})" if with_gt else "",
         )
-        sheet = ContactSheet(
+        sheet = _visualization.ContactSheet(
             num_tiles=SHEET_TILES,
             cols=4,
             total=reader.num_frames,
             tile_width=SHEET_TILE_WIDTH * (2 if with_gt else 1),
         )
-        writer = VideoWriter(video_path, fps=reader.fps, frame_size=size) if video_path else None
+        writer = (
+            _vps_io.VideoWriter(video_path, fps=reader.fps, frame_size=size) if video_path else None
+        )
         t0 = time.perf_counter()
         try:
-            n = _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt)
+            n, n_gt = _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt)
             if n == 0:
                 raise ValueError(f"No frame could be read from {reader.source}")
+            if with_gt and n_gt < n:
+                logger.warning(
+                    "--gt %s: %s of the %d frames have a mask (matched %s)%s",
+                    args.gt,
+                    "none" if n_gt == 0 else n_gt,
+                    n,
+                    reader.describe_gt_matching(),
+                    ": their GT panel is empty; check that --gt is this video's mask folder"
+                    if n_gt == 0
+                    else "",
+                )
             final_video = writer.close() if writer is not None else None
         except BaseException:
             if writer is not None:
@@ -291,6 +300,7 @@ def run(args: argparse.Namespace) -> dict:
         reader.close()
     summary = {
         "frames": n,
+        "frames_with_gt": n_gt,
         "video": final_video,
         "frames_dir": frames_dir,
         "contact_sheet": sheet_file,
@@ -306,17 +316,39 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) -> int:
-    """Predict, draw and write every frame; returns how many. Ctrl-C ends a webcam run."""
+def frame_dice(prob, gt: np.ndarray, threshold: float = 0.5) -> float:
+    """Dice of ``prob >= threshold`` ((h, w) in [0, 1], resized to the mask) against the
+    bool mask ``gt`` (H, W); 1.0 when both are empty."""
+    import cv2
+
+    p = prob.detach().cpu().numpy() if hasattr(prob, "detach") else np.asarray(prob)
+    p = p.astype(np.float32)
+    if p.shape != gt.shape:
+        p = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+    pred = p >= threshold
+    denom = int(pred.sum()) + int(gt.sum())
+    return 1.0 if denom == 0 else 2.0 * float((pred & gt).sum()) / denom
+
+
+def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) -> tuple[int, int]:
+    """Predict, draw and write every frame; returns how many, and how many had a GT mask.
+    Ctrl-C ends a webcam run."""
     import cv2
     from tqdm import tqdm
 
-    n, warned = 0, False
-    with tqdm(total=reader.num_frames, unit="frame", desc="demo", dynamic_ncols=True) as bar:
+    n, n_gt, warned = 0, 0, False
+    # disable=None: no bar when stderr is not a terminal (log lines never glued to one)
+    bar = tqdm(total=reader.num_frames, unit="frame", desc="demo", dynamic_ncols=True, disable=None)
+    with bar:
         try:
             for frame, out in predictor.run(reader):
-                image = frame_to_bgr(frame["image"], predictor.input_format)
-                gt = read_gt_mask(frame["gt_file_name"], *image.shape[:2]) if with_gt else None
+                image = _vps_io.frame_to_bgr(frame["image"], predictor.input_format)
+                gt = (
+                    _vps_io.read_gt_mask(frame["gt_file_name"], *image.shape[:2])
+                    if with_gt
+                    else None
+                )
+                n_gt += int(with_gt and frame["gt_file_name"] is not None)
                 drawn = vis.draw_frame(
                     image,
                     out,
@@ -339,20 +371,25 @@ def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) ->
                         drawn = cv2.resize(drawn, size, interpolation=cv2.INTER_AREA)
                     writer.write(drawn)
                 if frames_dir is not None:
-                    write_image(os.path.join(frames_dir, frame["frame_name"] + ".jpg"), drawn)
-                sheet.add(frame["frame_index"], drawn)
+                    _vps_io.write_image(
+                        os.path.join(frames_dir, frame["frame_name"] + ".jpg"), drawn
+                    )
+                label = f"{reader.video_id or 'frame'} #{frame['frame_index']}"
+                if gt is not None:
+                    label += f"  Dice {frame_dice(out['prob'], gt, vis.threshold):.3f}"
+                sheet.add(frame["frame_index"], drawn, label=label)
                 n += 1
                 bar.update(1)
         except KeyboardInterrupt:
             if reader.kind != "webcam":
                 raise
             logger.info("Stopped by the user after %d camera frames", n)
-    return n
+    return n, n_gt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    setup_logger()
+    _logger.setup_logger()
     logger.info("Arguments: %s", args)
     try:
         run(args)
@@ -360,11 +397,14 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted: no partial output video was kept.", file=sys.stderr)
         return 130
     except OSError as e:  # the OS's errors as "<path>: <reason>" (read-only file system, ...)
-        print(f"Error: {describe_os_error(e) if e.strerror is not None else e}", file=sys.stderr)
+        print(
+            f"Error: {_file_io.describe_os_error(e) if e.strerror is not None else e}",
+            file=sys.stderr,
+        )
         return 1
     except (
         ConfigError,
-        PluginError,
+        _plugins.PluginError,
         ValueError,
         RuntimeError,
         KeyError,
@@ -374,9 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-demo`` command: :func:`main`, a Ctrl-C it did not catch as one line."""
+    return run_command(main, argv)
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
-        print("Interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(console())

@@ -7,12 +7,15 @@
 GT: ``<gt-root>/<split>/GT/<case>/<frame>.png``; predictions:
 ``<pred-root>/<model>/<split>/<case>/<same file name>`` (8-bit PNG, any size: resized to
 the GT size with bilinear cv2.resize, as the toolbox does). ``--splits`` defaults to the
-SUN-SEG test splits present under ``--gt-root``. Per case the first and last GT frames
+SUN-SEG test splits present under ``--gt-root`` that have a prediction folder (the others
+are named in a warning and not scored). Per case the first and last GT frames
 (SUN-SEG order) are dropped; cases run in parallel worker processes.
 
 Prints the toolbox's table (3 decimals); ``--json`` writes {split: {metric: value}} at full
-precision, ``--csv`` one row per case, ``--plot`` Dice / IoU / F-measure against the
-threshold for every split (drawn with OpenCV). Every output path is checked before anything
+precision, ``--csv`` one row per case, ``--plot`` Dice / IoU / F-measure / E-measure
+against the threshold for every split (matplotlib: labelled axes, a marker at each
+maximum, the legend outside the curves) and, beside it (``<name>_pr<ext>``), the
+precision-recall curves. Every output path is checked before anything
 is computed. Exit status: 0, or 1 with a one-line message on bad input (missing predictions
 are listed; ``--skip-missing`` skips them with a warning).
 
@@ -51,56 +54,22 @@ def _interrupted_while_starting(*_):
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-try:
-    import vps_d2  # noqa: F401
-except ImportError:  # running from a source checkout without installing the package
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vps_d2.data.frame_order import case_sort_key
-from vps_d2.evaluation.leaderboard import (
-    LEADERBOARD_FORMATS,
-    Leaderboard,
-    build_leaderboard,
-    collect_frames,
-    format_markdown,
-    format_per_case_csv,
-    resolve_methods,
-    score_case_task,
-    write_leaderboard,
-)
-from vps_d2.evaluation.metrics import MEDICAL_THRESHOLDS
-from vps_d2.evaluation.protocol import (
-    METRIC_KEYS,
-    SUN_SEG_TEST_SPLITS,
-    CaseAccumulator,
-    average_cases,
-    case_metrics,
-    evaluate_case_task,
-    format_results_table,
-    list_gt_cases,
-    summarize,
-    toolbox_frames,
-    warn_zero_one_gt,
-    write_results_csv,
-    write_results_json,
-)
-from vps_d2.utils.file_io import (
-    OutputPathError,
-    atomic_write_bytes,
-    describe_os_error,
-    prepare_output_file,
-)
-from vps_d2.utils.logger import setup_logger
-from vps_d2.utils.workers import init_worker
-from vps_d2.visualization.curves import (
-    figure_formats,
-    precision_recall_figure,
-    save_figure,
-    threshold_curves_figure,
-)
+from vps_d2.cli import run_command
+from vps_d2.utils.cli_args import DefaultsHelpFormatter
+from vps_d2.utils.lazy import lazy_import
+
+# The evaluation loads after the flags are parsed: --help is quick.
+_frame_order = lazy_import("vps_d2.data.frame_order")
+_leaderboard = lazy_import("vps_d2.evaluation.leaderboard")
+_metrics = lazy_import("vps_d2.evaluation.metrics")
+_protocol = lazy_import("vps_d2.evaluation.protocol")
+_file_io = lazy_import("vps_d2.utils.file_io")
+_logger = lazy_import("vps_d2.utils.logger")
+_workers = lazy_import("vps_d2.utils.workers")
+_curves = lazy_import("vps_d2.visualization.curves")
 
 if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
@@ -116,7 +85,7 @@ class EvaluationError(Exception):
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="SUN-SEG toolbox evaluation of saved predictions.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--gt-root", required=True, help="SUN-SEG root: <root>/<split>/GT/<case>/")
     p.add_argument("--pred-root", required=True, help="<pred-root>/<model>/<split>/<case>/")
@@ -132,7 +101,7 @@ def get_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="FILE",
-        help=f"write the leaderboard of the methods to FILE ({', '.join(LEADERBOARD_FORMATS)}: "
+        help="write the leaderboard of the methods to FILE (.md, .csv, .tex: "
         "Markdown, CSV, LaTeX booktabs, by extension); several files in one run",
     )
     p.add_argument(
@@ -147,8 +116,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--splits",
         nargs="+",
         default=None,
-        help=f"splits under --gt-root (default: those of {', '.join(SUN_SEG_TEST_SPLITS)} "
-        "that exist)",
+        help="splits under --gt-root (default: those of the four SUN-SEG test splits, "
+        "Test{Easy,Hard}Dataset/{Seen,Unseen}, that exist)",
     )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--json", default=None, help="write {split: {metric: value}} here")
@@ -156,9 +125,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plot",
         default=None,
-        help="PNG of Dice/IoU/F-measure vs threshold; with a leaderboard (matplotlib: .png, "
-        ".pdf, .svg) every metric vs threshold for all methods, and <name>_pr<ext> the "
-        "precision-recall curves",
+        help="figure of Dice, IoU, F-measure and E-measure vs threshold for every split "
+        "(matplotlib: .png, .pdf, .svg; every method with a leaderboard), and <name>_pr<ext> "
+        "the precision-recall curves",
     )
     p.add_argument(
         "--skip-missing",
@@ -202,8 +171,8 @@ def _check_output_file(flag: str, path: str) -> str:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise EvaluationError(f"{flag} {path}: the folder {existing} is not writable")
     try:  # its folder created now: any OSError (read-only file system, ...) before computing
-        prepare_output_file(path, flag)
-    except OutputPathError as e:
+        _file_io.prepare_output_file(path, flag)
+    except _file_io.OutputPathError as e:
         raise EvaluationError(str(e)) from e
     return path
 
@@ -216,10 +185,11 @@ def pr_plot_path(plot: str) -> str:
 
 def check_outputs(args, leaderboard: bool = False) -> None:
     """Validate --json, --csv, --plot and --leaderboard before any computation (raises
-    EvaluationError). ``leaderboard``: the several-method run (matplotlib plots)."""
+    EvaluationError). ``leaderboard``: the several-method run. Both draw --plot with
+    matplotlib, the precision-recall figure beside it (:func:`pr_plot_path`)."""
     seen: dict[str, str] = {}
     outputs = [("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)]
-    if leaderboard and args.plot:
+    if args.plot:
         outputs.append(("--plot (precision-recall)", pr_plot_path(args.plot)))
     outputs += [("--leaderboard", f) for f in (getattr(args, "leaderboard", None) or ())]
     for flag, path in outputs:
@@ -230,28 +200,19 @@ def check_outputs(args, leaderboard: bool = False) -> None:
             raise EvaluationError(f"{seen[full]} and {flag} name the same file {full}")
         seen[full] = flag
         if flag == "--leaderboard" and os.path.splitext(path)[1].lower() not in (
-            LEADERBOARD_FORMATS
+            _leaderboard.LEADERBOARD_FORMATS
         ):
             raise EvaluationError(
                 f"--leaderboard {path}: unknown extension; use one of "
-                f"{', '.join(LEADERBOARD_FORMATS)}"
+                f"{', '.join(_leaderboard.LEADERBOARD_FORMATS)}"
             )
-    if leaderboard and args.plot:
+    if args.plot:
         ext = os.path.splitext(args.plot)[1].lower().lstrip(".") or "png"
-        if ext not in figure_formats():
+        if ext not in _curves.figure_formats():
+            shown = ext if leaderboard else f".{ext}"
             raise EvaluationError(
-                f"--plot {args.plot}: matplotlib cannot write {ext!r} files; use one of "
-                f"{', '.join(sorted(figure_formats()))}"
-            )
-    elif args.plot:
-        ext = os.path.splitext(args.plot)[1].lower() or ".png"
-        try:
-            ok = cv2.imencode(ext, np.zeros((2, 2, 3), np.uint8))[0]
-        except cv2.error:
-            ok = False
-        if not ok:
-            raise EvaluationError(
-                f"--plot {args.plot}: OpenCV cannot write {ext!r} images; use .png or .jpg"
+                f"--plot {args.plot}: matplotlib cannot write {shown!r} files; use one of "
+                f"{', '.join(sorted(_curves.figure_formats()))}"
             )
 
 
@@ -272,12 +233,30 @@ def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str,
         splits = list(args.splits)
     else:
         splits = [
-            s for s in SUN_SEG_TEST_SPLITS if os.path.isdir(os.path.join(args.gt_root, s, "GT"))
+            s
+            for s in _protocol.SUN_SEG_TEST_SPLITS
+            if os.path.isdir(os.path.join(args.gt_root, s, "GT"))
         ]
         if not splits:
             raise EvaluationError(
                 f"No SUN-SEG test split (<split>/GT) under {args.gt_root}; expected some of "
-                f"{', '.join(SUN_SEG_TEST_SPLITS)} or pass --splits"
+                f"{', '.join(_protocol.SUN_SEG_TEST_SPLITS)} or pass --splits"
+            )
+        # The default splits: those with predictions are scored, the others named.
+        without = [s for s in splits if not os.path.isdir(os.path.join(model_dir, s))]
+        if len(without) == len(splits):
+            raise EvaluationError(
+                f"No split has predictions in {model_dir}: expected <split>/<case>/ folders "
+                f"for some of {', '.join(splits)}"
+            )
+        if without:
+            splits = [s for s in splits if s not in without]
+            logger.warning(
+                "Not scored: %d split(s) without predictions in %s: %s (scoring %s)",
+                len(without),
+                model_dir,
+                ", ".join(without),
+                ", ".join(splits),
             )
     tasks, missing = [], []
     ext = args.pred_ext.lstrip(".")
@@ -285,12 +264,12 @@ def collect_tasks(args) -> tuple[list[str], list[tuple[str, str, list[tuple[str,
         gt_dir = os.path.join(args.gt_root, split, "GT")
         if not os.path.isdir(gt_dir):
             raise EvaluationError(f"Split {split!r}: GT folder {gt_dir} not found")
-        cases = list_gt_cases(gt_dir)
+        cases = _protocol.list_gt_cases(gt_dir)
         if not cases:
             raise EvaluationError(f"Split {split!r}: no case folder in {gt_dir}")
         for case, gt_paths in cases.items():
             frames = []
-            for g in toolbox_frames(gt_paths, case):  # SUN-SEG order, first/last dropped
+            for g in _protocol.toolbox_frames(gt_paths, case):  # SUN-SEG order, first/last dropped
                 stem = os.path.splitext(os.path.basename(g))[0]
                 pred = os.path.join(model_dir, split, case, f"{stem}.{ext}")
                 if os.path.isfile(pred):
@@ -356,8 +335,8 @@ def split_coverage(args, splits: list[str], tasks) -> dict[str, tuple[int, int]]
         scored[split] += len(frames)
     out = {}
     for split in splits:
-        cases = list_gt_cases(os.path.join(args.gt_root, split, "GT"))
-        total = sum(len(toolbox_frames(paths, case)) for case, paths in cases.items())
+        cases = _protocol.list_gt_cases(os.path.join(args.gt_root, split, "GT"))
+        total = sum(len(_protocol.toolbox_frames(paths, case)) for case, paths in cases.items())
         out[split] = (scored[split], total)
     return out
 
@@ -378,19 +357,26 @@ def check_coverage(coverage: dict[str, tuple[int, int]], min_coverage: float) ->
 
 
 def run_tasks(
-    tasks, workers: int, literal: bool = False, fn=evaluate_case_task
-) -> dict[str, dict[str, CaseAccumulator]]:
+    tasks, workers: int, literal: bool = False, fn=None
+) -> dict[str, dict[str, _protocol.CaseAccumulator]]:
     """{split: {case: CaseAccumulator}}, cases in worker processes when workers > 1.
 
     ``fn(task, literal) -> (split, case, result)`` scores one task (``task[2]``: its
-    frames): :func:`evaluate_case_task` (one model), or
+    frames): :func:`evaluate_case_task` (one model, the default), or
     :func:`vps_d2.evaluation.leaderboard.score_case_task` ({method: accumulator}).
 
     Workers end with this process (:func:`vps_d2.utils.workers.init_worker`), also when it
     is killed with SIGKILL, instead of finishing (or blocking after) their case.
     """
-    out: dict[str, dict[str, CaseAccumulator]] = {}
-    bar = tqdm(total=sum(len(t[2]) for t in tasks), unit="frame", desc="evaluate", leave=False)
+    fn = fn or _protocol.evaluate_case_task
+    out: dict[str, dict[str, _protocol.CaseAccumulator]] = {}
+    bar = tqdm(
+        total=sum(len(t[2]) for t in tasks),
+        unit="frame",
+        desc="evaluate",
+        leave=False,
+        disable=None,
+    )
     try:
         if workers <= 1 or len(tasks) == 1:
             for task in tasks:
@@ -406,7 +392,7 @@ def run_tasks(
             preload = ["vps_d2.evaluation.protocol", "vps_d2.evaluation.leaderboard"]
             ctx.set_forkserver_preload([*preload, "vps_d2.utils.workers"])
             with cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(1,)
+                max_workers=workers, mp_context=ctx, initializer=_workers.init_worker, initargs=(1,)
             ) as ex:
                 futures = {ex.submit(fn, t, literal): t for t in order}
                 for fut in cf.as_completed(futures):
@@ -419,49 +405,14 @@ def run_tasks(
 
 
 # ---------------------------------------------------------------------------------- plot
-_COLORS = {"Dice": (200, 90, 20), "IoU": (40, 160, 40), "Fm": (30, 30, 210)}  # BGR
-_LABELS = {"Dice": "Dice", "IoU": "IoU", "Fm": "F-measure"}
-
-
-def draw_curves(curves: dict[str, dict[str, np.ndarray]], width: int = 640, height: int = 420):
-    """uint8 BGR image: one panel per split, Dice/IoU/F-measure (256,) against threshold."""
-    panels = []
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for split, c in curves.items():
-        img = np.full((height, width, 3), 255, np.uint8)
-        x0, x1, y0, y1 = 60, width - 20, 40, height - 50  # plot area (pixels)
-        for k in range(11):
-            gx = int(round(x0 + (x1 - x0) * k / 10))
-            gy = int(round(y1 - (y1 - y0) * k / 10))
-            cv2.line(img, (gx, y0), (gx, y1), (225, 225, 225), 1)
-            cv2.line(img, (x0, gy), (x1, gy), (225, 225, 225), 1)
-            if k % 2 == 0:
-                cv2.putText(img, f"{k / 10:.1f}", (gx - 12, y1 + 18), font, 0.4, (0, 0, 0), 1)
-                cv2.putText(img, f"{k / 10:.1f}", (x0 - 35, gy + 4), font, 0.4, (0, 0, 0), 1)
-        cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
-        cv2.putText(img, "threshold", ((x0 + x1) // 2 - 35, height - 12), font, 0.45, (0, 0, 0), 1)
-        cv2.putText(img, split, (x0, 25), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-        # Dice/IoU: P >= linspace(1, 0, 256)[i]; F-measure: uint8(P*255) >= 255 - i.
-        thr = {"Dice": MEDICAL_THRESHOLDS, "IoU": MEDICAL_THRESHOLDS}
-        thr["Fm"] = (255 - np.arange(256)) / 255
-        for i, key in enumerate(("Dice", "IoU", "Fm")):
-            xs = x0 + (x1 - x0) * thr[key]
-            ys = y1 - (y1 - y0) * np.clip(np.nan_to_num(c[key]), 0, 1)
-            pts = np.round(np.stack([xs, ys], 1)).astype(np.int32)
-            cv2.polylines(img, [pts], False, _COLORS[key], 2, cv2.LINE_AA)
-            ly = y0 + 18 + 18 * i
-            cv2.line(img, (x1 - 120, ly - 4), (x1 - 95, ly - 4), _COLORS[key], 2)
-            cv2.putText(img, _LABELS[key], (x1 - 88, ly), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        panels.append(img)
-    return np.concatenate(panels, axis=0)
-
-
-def write_plot(path: str, curves: dict[str, dict[str, np.ndarray]]) -> None:
-    ext = os.path.splitext(path)[1].lower() or ".png"
-    ok, buf = cv2.imencode(ext, draw_curves(curves))
-    if not ok:
-        raise EvaluationError(f"--plot {path}: OpenCV cannot write {ext!r} images")
-    atomic_write_bytes(path, buf.tobytes())
+def write_plot(path: str, curves: dict[str, dict[str, np.ndarray]], model: str = "") -> None:
+    """The threshold curves of every split (Dice, IoU, F-measure, E-measure against the
+    threshold, a marker at each maximum, labelled axes, the legend outside the curves) to
+    ``path``, and the precision-recall curves to :func:`pr_plot_path` (matplotlib, as for a
+    leaderboard)."""
+    per_split = {split: {model or "model": c} for split, c in curves.items()}
+    _curves.save_figure(_curves.threshold_curves_figure(per_split), path)
+    _curves.save_figure(_curves.precision_recall_figure(per_split), pr_plot_path(path))
 
 
 # ---------------------------------------------------------------------------------- main
@@ -476,24 +427,28 @@ def methods_of(args) -> list[str]:
         return list(args.model)
     if not os.path.isdir(args.gt_root):
         raise EvaluationError(f"--gt-root {args.gt_root} is not a folder")
-    return resolve_methods(args.pred_root, args.model)
+    return _leaderboard.resolve_methods(args.pred_root, args.model)
 
 
 def evaluate_leaderboard(args, methods: list[str]):
     """Score every method on the same frames; write and return the Leaderboard."""
     check_outputs(args, leaderboard=True)
-    plan = collect_frames(args.gt_root, args.pred_root, methods, args.splits)
+    plan = _leaderboard.collect_frames(args.gt_root, args.pred_root, methods, args.splits)
     if plan.missing and not args.skip_missing:  # before any scoring
         raise EvaluationError(
             "Prediction files missing; every method must have every scored frame "
             "(--skip-missing scores them on the frames they have, marked incomplete):\n"
             + plan.missing_message()
         )
-    per_split = run_tasks(plan.tasks, args.workers, args.literal_gt, fn=score_case_task)
+    per_split = run_tasks(
+        plan.tasks, args.workers, args.literal_gt, fn=_leaderboard.score_case_task
+    )
     for split in plan.splits:
         gt_counts = {c: next(iter(a.values())) for c, a in per_split.get(split, {}).items() if a}
-        warn_zero_one_gt(split, gt_counts, literal=args.literal_gt, literal_option="--literal-gt")
-    lb = build_leaderboard(
+        _protocol.warn_zero_one_gt(
+            split, gt_counts, literal=args.literal_gt, literal_option="--literal-gt"
+        )
+    lb = _leaderboard.build_leaderboard(
         plan,
         per_split,
         gt_root=args.gt_root,
@@ -502,14 +457,14 @@ def evaluate_leaderboard(args, methods: list[str]):
         allow_missing=args.skip_missing,
     )
     for path in args.leaderboard or ():
-        write_leaderboard(lb, path, digits=args.digits)
+        _leaderboard.write_leaderboard(lb, path, digits=args.digits)
     if args.json:
-        write_results_json(args.json, lb.results)
+        _protocol.write_results_json(args.json, lb.results)
     if args.csv:
-        atomic_write_bytes(args.csv, format_per_case_csv(lb).encode())
+        _file_io.atomic_write_bytes(args.csv, _leaderboard.format_per_case_csv(lb).encode())
     if args.plot and lb.curves:
-        save_figure(threshold_curves_figure(lb.curves), args.plot)
-        save_figure(precision_recall_figure(lb.curves), pr_plot_path(args.plot))
+        _curves.save_figure(_curves.threshold_curves_figure(lb.curves), args.plot)
+        _curves.save_figure(_curves.precision_recall_figure(lb.curves), pr_plot_path(args.plot))
     return lb
 
 
@@ -529,56 +484,62 @@ def evaluate(args):
     results, curves, rows = {}, {}, []
     for split in splits:
         cases = per_split.get(split, {})
-        avg = average_cases(cases)
+        avg = _protocol.average_cases(cases)
         if avg is None:
             logger.warning("Split %s: no case was scored", split)
             continue
-        warn_zero_one_gt(split, cases, literal=args.literal_gt, literal_option="--literal-gt")
-        results[split] = summarize(avg)
+        _protocol.warn_zero_one_gt(
+            split, cases, literal=args.literal_gt, literal_option="--literal-gt"
+        )
+        results[split] = _protocol.summarize(avg)
         if split in coverage:  # --skip-missing: how much of the split the numbers cover
             n, total = coverage[split]
             results[split].update(
                 coverage=n / total if total else 0.0, frames_scored=n, frames_total=total
             )
         curves[split] = avg
-        for case in sorted(cases, key=case_sort_key):
-            rows.append((split, case, cases[case].n, case_metrics(cases[case])))
+        for case in sorted(cases, key=_frame_order.case_sort_key):
+            rows.append((split, case, cases[case].n, _protocol.case_metrics(cases[case])))
     if args.json:
-        write_results_json(args.json, results)
+        _protocol.write_results_json(args.json, results)
     if args.csv:
-        write_results_csv(args.csv, rows)
+        _protocol.write_results_csv(args.csv, rows)
     if args.plot and curves:
-        write_plot(args.plot, curves)
+        write_plot(args.plot, curves, args.model)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    setup_logger(fmt="%(levelname)s: %(message)s", stream="stderr")
+    _logger.setup_logger(fmt="%(levelname)s: %(message)s", stream="stderr")
     try:
         results = evaluate(args)
     except OSError as e:  # a file in the way, read-only file system, ... (DataReadError too)
-        print(f"error: {describe_os_error(e) if e.strerror is not None else e}", file=sys.stderr)
+        print(
+            f"error: {_file_io.describe_os_error(e) if e.strerror is not None else e}",
+            file=sys.stderr,
+        )
         return 1
     except (EvaluationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if isinstance(results, Leaderboard):
-        print(format_markdown(results, digits=args.digits), end="")
+    if isinstance(results, _leaderboard.Leaderboard):
+        print(_leaderboard.format_markdown(results, digits=args.digits), end="")
         for path in args.leaderboard or ():
             print(f"Leaderboard written to {path}")
         if args.plot:
             print(f"Plots written to {args.plot} and {pr_plot_path(args.plot)}")
         return 0
     print(f"Model: {args.model[0]}")
-    keys = METRIC_KEYS + (("coverage",) if args.skip_missing else ())
-    print(format_results_table(results, digits=args.digits, keys=keys))
+    keys = _protocol.METRIC_KEYS + (("coverage",) if args.skip_missing else ())
+    print(_protocol.format_results_table(results, digits=args.digits, keys=keys))
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-evaluate`` command: :func:`main`, a Ctrl-C it did not catch as one line."""
+    return run_command(main, argv)
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
-        print("Interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(console())

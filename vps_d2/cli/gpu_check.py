@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """GPU readiness: check every CUDA path and measure the papers' speeds in one command.
 
-  python tools/gpu_check.py                       # on a GPU machine: < 8 minutes
-  python tools/gpu_check.py --budget-s 900        # more time: fewer rows skipped
-  python tools/gpu_check.py --methods diff_vps --skip-speed
-  python tools/gpu_check.py --device cpu --smoke  # the whole sequence on the CPU, tiny sizes
+  vps-gpu-check                       # on a GPU machine: < 8 minutes
+  vps-gpu-check --budget-s 900        # more time: fewer rows skipped
+  vps-gpu-check --methods diff_vps --skip-speed
+  vps-gpu-check --device cpu --smoke  # the whole sequence on the CPU, tiny sizes
 
 Without a CUDA GPU (and without --device cpu) it prints one line and exits 0. For each
 method's sample config: training iterations in fp32 / fp16 / bf16 (finite losses, every
@@ -19,12 +19,17 @@ checked and how the sizes were chosen: vps_d2/engine/gpu_check.py, docs/benchmar
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-import torch
+import vps_d2
+from vps_d2.cli import run_command
+from vps_d2.utils.lazy import lazy_import
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
+# torch and the package load after the flags are parsed, the rest once a GPU was found.
+torch = lazy_import("torch")
+_gpu_check = lazy_import("vps_d2.engine.gpu_check")
+_logger = lazy_import("vps_d2.utils.logger")
+_train_net = lazy_import("vps_d2.cli.train_net")
 #: DEFAULT_BUDGET_S of vps_d2.engine.gpu_check (repeated: the package is imported only once
 #: a GPU was found, so that the skip line comes quickly).
 DEFAULT_BUDGET_S = 450.0
@@ -75,29 +80,22 @@ def cli(argv=None) -> int:
         if why:
             print(f"gpu_check: skipped: {why} (--device cpu --smoke runs the sequence on the CPU)")
             return 0
-    # Imported here, after the GPU test, for start-up speed only (the skip line is quick).
-    sys.path.insert(0, TOOLS)  # tools/train_net.py, also for the DDP processes
-    import train_net
-
-    import vps_d2  # noqa: F401  (registers every method: the check discovers them)
-    from vps_d2.engine.gpu_check import discover_sample_configs, make_plan, run_gpu_check
-    from vps_d2.utils.logger import setup_logger
-
+    vps_d2.register_all()  # every method: the check discovers them
     try:
-        configs = discover_sample_configs(args.methods)
+        configs = _gpu_check.discover_sample_configs(args.methods)
     except KeyError as e:
         print(f"Error: {e.args[0]}", file=sys.stderr)
         return 2
-    plan = make_plan(
+    plan = _gpu_check.make_plan(
         args.device,
         smoke=args.smoke,
         budget_s=args.budget_s,
         sample_configs=[] if args.skip_speed else configs,
     )
-    setup_logger(None)
-    report = run_gpu_check(
+    _logger.setup_logger(None)
+    report = _gpu_check.run_gpu_check(
         plan,
-        train_net.cli,
+        _train_net.cli,
         args.out,
         configs=configs,
         json_path=args.json,
@@ -118,5 +116,10 @@ def cli(argv=None) -> int:
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-gpu-check`` command: :func:`cli`, a Ctrl-C it did not catch as one line."""
+    return run_command(cli, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(console())

@@ -28,13 +28,12 @@ def _interrupted_while_starting(*_):
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-try:
-    from vps_d2.synthetic import make_sample_dataset
-    from vps_d2.utils.logger import setup_logger
-except ImportError:  # running from a source checkout without installing the package
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from vps_d2.synthetic import make_sample_dataset
-    from vps_d2.utils.logger import setup_logger
+from vps_d2.cli import run_command
+from vps_d2.utils.lazy import lazy_import
+
+# The renderer (vps_d2.data: torch) loads after the flags are parsed: --help is quick.
+_synthetic = lazy_import("vps_d2.synthetic")
+_logger = lazy_import("vps_d2.utils.logger")
 
 if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
@@ -44,7 +43,11 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Write the synthetic sample dataset (SUN-SEG layout) to --output."
     )
-    p.add_argument("--output", required=True, help="dataset root to create, e.g. datasets/SUN-SEG")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="dataset folder to create, e.g. datasets/vps-sample (never the real SUN-SEG's)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same bytes)")
     p.add_argument("--train-clips", type=int, default=10, help="clips in TrainDataset")
     p.add_argument("--test-clips", type=int, default=3, help="clips in each of the 4 test splits")
@@ -60,9 +63,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    setup_logger(fmt="%(levelname)s %(name)s: %(message)s", stream="stderr")
+    _logger.setup_logger(fmt="%(levelname)s %(name)s: %(message)s", stream="stderr")
     try:
-        summary = make_sample_dataset(
+        summary = _synthetic.make_sample_dataset(
             args.output,
             seed=args.seed,
             train_clips=args.train_clips,
@@ -85,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-make-sample`` command: :func:`main`, a Ctrl-C it did not catch as one line."""
+    return run_command(main, argv)
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
-        print("Interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(console())

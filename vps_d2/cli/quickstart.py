@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """The README quickstart, end to end on the synthetic sample dataset (CPU is enough).
 
-1. create datasets/vps-sample if absent (tools/make_sample_dataset.py);
-2. train configs/frame_baseline_sample.yaml (tools/train_net.py);
+1. create datasets/vps-sample if absent (vps-make-sample, tools/make_sample_dataset.py);
+2. train configs/frame_baseline_sample.yaml (vps-train, tools/train_net.py);
 3. evaluate the result with --eval-only and print the metrics;
-4. render a sample test video with the trained model (tools/demo.py) and a contact sheet.
+4. render a sample test video with the trained model (vps-demo, tools/demo.py) and a
+   contact sheet.
 
-Each step is the command a user would type; they are printed before they run. The script
+Each step is the command a user would type (``python -m vps_d2.cli.<tool>``, what the
+``vps-*`` commands run); they are printed before they run, in the current folder (relative
+paths are relative to it; the configs ship with the package). The script
 fails (non-zero exit) when a step fails or the evaluation wrote no metrics.
 
 ``--short`` runs the same four steps in about a minute on 2 CPU cores, as a smoke test of
@@ -29,7 +32,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from vps_d2.cli import run_command
+from vps_d2.utils.cli_args import plain
 
 # --short: a small dataset and a short training at a small input size.
 SHORT_DATA_ARGS = [
@@ -64,7 +68,7 @@ SHORT_OPTS = [
 
 def run(cmd: list[str]) -> None:
     print("\n$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    subprocess.run(cmd, check=True)
 
 
 def print_results(results_file: str) -> None:
@@ -83,9 +87,9 @@ def print_results(results_file: str) -> None:
         print(f"  {split:28s} {value:.3f}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config-file", default="configs/frame_baseline_sample.yaml")
     parser.add_argument(
@@ -106,8 +110,8 @@ def main() -> int:
     )
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config opts")
-    args = parser.parse_args()
-    py = sys.executable
+    args = parser.parse_args(argv)
+    py = [sys.executable, "-m"]
     start = time.time()
     temp_dir = None
     data_args, opts = ["--seed", "0"], list(args.opts)
@@ -125,20 +129,20 @@ def main() -> int:
         # The sample datasets are registered under <DATASETS.ROOT>/vps-sample.
         if os.path.basename(os.path.normpath(data)) != "vps-sample":
             raise SystemExit(f"--data must name a folder called vps-sample, got {data!r}")
-        opts = ["DATASETS.ROOT", os.path.dirname(os.path.join(ROOT, data))] + opts
-    if not os.path.isdir(os.path.join(ROOT, data, "TrainDataset")):
-        run([py, "tools/make_sample_dataset.py", "--output", data, *data_args])
+        opts = ["DATASETS.ROOT", os.path.dirname(os.path.abspath(data))] + opts
+    if not os.path.isdir(os.path.join(data, "TrainDataset")):
+        run([*py, "vps_d2.cli.make_sample_dataset", "--output", data, *data_args])
     else:
         print(f"Sample dataset found at {data}")
     common = ["--config-file", args.config_file]
     # --resume: a second quickstart continues (or, when finished, keeps) the first one's run
     # instead of being refused by an OUTPUT_DIR that already holds a run.
-    run([py, "tools/train_net.py", *common, "--resume", "OUTPUT_DIR", output_dir, *opts])
+    run([*py, "vps_d2.cli.train_net", *common, "--resume", "OUTPUT_DIR", output_dir, *opts])
     weights = os.path.join(output_dir, "model_final.pth")
     run(
         [
-            py,
-            "tools/train_net.py",
+            *py,
+            "vps_d2.cli.train_net",
             *common,
             "--eval-only",
             "MODEL.WEIGHTS",
@@ -148,15 +152,15 @@ def main() -> int:
             *opts,
         ]
     )
-    print_results(os.path.join(ROOT, output_dir, "eval", "results.json"))
+    print_results(os.path.join(output_dir, "eval", "results.json"))
     if not args.skip_demo:
-        case_root = os.path.join(ROOT, data, "TestEasyDataset", "Unseen", "Frame")
+        case_root = os.path.join(data, "TestEasyDataset", "Unseen", "Frame")
         case = sorted(os.listdir(case_root))[0]
         video = os.path.join(output_dir, "demo", f"{case}.mp4")
         run(
             [
-                py,
-                "tools/demo.py",
+                *py,
+                "vps_d2.cli.demo",
                 *common,
                 "--input",
                 os.path.join(case_root, case),
@@ -170,7 +174,7 @@ def main() -> int:
                 *opts,
             ]
         )
-        demo_dir = os.path.join(ROOT, os.path.dirname(video))
+        demo_dir = os.path.dirname(video)
         written = sorted(n for n in os.listdir(demo_dir) if not n.startswith("."))
         if not written:
             raise SystemExit(f"Quickstart failed: the demo wrote nothing to {demo_dir}")
@@ -182,9 +186,10 @@ def main() -> int:
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-quickstart`` command: :func:`main`, a Ctrl-C it did not catch as one line."""
+    return run_command(main, argv)
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
-        print("Interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(console())

@@ -36,38 +36,25 @@ import os
 import shutil
 import sys
 
-import torch
 from tqdm import tqdm
 
-try:
-    import vps_d2  # noqa: F401
-except ImportError:  # running from a source checkout without installing the package
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vps_d2.checkpoint import CheckpointError, load_model_weights
+from vps_d2.cli import run_command
 from vps_d2.config import ConfigError, add_vps_config, get_cfg
-from vps_d2.data.datasets import configure_datasets
-from vps_d2.methods.arsdm import measures
-from vps_d2.methods.arsdm.segmenter import build_frozen_segmenter
-from vps_d2.methods.arsdm.synthesis import (
-    SPLIT_DIR,
-    check_run,
-    contact_sheet,
-    file_sha256,
-    mask_videos,
-    output_paths,
-    synthesize,
-    write_manifest,
-)
-from vps_d2.model_zoo import resolve_config_path
-from vps_d2.modeling import build_model
-from vps_d2.utils.file_io import (
-    DirectoryLock,
-    LockedError,
-    atomic_write_json,
-    remove_stale_temp_files,
-)
-from vps_d2.utils.logger import setup_logger
-from vps_d2.utils.plugins import load_plugins
+from vps_d2.utils.cli_args import DefaultsHelpFormatter
+from vps_d2.utils.lazy import lazy_import
+
+# torch, ArSDM and the model load after the flags are parsed: --help is quick.
+torch = lazy_import("torch")
+_checkpoint = lazy_import("vps_d2.checkpoint")
+_datasets = lazy_import("vps_d2.data.datasets")
+_measures = lazy_import("vps_d2.methods.arsdm.measures")
+_segmenter = lazy_import("vps_d2.methods.arsdm.segmenter")
+_synthesis = lazy_import("vps_d2.methods.arsdm.synthesis")
+_model_zoo = lazy_import("vps_d2.model_zoo")
+_modeling = lazy_import("vps_d2.modeling")
+_file_io = lazy_import("vps_d2.utils.file_io")
+_logger = lazy_import("vps_d2.utils.logger")
+_plugins = lazy_import("vps_d2.utils.plugins")
 
 logger = logging.getLogger("vps_d2.synthesize")
 
@@ -79,7 +66,7 @@ class SynthesisError(Exception):
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Synthetic dataset from a trained ArSDM (SUN-SEG layout) + its measures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--config-file", required=True, help="the generator's config")
     p.add_argument("--weights", required=True, help="the generator's checkpoint")
@@ -99,10 +86,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def setup(args):
-    load_plugins(args.plugin)
+    _plugins.load_plugins(args.plugin)
     cfg = add_vps_config(get_cfg())
     try:
-        cfg.merge_from_file(resolve_config_path(args.config_file))
+        cfg.merge_from_file(_model_zoo.resolve_config_path(args.config_file))
         cfg.merge_from_list(list(args.opts))
     except (FileNotFoundError, KeyError, ValueError, ConfigError) as e:
         raise SynthesisError(f"--config-file / --opts: {e}") from None
@@ -125,29 +112,29 @@ def main(args) -> dict:
         raise SynthesisError(f"--inception-weights {args.inception_weights!r}: no such file")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise SynthesisError(f"--output {args.output} is a file")
-    configure_datasets(cfg)
+    _datasets.configure_datasets(cfg)
     try:
-        videos = mask_videos(args.masks_from)
+        videos = _synthesis.mask_videos(args.masks_from)
     except (KeyError, FileNotFoundError, ValueError) as e:
         raise SynthesisError(str(e).strip('"')) from None
-    model = build_model(cfg)
+    model = _modeling.build_model(cfg)
     if getattr(model, "task", "segmentation") != "generation":
         raise SynthesisError(
             f"--config-file {args.config_file}: {type(model).__name__} is not a generator "
             "(task 'generation'); pass an ArSDM config"
         )
     try:
-        load_model_weights(model, args.weights)
-    except CheckpointError as e:
+        _checkpoint.load_model_weights(model, args.weights)
+    except _checkpoint.CheckpointError as e:
         raise SynthesisError(f"--weights: {e}") from None
     model.eval()
     segmenter = None
     if args.segmenter_config:
         try:
-            segmenter = build_frozen_segmenter(
+            segmenter = _segmenter.build_frozen_segmenter(
                 args.segmenter_config, args.segmenter_weights, device=cfg.MODEL.DEVICE
             ).model
-        except (FileNotFoundError, CheckpointError, KeyError) as e:
+        except (FileNotFoundError, _checkpoint.CheckpointError, KeyError) as e:
             raise SynthesisError(f"--segmenter-*: {e}") from None
 
     if args.overwrite and os.path.isdir(args.output):
@@ -156,27 +143,32 @@ def main(args) -> dict:
     n_frames = sum(len(v["gt_file_names"]) for v in videos)
     fingerprint = {
         "config": cfg.dump(),
-        "weights_sha256": file_sha256(args.weights),
+        "weights_sha256": _synthesis.file_sha256(args.weights),
         "masks_from": args.masks_from,
         "frames": n_frames,
         "batch_size": int(args.batch_size),
         "name": name,
     }
     os.makedirs(args.output, exist_ok=True)
-    lock = DirectoryLock(args.output, what="--output")
+    lock = _file_io.DirectoryLock(args.output, what="--output")
     try:
         lock.acquire("tools/synthesize.py")
-    except LockedError as e:
+    except _file_io.LockedError as e:
         raise SynthesisError(str(e)) from None
     try:
-        remove_stale_temp_files(args.output, recursive=True)
+        _file_io.remove_stale_temp_files(args.output, recursive=True)
         try:
-            check_run(args.output, fingerprint)
+            _synthesis.check_run(args.output, fingerprint)
         except ValueError as e:
             raise SynthesisError(str(e)) from None
-        bar = tqdm(total=n_frames, desc="synthesize", disable=args.no_progress, unit="frame")
+        bar = tqdm(
+            total=n_frames,
+            desc="synthesize",
+            disable=True if args.no_progress else None,
+            unit="frame",
+        )
         with bar:
-            stats = synthesize(
+            stats = _synthesis.synthesize(
                 model,
                 videos,
                 args.output,
@@ -191,14 +183,14 @@ def main(args) -> dict:
             stats["skipped"],
         )
         if args.contact_sheet:
-            contact_sheet(videos, args.output, args.contact_sheet)
+            _synthesis.contact_sheet(videos, args.output, args.contact_sheet)
         result = measure(args, cfg, videos, segmenter)
-        atomic_write_json(os.path.join(args.output, "measures.json"), result)
-        write_manifest(
+        _file_io.atomic_write_json(os.path.join(args.output, "measures.json"), result)
+        _synthesis.write_manifest(
             args.output,
             {
                 "name": name,
-                "split_dir": SPLIT_DIR,
+                "split_dir": _synthesis.SPLIT_DIR,
                 "complete": True,
                 "generator": type(model).__name__,
                 "source": args.masks_from,
@@ -218,41 +210,42 @@ def main(args) -> dict:
 
 def measure(args, cfg, videos, segmenter) -> dict:
     synth_videos = [
-        [output_paths(args.output, v["video_id"], s)[0] for s in v["frame_names"]] for v in videos
+        [_synthesis.output_paths(args.output, v["video_id"], s)[0] for s in v["frame_names"]]
+        for v in videos
     ]
     synth = [dict(v, synthetic=paths) for v, paths in zip(videos, synth_videos)]
     real_videos = [v["file_names"] for v in videos if all(v["file_names"])]
     out: dict = {"frames": sum(len(v) for v in synth_videos)}
     if segmenter is not None:
-        fid = measures.mask_fidelity(segmenter, synth, "synthetic", cfg.INPUT.FORMAT)
+        fid = _measures.mask_fidelity(segmenter, synth, "synthetic", cfg.INPUT.FORMAT)
         out["mask_fidelity_dice"] = fid["dice"]
         out["mask_fidelity_frames"] = fid["frames"]
         if len(real_videos) == len(videos):
-            out["real_dice"] = measures.mask_fidelity(
+            out["real_dice"] = _measures.mask_fidelity(
                 segmenter, videos, "file_names", cfg.INPUT.FORMAT
             )["dice"]
-    out["temporal_diff_synthetic"] = measures.temporal_difference(synth_videos)
+    out["temporal_diff_synthetic"] = _measures.temporal_difference(synth_videos)
     if real_videos:
-        out["temporal_diff_real"] = measures.temporal_difference(real_videos)
-        extractors = {"random_cnn": (measures.RandomConvFeatures(seed=0), (128, 128))}
+        out["temporal_diff_real"] = _measures.temporal_difference(real_videos)
+        extractors = {"random_cnn": (_measures.RandomConvFeatures(seed=0), (128, 128))}
         if segmenter is not None:
-            fn = measures.segmenter_backbone_features(segmenter)
+            fn = _measures.segmenter_backbone_features(segmenter)
             if fn is not None:
                 extractors["segmenter_backbone"] = (fn, tuple(segmenter.test_size))
         if args.inception_weights:
             extractors["inception"] = (
-                measures.inception_features(args.inception_weights),
+                _measures.inception_features(args.inception_weights),
                 (299, 299),
             )
         synthetic = [p for v in synth_videos for p in v]
         with torch.no_grad():
-            out.update(measures.distances(synthetic, real_videos, extractors))
+            out.update(_measures.distances(synthetic, real_videos, extractors))
     return out
 
 
 def run(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    setup_logger(fmt="[%(asctime)s %(name)s] %(message)s", stream="stderr")
+    _logger.setup_logger(fmt="[%(asctime)s %(name)s] %(message)s", stream="stderr")
     try:
         result = main(args)
     except SynthesisError as e:
@@ -269,5 +262,10 @@ def run(argv=None) -> int:
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-synthesize`` command: :func:`run`, a Ctrl-C it did not catch as one line."""
+    return run_command(run, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(console())

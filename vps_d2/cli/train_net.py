@@ -29,28 +29,23 @@ def _interrupted_while_starting(*_):
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-import vps_d2  # noqa: F401  (registers datasets, backbones, models in every process)
-from vps_d2.checkpoint import CheckpointError
+import vps_d2
+from vps_d2.cli import run_command
 from vps_d2.config import ConfigError
-from vps_d2.engine import (
-    NonFiniteLossError,
-    Trainer,
-    default_argument_parser,
-    default_setup,
-    launch,
-    setup_cfg,
-)
-from vps_d2.engine.defaults import PreflightError, preflight
-from vps_d2.engine.launch import (
-    accelerator_from_cfg,
-    ddp_kwargs_from_cfg,
-    launch_kwargs_from_args,
-    precision_from_cfg,
-)
-from vps_d2.engine.preemption import PREEMPTED_EXIT_CODE, Stopped, StopRequested, stop_signals
-from vps_d2.engine.trainer import train_or_evaluate
-from vps_d2.utils.file_io import DiskFullError, LockedError, describe_os_error
-from vps_d2.utils.plugins import PluginError
+from vps_d2.utils.cli_args import default_argument_parser
+from vps_d2.utils.lazy import lazy_import, load
+
+# The engine (torch, the trainer, the evaluation) loads after the flags are parsed: --help is
+# quick. vps_d2.d2 only with --engine detectron2.
+_checkpoint = lazy_import("vps_d2.checkpoint")
+_d2 = lazy_import("vps_d2.d2")
+_engine = lazy_import("vps_d2.engine")
+_defaults = lazy_import("vps_d2.engine.defaults")
+_launch = lazy_import("vps_d2.engine.launch")
+_preemption = lazy_import("vps_d2.engine.preemption")
+_trainer = lazy_import("vps_d2.engine.trainer")
+_file_io = lazy_import("vps_d2.utils.file_io")
+_plugins = lazy_import("vps_d2.utils.plugins")
 
 if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done: KeyboardInterrupt
@@ -61,12 +56,13 @@ logger = logging.getLogger("vps_d2.tools.train_net")
 def main(args):
     """One process of the job. SIGTERM / SIGUSR1 during training save a checkpoint and stop
     (vps_d2.engine.preemption); the process then returns a :class:`Stopped`."""
-    with stop_signals():
+    vps_d2.register_all()  # datasets, backbones, models (also in a spawned DDP process)
+    with _preemption.stop_signals():
         try:
-            cfg = setup_cfg(args)
-            default_setup(cfg, args)
-            return train_or_evaluate(Trainer, cfg, args)
-        except StopRequested as e:
+            cfg = _engine.setup_cfg(args)
+            _engine.default_setup(cfg, args)
+            return _trainer.train_or_evaluate(_engine.Trainer, cfg, args)
+        except _preemption.StopRequested as e:
             return e.stopped
 
 
@@ -108,45 +104,45 @@ def cli(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.engine == "detectron2":
         try:
-            import vps_d2.d2 as d2_engine
+            load(_d2)
         except ImportError as e:
             print(f"Error: --engine detectron2: {e}", file=sys.stderr)
             return 2
     try:
-        cfg = setup_cfg(args)  # validate the config before starting any process
+        cfg = _engine.setup_cfg(args)  # validate the config before starting any process
     except ConfigError as e:
         print(f"Config error: {e}", file=sys.stderr)
         return 2
-    except PluginError as e:
+    except _plugins.PluginError as e:
         print(f"Plug-in error: {e}", file=sys.stderr)
         return 2
-    acc = accelerator_from_cfg(cfg)
+    acc = _launch.accelerator_from_cfg(cfg)
     lock = None
     try:
         # SIGTERM / SIGUSR1: passed on to the spawned processes (they save and stop), or,
         # in this process, a checkpoint at the current iteration (vps_d2.engine.preemption)
-        with stop_signals(relay=args.num_gpus * args.num_machines > 1):
-            lock = preflight(
+        with _preemption.stop_signals(relay=args.num_gpus * args.num_machines > 1):
+            lock = _defaults.preflight(
                 cfg, args, args.num_gpus * args.num_machines, main_machine=args.machine_rank == 0
             )
             if args.engine == "detectron2":
-                d2_engine.launch_main(args)
+                _d2.launch_main(args)
                 return 0
-            result = launch(
+            result = _engine.launch(
                 main,
                 args.num_gpus,
                 args=(args,),
                 accelerator=acc,
-                precision=precision_from_cfg(cfg, acc),
-                ddp_kwargs=ddp_kwargs_from_cfg(cfg),
-                **launch_kwargs_from_args(args),
+                precision=_launch.precision_from_cfg(cfg, acc),
+                ddp_kwargs=_launch.ddp_kwargs_from_cfg(cfg),
+                **_launch.launch_kwargs_from_args(args),
             )
-        if isinstance(result, Stopped):
+        if isinstance(result, _preemption.Stopped):
             print(result.message(_last_checkpoint(cfg.OUTPUT_DIR)), file=sys.stderr)
-            return PREEMPTED_EXIT_CODE
-    except StopRequested as e:  # before the processes started, or in the launcher
+            return _preemption.PREEMPTED_EXIT_CODE
+    except _preemption.StopRequested as e:  # before the processes started, or in the launcher
         print(e.stopped.message(_last_checkpoint(cfg.OUTPUT_DIR)), file=sys.stderr)
-        return PREEMPTED_EXIT_CODE
+        return _preemption.PREEMPTED_EXIT_CODE
     except KeyboardInterrupt:
         last = _last_checkpoint(cfg.OUTPUT_DIR)
         where = (
@@ -156,7 +152,7 @@ def cli(argv=None) -> int:
         )
         print(f"Interrupted: {where}", file=sys.stderr)
         return 130
-    except DiskFullError as e:
+    except _file_io.DiskFullError as e:
         last = _last_checkpoint(cfg.OUTPUT_DIR)
         keep = f"; the last complete checkpoint is {last}" if last else ""
         print(f"Error: {e}{keep}", file=sys.stderr)
@@ -165,11 +161,11 @@ def cli(argv=None) -> int:
         FileNotFoundError,
         NotADirectoryError,
         PermissionError,
-        CheckpointError,
+        _checkpoint.CheckpointError,
         ConfigError,
-        LockedError,
-        NonFiniteLossError,
-        PreflightError,
+        _file_io.LockedError,
+        _engine.NonFiniteLossError,
+        _defaults.PreflightError,
         KeyError,
         ValueError,
     ) as e:
@@ -177,7 +173,7 @@ def cli(argv=None) -> int:
         print(f"Error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1
     except OSError as e:  # any other: read-only file system, quota, name too long, ...
-        print(f"Error: {describe_os_error(e)}", file=sys.stderr)
+        print(f"Error: {_file_io.describe_os_error(e)}", file=sys.stderr)
         return 1
     finally:
         if lock is not None:
@@ -185,9 +181,10 @@ def cli(argv=None) -> int:
     return 0
 
 
+def console(argv=None) -> int:
+    """The ``vps-train`` command: :func:`cli`, a Ctrl-C it did not catch as one line (130)."""
+    return run_command(cli, argv)
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(cli())
-    except KeyboardInterrupt:  # wherever main() did not catch it: one line, status 130
-        print("Interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(console())

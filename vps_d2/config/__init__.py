@@ -2,7 +2,7 @@
 
 from .config import CfgNode, ConfigError, configurable, register_renamed_key
 from .defaults import _C
-from .vps import add_vps_config, register_config_section
+from .vps import add_vps_config, register_config_section, register_section_provider
 
 __all__ = [
     "CfgNode",
@@ -12,6 +12,7 @@ __all__ = [
     "get_cfg",
     "register_config_section",
     "register_renamed_key",
+    "register_section_provider",
 ]
 
 

@@ -123,6 +123,16 @@ _C.DATASETS.TEST = (
 _C.DATASETS.SYNTHETIC = ()
 # Root of all datasets. "" = $VPS_DATASETS, else $DETECTRON2_DATASETS, else "datasets".
 _C.DATASETS.ROOT = ""
+# Model selection never uses a test split unless the config says so: a training run that
+# evaluates (DATASETS.TEST not empty) and names no validation split (a name ending in
+# "_val" in DATASETS.TEST) and no TEST.VPS.BEST_DATASET holds out this fraction of the
+# training videos (all clips of a video together; chosen deterministically with
+# HOLDOUT_SEED) as the split "holdout_val": they are not trained on, DATASETS.TEST gets
+# "holdout_val" first, and model_best.pth is chosen on it (the EUVPS paper holds out 20%).
+# 0 = no hold-out: then no model_best.pth is kept unless TEST.VPS.BEST_DATASET names a split
+# (a test split is then used with a warning).
+_C.DATASETS.HOLDOUT_VAL = 0.2
+_C.DATASETS.HOLDOUT_SEED = 0
 _C.DATASETS.SUN_SEG = CN()
 # Fraction of SUN-SEG training videos held out as sun_seg_val (0 = none; the EUVPS
 # paper uses 0.2). Clips of one video stay together. sun_seg_train then excludes them.

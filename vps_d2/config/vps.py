@@ -2,7 +2,9 @@
 
 Method packages (``vps_d2/methods/<name>``, or a plug-in outside the package) register their
 ``add_<method>_config(cfg)`` with :func:`register_config_section` when they are imported;
-this module never imports a method (importing :mod:`vps_d2` imports the built-in ones).
+this module never imports a method: :mod:`vps_d2` registers, with
+:func:`register_section_provider`, the import of its built-in methods, which
+:func:`add_vps_config` runs first.
 """
 
 from __future__ import annotations
@@ -11,9 +13,19 @@ from collections.abc import Callable
 
 from .config import CfgNode as CN
 
-__all__ = ["add_vps_config", "register_config_section"]
+__all__ = ["add_vps_config", "register_config_section", "register_section_provider"]
 
 _SECTION_ADDERS: list[Callable[[CN], None]] = []
+# Callables importing the packages that register sections (vps_d2: its built-in methods).
+_SECTION_PROVIDERS: list[Callable[[], object]] = []
+
+
+def register_section_provider(fn: Callable[[], object]) -> Callable[[], object]:
+    """Register ``fn()``, which imports packages registering config sections; add_vps_config
+    calls every provider before adding the sections (the methods load on first use)."""
+    if fn not in _SECTION_PROVIDERS:
+        _SECTION_PROVIDERS.append(fn)
+    return fn
 
 
 def register_config_section(fn: Callable[[CN], None]) -> Callable[[CN], None]:
@@ -25,6 +37,8 @@ def register_config_section(fn: Callable[[CN], None]) -> Callable[[CN], None]:
 
 def add_vps_config(cfg: CN) -> CN:
     """Add the VPS sections to ``cfg`` in place (idempotent) and return it."""
+    for provider in _SECTION_PROVIDERS:
+        provider()
     if "CLIP" not in cfg.INPUT:
         _add_video_sections(cfg)
     for adder in _SECTION_ADDERS:

@@ -228,11 +228,13 @@ class Trainer(DefaultTrainer):
                 )
             )
         if cfg.DATASETS.TEST:
-            best = BestCheckpointer(self.checkpointer, *best_checkpoint_target(cfg))
+            target = best_checkpoint_target(cfg)
+            best = BestCheckpointer(self.checkpointer, *target) if target else None
 
             def test_and_save_results():
                 results = self.test(self.cfg, self._trainer.model)
-                best(results, min(self.iter, self.max_iter - 1))
+                if best is not None:
+                    best(results, min(self.iter, self.max_iter - 1))
                 self._last_eval_results = results
                 # Detectron2's EvalHook stores every scalar: keep the finite ones.
                 return {

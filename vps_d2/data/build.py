@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from vps_d2.utils import comm
 
 from .catalog import DatasetCatalog
+from .datasets.builtin import exclude_holdout
 from .mappers import VideoTestFrames, build_mapper, check_record
 from .samplers import TrainingSampler, shard_indices, shared_random_seed
 
@@ -209,6 +210,8 @@ def build_train_loader(
     batch_size = total // world_size
     names = cfg.DATASETS.TRAIN if dataset_names is None else dataset_names
     records = get_video_records(names)
+    if dataset_names is None:  # the videos held out for model selection are not trained on
+        records = exclude_holdout(records)
     if mapper is None:
         mapper = build_mapper(cfg, is_train=True)
     seed = _resolve_seed(cfg, seed)

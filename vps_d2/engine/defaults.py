@@ -14,11 +14,12 @@ import torch
 
 from vps_d2.config import CfgNode, add_vps_config, get_cfg
 from vps_d2.data import get_video_records
-from vps_d2.data.datasets import configure_datasets
+from vps_d2.data.datasets import HOLDOUT_VAL, configure_datasets, is_validation_split
 from vps_d2.model_zoo import resolve_config_path
 from vps_d2.modeling import resolve_clip_config
 from vps_d2.modeling.meta_arch.build import warn_unread_method_keys
 from vps_d2.utils import comm
+from vps_d2.utils.cli_args import add_plugin_argument, default_argument_parser
 from vps_d2.utils.env import collect_env_info, seed_all_rng
 from vps_d2.utils.file_io import (
     DirectoryLock,
@@ -38,6 +39,7 @@ __all__ = [
     "add_plugin_argument",
     "log_preflight_notes",
     "move_previous_run",
+    "missing_files",
     "preflight",
     "configure_cpu_threads",
     "default_argument_parser",
@@ -46,74 +48,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
-    """Detectron2's flags: --config-file, --resume, --eval-only, --num-gpus, --num-machines,
-    --machine-rank, --dist-url and trailing KEY VALUE opts."""
-    parser = argparse.ArgumentParser(
-        epilog=epilog
-        or (
-            "Examples:\n"
-            "  python tools/train_net.py --config-file configs/frame_baseline_sample.yaml\n"
-            "  python tools/train_net.py --config-file cfg.yaml --eval-only MODEL.WEIGHTS m.pth\n"
-            "  python tools/train_net.py --config-file cfg.yaml --num-gpus 8 --num-machines 2 "
-            "--machine-rank 0 --dist-url tcp://10.0.0.1:23456\n"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
-    add_plugin_argument(parser)
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from OUTPUT_DIR/last_checkpoint (iteration, optimizer, scheduler) "
-        "if it exists; otherwise start from MODEL.WEIGHTS",
-    )
-    parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS only")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start a new training run in an OUTPUT_DIR that already holds one: its files are "
-        "first moved to OUTPUT_DIR/previous_runs/<time>/ (nothing is deleted)",
-    )
-    parser.add_argument(
-        "--num-gpus",
-        type=int,
-        default=1,
-        help="processes per machine: GPUs, or CPU processes (gloo) when CUDA is unavailable",
-    )
-    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
-    parser.add_argument(
-        "--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)"
-    )
-    parser.add_argument(
-        "--dist-url",
-        default="auto",
-        help="initialization URL for multi-machine runs: tcp://HOST:PORT of machine 0; "
-        "'auto' picks a free local port (single machine)",
-    )
-    parser.add_argument(
-        "opts",
-        default=None,
-        nargs=argparse.REMAINDER,
-        help="Modify config options at the end of the command: KEY VALUE pairs, e.g. "
-        "SOLVER.MAX_ITER 100 OUTPUT_DIR out/",
-    )
-    return parser
-
-
-def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
-    """``--plugin MODULE`` (repeatable): import a method kept outside vps_d2 first."""
-    parser.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE (a dotted name or a .py file) before reading the config, so a "
-        "method kept outside vps_d2 registers its config section, model and parts "
-        "(repeatable; also $VPS_D2_PLUGINS and the 'vps_d2.plugins' entry points)",
-    )
 
 
 def _vps_cfg() -> CfgNode:
@@ -134,9 +68,25 @@ def setup_cfg(args: argparse.Namespace, new_cfg: Callable[[], CfgNode] = _vps_cf
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))
     resolve_clip_config(cfg)  # INPUT.CLIP.* checked against the model's clip contract
+    if not getattr(args, "eval_only", False):
+        add_holdout_split(cfg)
     warn_unread_method_keys(cfg, new_cfg())  # e.g. MODEL.SALI.* in a FrameBaseline config
     cfg.freeze()
     return cfg
+
+
+def add_holdout_split(cfg: CfgNode) -> None:
+    """Model selection on a validation split by default: a training run that evaluates
+    (DATASETS.TEST), names no validation split there and no TEST.VPS.BEST_DATASET, with
+    DATASETS.HOLDOUT_VAL > 0, gets ``holdout_val`` (those training videos, not trained on)
+    first in DATASETS.TEST; model_best.pth is chosen on it. Written into the config, so
+    config.yaml says what the run did."""
+    d = cfg.DATASETS
+    if not d.TEST or not d.TRAIN or cfg.TEST.VPS.BEST_DATASET or float(d.HOLDOUT_VAL) <= 0:
+        return
+    if any(is_validation_split(name) for name in d.TEST):
+        return
+    d.TEST = (HOLDOUT_VAL, *d.TEST)
 
 
 class PreflightError(ValueError):
@@ -192,6 +142,64 @@ def _check_output_dir(output_dir: str) -> None:
         raise PreflightError(str(e)) from e
 
 
+def _weight_keys(node: CfgNode, prefix: str = "") -> list[tuple[str, str]]:
+    """``(KEY, value)`` of every config key whose name ends in WEIGHTS and holds a path."""
+    found = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, CfgNode):
+            found += _weight_keys(value, key + ".")
+        elif name.endswith("WEIGHTS") and isinstance(value, str) and value:
+            config_key = name[: -len("WEIGHTS")] + "CONFIG"
+            if config_key in node and not node[config_key]:
+                continue  # X_WEIGHTS without X_CONFIG is unused (ArSDM's segmenter)
+            found.append((key, value))
+    return found
+
+
+def missing_files(cfg: CfgNode, *, eval_only: bool = False, resuming: bool = False) -> list[str]:
+    """One line per file the run would open that is not there, naming the key, the path and
+    what to do: MODEL.WEIGHTS (needed with ``--eval-only``; not read when ``resuming`` from
+    OUTPUT_DIR/last_checkpoint), and every other non-empty key ending in WEIGHTS (backbone
+    weights, Diff-VPS's discriminator, ArSDM's frozen segmenter, a plug-in's), which the
+    model reads when it is built, also for ``--eval-only``."""
+    problems = []
+    weights = cfg.MODEL.WEIGHTS
+    if eval_only and not weights:
+        problems.append(
+            "--eval-only needs MODEL.WEIGHTS (the checkpoint to evaluate): add "
+            "MODEL.WEIGHTS path/to/model_final.pth to the command"
+        )
+    elif weights and not resuming and not os.path.isfile(weights):
+        what = (
+            "point it at the checkpoint to evaluate"
+            if eval_only
+            else 'point it at an existing checkpoint, or set MODEL.WEIGHTS "" to train from '
+            "the backbone's weights"
+        )
+        problems.append(f"MODEL.WEIGHTS file not found: {weights!r} ({_where(weights)}): {what}")
+    for key, path in _weight_keys(cfg):
+        if key == "MODEL.WEIGHTS" or os.path.isfile(path):
+            continue
+        problems.append(
+            f"{key} file not found: {path!r} ({_where(path)}): vps_d2 never downloads; put the "
+            f"file there or pass {key} /path/to/file (the method's README says how to get it), "
+            f'or {key} "" for random initialisation'
+        )
+    b = cfg.MODEL.BACKBONE
+    if b.get("PRETRAINED", False) and not b.get("WEIGHTS", ""):
+        problems.append(
+            "MODEL.BACKBONE.PRETRAINED is True but MODEL.BACKBONE.WEIGHTS is empty: vps_d2 "
+            "never downloads; pass MODEL.BACKBONE.WEIGHTS /path/to/file, or "
+            "MODEL.BACKBONE.PRETRAINED False for random initialisation"
+        )
+    return problems
+
+
+def _where(path: str) -> str:
+    return "absolute path" if os.path.isabs(path) else f"relative to {os.getcwd()}"
+
+
 def preflight(
     cfg: CfgNode, args: argparse.Namespace, world_size: int, main_machine: bool = True
 ) -> DirectoryLock | None:
@@ -200,10 +208,11 @@ def preflight(
 
     * OUTPUT_DIR can be created and written (not under a file);
     * SOLVER.IMS_PER_BATCH is a multiple of the number of processes;
-    * every DATASETS.TRAIN / DATASETS.TEST entry is registered and loads (a missing split
-      folder fails here, not after training);
-    * ``--eval-only``: MODEL.WEIGHTS exists; ``--resume``: the file last_checkpoint names
-      exists;
+    * every file the run will open exists (:func:`missing_files`: MODEL.WEIGHTS, the
+      backbone's and any other ``*WEIGHTS`` key's file), and every DATASETS.TRAIN /
+      DATASETS.TEST entry is registered and loads (a missing split folder fails here, not
+      after training); all of these problems are reported together, one line each;
+    * ``--resume``: the file last_checkpoint names exists;
     * a new training run into an OUTPUT_DIR that holds one is refused unless ``--resume``
       or ``--overwrite`` (which moves the old files aside first);
     * stale temporary files of dead processes in OUTPUT_DIR are removed;
@@ -232,18 +241,26 @@ def preflight(
             f"SOLVER.IMS_PER_BATCH ({total}) must be a positive multiple of the number of "
             f"processes ({world_size} = --num-gpus x --num-machines)"
         )
+    last = os.path.join(out, "last_checkpoint") if out else ""
+    resuming = bool(args.resume) and bool(last) and os.path.isfile(last)
+    problems = missing_files(cfg, eval_only=bool(args.eval_only), resuming=resuming)
     configure_datasets(cfg)
     names = list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN))
     for name in names:
-        get_video_records(name)  # raises naming the dataset and the folder
-    if args.eval_only:
-        if not cfg.MODEL.WEIGHTS:
-            raise PreflightError("--eval-only needs MODEL.WEIGHTS (the checkpoint to evaluate)")
-        if not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise PreflightError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS!r}")
+        try:
+            get_video_records(name)  # raises naming the dataset and the folder
+        except (OSError, KeyError, ValueError) as e:
+            if not problems:
+                raise  # the only problem: as it is
+            problems.append(f"DATASETS: {e.args[0] if e.args else e}")
+    if problems:
+        raise PreflightError(
+            problems[0]
+            if len(problems) == 1
+            else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
+        )
     if not out or not main_machine:
         return None
-    last = os.path.join(out, "last_checkpoint")
     if args.resume and os.path.isfile(last):
         with open(last, encoding="utf-8") as f:
             name = f.read().strip()

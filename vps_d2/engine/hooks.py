@@ -290,7 +290,8 @@ class PeriodicWriter(HookBase):
 
 
 class ProgressBar(HookBase):
-    """A tqdm bar over iterations with ETA and the smoothed total loss (main process)."""
+    """A tqdm bar over iterations with ETA and the smoothed total loss (main process, on a
+    terminal only: redirected output gets the log lines alone, none glued to a bar)."""
 
     def before_train(self) -> None:
         self._bar = tqdm(
@@ -299,7 +300,7 @@ class ProgressBar(HookBase):
             desc="train",
             dynamic_ncols=True,
             mininterval=1.0,
-            disable=not comm.is_main_process(),
+            disable=None if comm.is_main_process() else True,  # None: off when not a TTY
         )
 
     def after_step(self) -> None:

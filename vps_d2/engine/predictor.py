@@ -65,9 +65,12 @@ class VideoPredictor:
     bounded-window ``stream``. Frames are pulled lazily, so memory does not grow with the
     video's length. Each output is the model's dict (``"prob"`` float (H, W) in [0, 1],
     optional ``"class_scores"`` (C,), ``"box"`` (4,)) moved to the CPU, plus
-    ``"frame_index"`` and ``"latency_ms"``: the model time spent producing it (frame
-    reading excluded; for clip models the time of the window is charged to the output
-    that triggered it). :attr:`latency` keeps running statistics.
+    ``"frame_index"``, ``"latency_ms"``: the model time from the moment the frame was read
+    to its output (reading of other frames excluded): for online models the step of that
+    frame, for clip models also the wait for the window holding it (every frame of a
+    window gets the window's time, none "0 ms"), and ``"model_ms"``: the model time spent
+    producing this output (a clip model's window is charged to the output that triggered
+    it). :attr:`latency` keeps running statistics of ``model_ms`` (the cost per frame).
     """
 
     @configurable
@@ -98,6 +101,11 @@ class VideoPredictor:
         self.model.eval()
         self.latency.reset()
         reading = [0.0]
+        # model clock: time spent outside frame reading; arrival[i]: its value when frame i
+        # was read (an output's latency is the clock's advance since its frame's arrival)
+        clock = [0.0]
+        arrival: dict[int, float] = {}
+        pulled = [0]
 
         def timed(it: Iterable[dict]) -> Iterator[dict]:
             it = iter(it)
@@ -109,8 +117,12 @@ class VideoPredictor:
                     return
                 finally:
                     reading[0] += time.perf_counter() - t
+                key = int(frame.get("frame_index", pulled[0]))
+                arrival[key] = clock[0] + (time.perf_counter() - start - reading[0])
+                pulled[0] += 1
                 yield frame
 
+        start = time.perf_counter()
         pairs = stream_video(self.model, timed(frames))
         n = 0
         while True:
@@ -121,13 +133,17 @@ class VideoPredictor:
             except StopIteration:
                 break
             self._sync()
-            ms = 1000.0 * max(0.0, time.perf_counter() - start - reading[0])
+            step = max(0.0, time.perf_counter() - start - reading[0])
+            ms = 1000.0 * step
             self.latency.add(ms)
             out = dict(out)
             if self.to_cpu:
                 out = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in out.items()}
             out["frame_index"] = int(frame.get("frame_index", n))
-            out["latency_ms"] = ms
+            since = clock[0] - arrival.pop(out["frame_index"], clock[0])
+            clock[0] += step
+            out["model_ms"] = ms
+            out["latency_ms"] = 1000.0 * (since + step)
             n += 1
             yield frame, out
         logger.info("VideoPredictor: %s", self.latency.summary())

@@ -25,6 +25,7 @@ import torch
 
 from vps_d2.checkpoint import VPSCheckpointer, load_model_weights
 from vps_d2.data import build_test_loader, build_train_loader
+from vps_d2.data.datasets import is_validation_split
 from vps_d2.evaluation import (
     build_evaluator,
     format_vps_results,
@@ -92,12 +93,33 @@ def check_optimizer_groups(model: torch.nn.Module, groups: dict) -> None:
         )
 
 
-def best_checkpoint_target(cfg) -> tuple[str, str]:
-    """``(dataset, metric)`` that model_best.pth tracks (TEST.VPS.BEST_DATASET / BEST_METRIC;
-    the dataset defaults to the first of DATASETS.TEST)."""
-    dataset = cfg.TEST.VPS.BEST_DATASET or cfg.DATASETS.TEST[0]
+def best_checkpoint_target(cfg) -> tuple[str, str] | None:
+    """``(dataset, metric)`` that model_best.pth tracks: TEST.VPS.BEST_DATASET /
+    BEST_METRIC; the dataset defaults to the first validation split of DATASETS.TEST
+    (``holdout_val``, which the set-up adds from DATASETS.HOLDOUT_VAL, or a ``*_val``).
+    None (no model_best.pth, said once) when there is none. A test split named in
+    TEST.VPS.BEST_DATASET is used with a loud warning: its numbers are then tuned on it."""
+    dataset = cfg.TEST.VPS.BEST_DATASET or next(
+        (name for name in cfg.DATASETS.TEST if is_validation_split(name)), ""
+    )
+    if not dataset:
+        logger.warning(
+            "No validation split in DATASETS.TEST: model_best.pth is not kept (model "
+            "selection never uses a test split unless TEST.VPS.BEST_DATASET names it). "
+            "DATASETS.HOLDOUT_VAL 0.2 holds out 20%% of the training videos for it"
+        )
+        return None
     if dataset not in cfg.DATASETS.TEST:
         raise KeyError(f"TEST.VPS.BEST_DATASET {dataset!r} is not in DATASETS.TEST")
+    if not is_validation_split(dataset):
+        logger.warning(
+            "MODEL SELECTION ON A TEST SPLIT: model_best.pth is chosen on %r "
+            "(TEST.VPS.BEST_DATASET), so its %s on %r is tuned on that test split; report "
+            "model_final.pth's numbers, or select on a validation split (DATASETS.HOLDOUT_VAL)",
+            dataset,
+            cfg.TEST.VPS.BEST_METRIC,
+            dataset,
+        )
     return dataset, cfg.TEST.VPS.BEST_METRIC
 
 
@@ -300,11 +322,14 @@ class Trainer(TrainerBase):
             ),
         ]
         if cfg.DATASETS.TEST:
-            best = hooks.BestCheckpointer(self.checkpointer, *best_checkpoint_target(cfg))
+            target = best_checkpoint_target(cfg)
+            best = hooks.BestCheckpointer(self.checkpointer, *target) if target else None
             run_eval = lambda: self.test(self.cfg, self.model_raw)  # noqa: E731
-            ret.append(best)
+            if best is not None:
+                ret.append(best)
             record = os.path.join(cfg.OUTPUT_DIR, "last_eval.json") if cfg.OUTPUT_DIR else ""
-            self._eval_hook = hooks.EvalHook(cfg.TEST.EVAL_PERIOD, run_eval, [best], record)
+            callbacks = [best] if best is not None else []
+            self._eval_hook = hooks.EvalHook(cfg.TEST.EVAL_PERIOD, run_eval, callbacks, record)
             ret.append(self._eval_hook)
         if comm.is_main_process():
             writers = [
@@ -356,6 +381,14 @@ class Trainer(TrainerBase):
                 logger.info("The final evaluation did not finish: running it now")
                 with EventStorage(self.max_iter) as self.storage:
                     hook.run_final(self.max_iter)
+                    if comm.is_main_process():  # like a final evaluation after training
+                        out = self.cfg.OUTPUT_DIR
+                        for writer in (
+                            JSONWriter(os.path.join(out, "metrics.json")),
+                            TensorboardWriter(out),
+                        ):
+                            writer.write()
+                            writer.close()
             return None
         self._data_iter = iter(self.build_train_loader(self.cfg, start_iter=self.start_iter))
         self.model.train()

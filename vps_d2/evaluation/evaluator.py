@@ -22,6 +22,8 @@ import torch
 
 from vps_d2.utils import comm
 
+from .protocol import format_value
+
 __all__ = [
     "DatasetEvaluator",
     "DatasetEvaluators",
@@ -118,4 +120,4 @@ def print_csv_format(results: dict) -> None:
             continue
         logger.info("copypaste: Task: %s", task)
         logger.info("copypaste: %s", ",".join(res.keys()))
-        logger.info("copypaste: %s", ",".join(f"{v:.4f}" for v in res.values()))
+        logger.info("copypaste: %s", ",".join(format_value(k, v, 4) for k, v in res.items()))

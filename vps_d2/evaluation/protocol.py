@@ -55,6 +55,7 @@ __all__ = [
     "evaluate_case",
     "evaluate_case_task",
     "format_results_table",
+    "format_value",
     "format_vps_results",
     "is_zero_one_gt",
     "list_gt_cases",
@@ -360,6 +361,16 @@ def write_results_csv(path: str, rows: Iterable[tuple[str, str, int, Mapping[str
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
+def format_value(key: str, value, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals, or as an integer when it is a count (an int, or a
+    ``num_*`` metric such as num_frames holding a whole number): "96", not "96.000"."""
+    value = float(value)
+    is_count = key.startswith("num_") or key.split("/")[-1].startswith("num_")
+    if is_count and value.is_integer():
+        return str(int(value))
+    return f"{value:.{digits}f}"
+
+
 def format_results_table(
     results: Mapping[str, Mapping[str, float]], digits: int = 3, keys: Sequence[str] = METRIC_KEYS
 ) -> str:
@@ -369,7 +380,7 @@ def format_results_table(
     cols = [max(len(k), digits + 3) for k in keys]
     lines = ["  ".join(["split".ljust(first)] + [k.rjust(c) for k, c in zip(keys, cols)])]
     for n in names:
-        vals = [f"{results[n][k]:.{digits}f}" if k in results[n] else "-" for k in keys]
+        vals = [format_value(k, results[n][k], digits) if k in results[n] else "-" for k in keys]
         lines.append("  ".join([n.ljust(first)] + [v.rjust(c) for v, c in zip(vals, cols)]))
     return "\n".join(lines)
 
@@ -383,6 +394,6 @@ def format_vps_results(results: Mapping[str, Mapping[str, float]], digits: int =
         keys = [k for k in METRIC_KEYS if k in res] + [k for k in res if k not in METRIC_KEYS]
         parts.append(
             f"**{split}**\n\n| {' | '.join(keys)} |\n|{'|'.join(['---'] * len(keys))}|\n"
-            f"| {' | '.join(f'{float(res[k]):.{digits}f}' for k in keys)} |"
+            f"| {' | '.join(format_value(k, res[k], digits) for k in keys)} |"
         )
     return "\n\n".join(parts)

@@ -105,14 +105,19 @@ class VideoReader:
     "file_name", "gt_file_name" (None without a match), "frame_name"}``.
 
     Frame names: the file stem for image inputs; the 0-based index as ``"%06d"`` for video
-    files and cameras. Ground truth (``gt_dir``, one flat folder of masks) is matched by
-    frame stem, and for video files and cameras by the last number of the mask's stem
-    (= the 0-based frame index).
+    files and cameras. Ground truth (``gt_dir``, one flat folder of masks) is matched
+    (:attr:`gt_matching`) by frame stem ("name": frame folders whose stems the masks share);
+    for video files and cameras by the last number of the mask's stem when the masks are
+    numbered from 0 (= the 0-based frame index, "number"); otherwise by order ("order":
+    the i-th mask in temporal order, SUN-SEG's included, is frame i), e.g. a SUN-SEG case's
+    GT folder beside a video of its frames.
 
     Attributes:
         kind: "video", "frames" or "webcam".
         fps: the source frame rate (``DEFAULT_FPS`` when the source reports none).
         width, height: size of the first frame.
+        gt_matching: how masks are matched to frames ("name", "number", "order"; "" without
+            ``gt_dir``), with :meth:`describe_gt_matching` saying it in words.
         num_frames: number of frames (after ``max_frames``); for video files the
             container's count, which some codecs get slightly wrong; None for a camera.
     """
@@ -195,6 +200,25 @@ class VideoReader:
             self._gt_by_stem, self._gt_by_number = _gt_index(gt_dir)
             if not self._gt_by_stem:
                 raise ValueError(f"No mask images in the ground-truth folder {gt_dir!r}")
+        self.gt_dir = gt_dir
+        self.gt_matching = self._choose_gt_matching() if gt_dir is not None else ""
+        self._gt_in_order = sort_frames(self._gt_by_stem.values()) if gt_dir is not None else []
+
+    def _choose_gt_matching(self) -> str:
+        if self.kind == "frames":
+            stems = {os.path.splitext(os.path.basename(p))[0] for p in self._paths}
+            return "name" if stems & set(self._gt_by_stem) else "order"
+        return "number" if 0 in self._gt_by_number else "order"
+
+    def describe_gt_matching(self) -> str:
+        """How the masks of ``gt_dir`` are matched to the frames, in words."""
+        return {
+            "name": "by file name (mask stem = frame stem)",
+            "number": "by the number at the end of the mask's name (= the 0-based frame index)",
+            "order": "by order (the i-th mask in temporal order is frame i; the names do not "
+            "match the frames)",
+            "": "no ground truth",
+        }[self.gt_matching]
 
     @staticmethod
     def _probe_video(path: str) -> tuple[np.ndarray, float | None, int | None]:
@@ -222,8 +246,10 @@ class VideoReader:
 
     def gt_file_for(self, frame_name: str, index: int) -> str | None:
         """Path of the mask of a frame, or None (see the class docstring)."""
+        if self.gt_matching == "order":
+            return self._gt_in_order[index] if index < len(self._gt_in_order) else None
         path = self._gt_by_stem.get(frame_name)
-        if path is None and self.kind != "frames":
+        if path is None and self.gt_matching == "number":
             path = self._gt_by_number.get(index)
         return path
 

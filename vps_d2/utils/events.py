@@ -82,27 +82,36 @@ class EventWriter:
         pass
 
 
+def _new_scalars(window: int, written: dict[str, int]) -> dict[int, dict[str, float]]:
+    """``{iteration: {name: value}}`` of the scalars put since ``written[name]`` (the last
+    iteration written of each name), which is updated. Per name, so that scalars put at an
+    iteration already written (the final evaluation, after the last step's write) are not
+    lost."""
+    by_iter: dict[int, dict[str, float]] = defaultdict(dict)
+    for k, (v, it) in get_event_storage().latest_with_smoothing(window).items():
+        if it > written.get(k, -1):
+            by_iter[it][k] = v
+            written[k] = it
+    return by_iter
+
+
 class JSONWriter(EventWriter):
-    """Append one JSON line per write to ``metrics.json`` (scalars new since the last write)."""
+    """Append one JSON line per write and iteration to ``metrics.json`` (the scalars new since
+    the last write; the final evaluation's too)."""
 
     def __init__(self, path: str, window: int = 20) -> None:
         self._path = path
         self._window = window
-        self._last_written = -1
+        self._written: dict[str, int] = {}
 
     def write(self) -> None:
-        storage = get_event_storage()
-        by_iter: dict[int, dict[str, float]] = defaultdict(dict)
-        for k, (v, it) in storage.latest_with_smoothing(self._window).items():
-            if it > self._last_written:
-                by_iter[it][k] = v
+        by_iter = _new_scalars(self._window, self._written)
         if not by_iter:
             return
         with open(self._path, "a", encoding="utf-8") as f:
             for it in sorted(by_iter):
                 f.write(json.dumps({"iteration": it, **by_iter[it]}, sort_keys=True) + "\n")
             f.flush()
-        self._last_written = max(by_iter)
 
 
 class TensorboardWriter(EventWriter):
@@ -113,16 +122,12 @@ class TensorboardWriter(EventWriter):
 
         self._writer = SummaryWriter(log_dir)
         self._window = window
-        self._last_written = -1
+        self._written: dict[str, int] = {}
 
     def write(self) -> None:
-        storage = get_event_storage()
-        new_last = self._last_written
-        for k, (v, it) in storage.latest_with_smoothing(self._window).items():
-            if it > self._last_written:
+        for it, scalars in sorted(_new_scalars(self._window, self._written).items()):
+            for k, v in scalars.items():
                 self._writer.add_scalar(k, v, it)
-                new_last = max(new_last, it)
-        self._last_written = new_last
         self._writer.flush()
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ specular highlights.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from vps_d2.data import CLASS_NAMES
 from vps_d2.data.io import read_image
@@ -65,7 +67,41 @@ def _thickness(image: np.ndarray) -> int:
 
 
 def _font_scale(image: np.ndarray) -> float:
-    return max(0.3, min(image.shape[:2]) / 700)
+    """Text height in pixels for ``image``: legible at any size (12 px at least, about 1/22
+    of the shorter side: 16 px on 352 x 352, 49 px on 1920 x 1080)."""
+    return float(max(12, round(min(image.shape[:2]) / 22)))
+
+
+@functools.lru_cache(maxsize=32)
+def _font(px: int):
+    """Pillow's built-in font at ``px`` pixels (scalable with Pillow >= 10.1; the bitmap
+    font before, which :func:`_text_mask` scales)."""
+    try:
+        return ImageFont.load_default(size=px)
+    except TypeError:  # Pillow 10.0: no size
+        return ImageFont.load_default()
+
+
+@functools.lru_cache(maxsize=256)
+def _text_mask(text: str, px: int) -> np.ndarray:
+    """Coverage (h, w) float32 in [0, 1] of ``text`` drawn ``px`` pixels high (cap height
+    + descenders), the glyphs' top at row 0. Drawn with Pillow: the same pixels whatever
+    OpenCV is installed (cv2.putText's outlines differ between OpenCV 4 and 5)."""
+    font = _font(px)
+    left, top, right, bottom = font.getbbox(text)
+    canvas = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(canvas).text((-left, -top), text, fill=255, font=font)
+    mask = np.asarray(canvas, np.float32) / 255.0
+    if not hasattr(font, "size"):  # the fixed-size bitmap font: scale it to px
+        f = max(1, round(px / max(1, mask.shape[0])))
+        mask = np.kron(mask, np.ones((f, f), np.float32))
+    return mask
+
+
+def text_size(text: str, scale: float) -> tuple[int, int]:
+    """``(width, height)`` in pixels of ``text`` drawn by :func:`draw_text` at ``scale``."""
+    h, w = _text_mask(text, int(round(scale))).shape
+    return w, h
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -86,12 +122,28 @@ def draw_text(
     color: tuple[int, int, int] = TEXT_COLOR,
     scale: float | None = None,
 ) -> np.ndarray:
-    """Draw ``text`` with its baseline-left corner at ``org`` (x, y), outlined in black."""
-    scale = _font_scale(image) if scale is None else scale
-    t = max(1, int(round(scale * 1.5)))
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(image, text, org, font, scale, OUTLINE_COLOR, t + 2, cv2.LINE_AA)
-    cv2.putText(image, text, org, font, scale, color, t, cv2.LINE_AA)
+    """Draw ``text`` in place with its bottom-left corner at ``org`` (x, y), outlined in
+    black (an outline 1/8 of the height wide), ``scale`` pixels high (default: legible for
+    the image's size, :func:`_font_scale`). Clipped at the image's borders.
+
+    Shapes: ``image`` (H, W, 3) uint8 BGR; returns it."""
+    px = int(round(_font_scale(image) if scale is None else scale))
+    mask = _text_mask(text, px)
+    r = max(1, px // 8)
+    pad = np.pad(mask, r)
+    outline = cv2.dilate(pad, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+    mh, mw = pad.shape
+    x0, y0 = int(org[0]) - r, int(org[1]) - mh + r
+    H, W = image.shape[:2]
+    ys, xs = slice(max(0, y0), min(H, y0 + mh)), slice(max(0, x0), min(W, x0 + mw))
+    if ys.start >= ys.stop or xs.start >= xs.stop:
+        return image
+    crop = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+    a_out, a_txt = outline[crop][..., None], pad[crop][..., None]
+    region = image[ys, xs].astype(np.float32)
+    region = region * (1 - a_out) + np.float32(OUTLINE_COLOR) * a_out
+    region = region * (1 - a_txt) + np.float32(color) * a_txt
+    image[ys, xs] = np.clip(np.round(region), 0, 255).astype(np.uint8)
     return image
 
 
@@ -172,7 +224,7 @@ def draw_box(
     cv2.rectangle(image, (x0, y0), (x1, y1), color, t)
     if label:
         scale = _font_scale(image)
-        (_, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        _, th = text_size(label, scale)
         ty = y0 - 2 * t - 2 if y0 - th - 2 * t - 2 > 0 else min(h - 2, y1 + th + 2 * t + 2)
         draw_text(image, label, (x0, ty), color=color, scale=scale)
     return image
@@ -276,7 +328,7 @@ class Visualizer:
                 parts.append(f"{latency_ms:.1f} ms")
             if parts:
                 scale = _font_scale(out)
-                (_, th), _ = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+                _, th = text_size("#0", scale)
                 draw_text(out, "  ".join(parts), (4, th + 6), scale=scale)
         return out
 
@@ -311,8 +363,30 @@ class Visualizer:
 # ---------------------------------------------------------------------------- #
 # Contact sheet
 # ---------------------------------------------------------------------------- #
+def grid_cols(n: int, preferred: int = 4) -> int:
+    """Columns of a grid of ``n`` tiles with no empty cell: the divisor of ``n`` closest to
+    ``preferred`` (the larger one on a tie; a prime ``n`` > 2 * preferred: one row)."""
+    divisors = [c for c in range(1, n + 1) if n % c == 0]
+    return min(divisors, key=lambda c: (abs(c - preferred), -c))
+
+
+def _fit(text: str, width: int, scale: float) -> str:
+    """``text`` shortened with "..." in its middle until it fits ``width`` pixels."""
+    if text_size(text, scale)[0] <= width:
+        return text
+    keep = len(text)
+    while keep > 1:
+        keep -= 1
+        short = text[: (keep + 1) // 2] + "..." + text[len(text) - keep // 2 :]
+        if text_size(short, scale)[0] <= width:
+            return short
+    return "..."
+
+
 class ContactSheet:
-    """A grid of evenly spaced frames, collected from a stream with bounded memory.
+    """A grid of evenly spaced frames, collected from a stream with bounded memory; each
+    tile with its caption (``label``, e.g. case, frame and Dice) in a strip above it, and
+    no empty cell (:func:`grid_cols`).
 
     With ``total`` (the number of frames) the tiles are the frames at
     ``round(linspace(0, total - 1, num_tiles))``. Without it, every ``stride``-th frame is
@@ -338,6 +412,7 @@ class ContactSheet:
             self._targets = {int(round(v)) for v in np.linspace(0, self.total - 1, n)}
         self._stride = 1
         self._tiles: dict[int, np.ndarray] = {}
+        self._labels: dict[int, str] = {}
 
     def wants(self, index: int) -> bool:
         """Whether the frame ``index`` would be kept (skip drawing it otherwise)."""
@@ -345,17 +420,20 @@ class ContactSheet:
             return index in self._targets
         return index % self._stride == 0
 
-    def add(self, index: int, image: np.ndarray) -> None:
-        """Offer frame ``index`` (BGR (H, W, 3)); kept downscaled when :meth:`wants` it."""
+    def add(self, index: int, image: np.ndarray, label: str | None = None) -> None:
+        """Offer frame ``index`` (BGR (H, W, 3)) and its caption; kept downscaled when
+        :meth:`wants` it (the caption defaults to "frame <index>")."""
         if not self.wants(index):
             return
         h, w = image.shape[:2]
         tw = min(self.tile_width, w)
         tile = cv2.resize(image, (tw, max(1, round(h * tw / w))), interpolation=cv2.INTER_AREA)
         self._tiles[index] = tile
+        self._labels[index] = label if label is not None else f"frame {index}"
         if self._targets is None and len(self._tiles) > 2 * self.num_tiles:
             self._stride *= 2
             self._tiles = {i: t for i, t in self._tiles.items() if i % self._stride == 0}
+            self._labels = {i: self._labels[i] for i in self._tiles}
 
     def selected(self) -> list[int]:
         """Frame indices of the tiles of the sheet, in order."""
@@ -369,23 +447,30 @@ class ContactSheet:
         return len(self.selected())
 
     def render(self) -> np.ndarray:
-        """The grid as a BGR image (dark-gray background, 4-pixel gaps)."""
+        """The grid as a BGR image (dark-gray background, 4-pixel gaps), each tile under
+        its caption (fitted to the tile's width: captions never overlap), every cell filled.
+
+        Shapes: returns (rows * (caption + th + gap) + gap, cols * (tw + gap) + gap, 3)."""
         idx = self.selected()
         if not idx:
             raise ValueError("ContactSheet: no frame was added")
         tiles = [self._tiles[i] for i in idx]
         th = max(t.shape[0] for t in tiles)
         tw = max(t.shape[1] for t in tiles)
-        cols = min(self.cols, len(tiles))
+        cols = grid_cols(len(tiles), self.cols)
         rows = math.ceil(len(tiles) / cols)
         gap = 4
+        scale = max(12.0, round(tw / 30))
+        cap = int(scale) + 8
         sheet = np.full(
-            (rows * th + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3), 32, np.uint8
+            (rows * (cap + th) + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3), 32, np.uint8
         )
-        for k, tile in enumerate(tiles):
+        for k, (i, tile) in enumerate(zip(idx, tiles)):
             r, c = divmod(k, cols)
-            y, x = gap + r * (th + gap), gap + c * (tw + gap)
-            sheet[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+            y, x = gap + r * (cap + th + gap), gap + c * (tw + gap)
+            label = _fit(self._labels.get(i, f"frame {i}"), tw - 8, scale)
+            draw_text(sheet, label, (x + 4, y + cap - 4), scale=scale)
+            sheet[y + cap : y + cap + tile.shape[0], x : x + tile.shape[1]] = tile
         return sheet
 
     def save(self, path: str) -> str:
@@ -425,7 +510,7 @@ def render_case(
     out = side_by_side([pred, gt])
     if title:
         scale = _font_scale(out)
-        (_, th), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        _, th = text_size(title, scale)
         draw_text(out, title, (4, th + 6), scale=scale)
     return out
 
@@ -461,7 +546,7 @@ def save_worst_cases(
         return []
     os.makedirs(output_dir, exist_ok=True)
     vis = Visualizer(overlay="mask", threshold=threshold, show_text=False)
-    sheet = ContactSheet(num_tiles=len(ordered), cols=min(4, len(ordered)), tile_width=640)
+    sheet = ContactSheet(num_tiles=len(ordered), cols=4, tile_width=640)
     paths = []
     for rank, case in enumerate(ordered):
         name = case.get("name") or os.path.splitext(os.path.basename(case["file_name"]))[0]
@@ -477,7 +562,7 @@ def save_worst_cases(
         path = os.path.join(output_dir, f"{rank:02d}_{name}.jpg")
         write_image(path, img)
         paths.append(path)
-        sheet.add(rank, img)
+        sheet.add(rank, img, label=f"#{rank + 1}  {name}  {metric} {float(case['score']):.3f}")
     if contact_sheet:
         paths.append(sheet.save(os.path.join(output_dir, "worst_cases.png")))
     logger.info("Saved the %d worst cases (%s) to %s", len(ordered), metric, output_dir)

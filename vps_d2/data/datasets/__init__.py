@@ -5,13 +5,23 @@ See :mod:`vps_d2.data.datasets.builtin` for the names and the datasets root,
 ``datasets/README.md`` for how to obtain and prepare the data.
 """
 
-from .builtin import BUILTIN_DATASETS, configure_datasets, get_datasets_root
+from .builtin import (
+    BUILTIN_DATASETS,
+    HOLDOUT_VAL,
+    configure_datasets,
+    exclude_holdout,
+    get_datasets_root,
+    is_validation_split,
+)
 from .cvc612 import CVC612_SEQUENCES, find_cvc612_files, load_cvc612, validate_cvc612_splits
 from .folder import MaskBoxes, load_video_folder, register_video_folder, scan_video_folder
 from .sun_seg import SUN_SEG_SPLITS, holdout_videos, load_sun_seg
 from .synthetic import SYNTHETIC_MANIFEST, read_synthetic_manifest, register_synthetic_dataset
 
 __all__ = [
+    "HOLDOUT_VAL",
+    "exclude_holdout",
+    "is_validation_split",
     "BUILTIN_DATASETS",
     "CVC612_SEQUENCES",
     "MaskBoxes",

@@ -10,7 +10,10 @@ is loaded, under the datasets root resolved at that moment):
   ``vps_sample_easy_seen``, ``vps_sample_easy_unseen``, ``vps_sample_hard_seen``,
   ``vps_sample_hard_unseen``;
 * CVC-612, ``<root>/CVC-612``: ``cvc612_train``, ``cvc612_val``, ``cvc612_test``
-  (sequences from ``DATASETS.CVC612.*_SEQUENCES``).
+  (sequences from ``DATASETS.CVC612.*_SEQUENCES``);
+* ``holdout_val``: the videos of DATASETS.TRAIN held out for model selection
+  (``DATASETS.HOLDOUT_VAL``, when DATASETS.TEST lists it; :func:`exclude_holdout` removes
+  them from the training records).
 
 The datasets root is ``DATASETS.ROOT`` when :func:`configure_datasets` was given a
 non-empty one, else ``$VPS_DATASETS``, else ``$DETECTRON2_DATASETS``, else ``datasets``
@@ -38,7 +41,24 @@ from .root import get_datasets_root, set_datasets_root
 from .sun_seg import SUN_SEG_SPLITS, holdout_videos, load_sun_seg
 from .synthetic import register_synthetic_dataset
 
-__all__ = ["BUILTIN_DATASETS", "configure_datasets", "get_datasets_root"]
+__all__ = [
+    "BUILTIN_DATASETS",
+    "HOLDOUT_VAL",
+    "configure_datasets",
+    "exclude_holdout",
+    "get_datasets_root",
+    "is_validation_split",
+]
+
+#: Name of the validation split held out of DATASETS.TRAIN (DATASETS.HOLDOUT_VAL).
+HOLDOUT_VAL = "holdout_val"
+
+
+def is_validation_split(name: str) -> bool:
+    """Whether the dataset ``name`` is a validation split (model selection may use it):
+    ``holdout_val`` and every name ending in ``_val`` (sun_seg_val, cvc612_val, ...)."""
+    return name == HOLDOUT_VAL or name.endswith("_val")
+
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +90,18 @@ def _apply(cfg, set_root: bool = True) -> None:
         "test": list(d.CVC612.TEST_SEQUENCES),
     }
     validate_cvc612_splits({_CVC_KEYS[k]: v for k, v in cvc.items()})
+    fraction = float(d.get("HOLDOUT_VAL", 0.0))
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"DATASETS.HOLDOUT_VAL must be in [0, 1), got {fraction}")
     if set_root:
         set_datasets_root(str(d.ROOT))
     _STATE.update(holdout_val=holdout, holdout_seed=seed, cvc612=cvc)
+    _STATE["holdout"] = {
+        "train": tuple(d.TRAIN),
+        "fraction": fraction,
+        "seed": int(d.get("HOLDOUT_SEED", 0)),
+        "active": HOLDOUT_VAL in tuple(d.TEST) and fraction > 0,
+    }
 
 
 def configure_datasets(cfg) -> None:
@@ -164,6 +193,41 @@ def _cvc612_loader(name: str, split: str):
     return load
 
 
+def _held_out_ids(records: list[dict]) -> set[str]:
+    h = _settings()["holdout"]
+    ids = [r["video_id"] for r in records]
+    return holdout_videos(ids, h["fraction"], h["seed"], key="DATASETS.HOLDOUT_VAL")
+
+
+def _holdout_loader() -> list[dict]:
+    h = _settings()["holdout"]
+    if not h["active"]:
+        raise ValueError(
+            f"Dataset '{HOLDOUT_VAL}' holds out videos of DATASETS.TRAIN only when "
+            "DATASETS.HOLDOUT_VAL > 0 and DATASETS.TEST lists it (the training set-up adds it)"
+        )
+    records = [r for name in h["train"] for r in DatasetCatalog.get(name)]
+    held = _held_out_ids(records)
+    keep = [r for r in records if r["video_id"] in held]
+    logger.info(
+        "%s: %d of %d training clips held out for model selection (DATASETS.HOLDOUT_VAL=%s)",
+        HOLDOUT_VAL,
+        len(keep),
+        len(records),
+        h["fraction"],
+    )
+    return keep
+
+
+def exclude_holdout(records: list[dict]) -> list[dict]:
+    """``records`` (of DATASETS.TRAIN) without the videos held out as ``holdout_val``, when
+    the hold-out is active (else unchanged)."""
+    if not _settings()["holdout"]["active"]:
+        return records
+    held = _held_out_ids(records)
+    return [r for r in records if r["video_id"] not in held]
+
+
 def _register_all() -> None:
     for prefix, folder in (("sun_seg", "SUN-SEG"), ("vps_sample", "vps-sample")):
         for key, split_dir in SUN_SEG_SPLITS.items():
@@ -177,6 +241,10 @@ def _register_all() -> None:
     for split in ("train", "val", "test"):
         name = f"cvc612_{split}"
         _register(name, "CVC-612", split, _cvc612_loader(name, split))
+    DatasetCatalog.register(HOLDOUT_VAL, _holdout_loader)
+    MetadataCatalog.get(HOLDOUT_VAL).set(
+        evaluator_type="vps", split="holdout_val", class_names=list(CLASS_NAMES)
+    )
 
 
 _register_all()

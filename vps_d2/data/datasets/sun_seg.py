@@ -485,7 +485,9 @@ def video_of_case(case: str) -> str:
     return f"case{key[1]}" if key[0] == 0 else case
 
 
-def holdout_videos(cases: list[str], fraction: float, seed: int) -> set[str]:
+def holdout_videos(
+    cases: list[str], fraction: float, seed: int, key: str = "DATASETS.SUN_SEG.HOLDOUT_VAL"
+) -> set[str]:
     """Cases held out for validation: whole source videos, chosen deterministically.
 
     ``round(fraction * number of videos)`` videos (at least one) are drawn with
@@ -496,15 +498,15 @@ def holdout_videos(cases: list[str], fraction: float, seed: int) -> set[str]:
         ValueError: ``fraction`` outside [0, 1), or nothing would be left for training.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"DATASETS.SUN_SEG.HOLDOUT_VAL must be in [0, 1), got {fraction}")
+        raise ValueError(f"{key} must be in [0, 1), got {fraction}")
     if fraction == 0.0:
         return set()
     videos = sorted({video_of_case(c) for c in cases}, key=case_sort_key)
     n_val = max(1, int(round(fraction * len(videos))))
     if n_val >= len(videos):
         raise ValueError(
-            f"DATASETS.SUN_SEG.HOLDOUT_VAL={fraction} holds out {n_val} of {len(videos)} "
-            f"source videos, leaving none for training"
+            f"{key}={fraction} holds out {n_val} of {len(videos)} "
+            f"source videos, leaving none for training: set {key} 0 (or another fraction)"
         )
     order = np.random.RandomState(seed).permutation(len(videos))
     chosen = {videos[i] for i in order[:n_val]}

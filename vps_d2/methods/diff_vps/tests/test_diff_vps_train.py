@@ -14,6 +14,9 @@ from vps_d2.model_zoo import get_config_file
 
 CONFIG = get_config_file("diff_vps_sample.yaml")
 FAST = [
+    # no validation hold-out: these tests measure learning on the whole tiny training set
+    "DATASETS.HOLDOUT_VAL",
+    "0.0",
     "INPUT.SIZE_TRAIN",
     "(64, 80)",
     "INPUT.SIZE_TEST",

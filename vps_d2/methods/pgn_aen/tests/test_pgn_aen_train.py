@@ -20,6 +20,9 @@ from vps_d2.model_zoo import get_config_file
 CONFIG = get_config_file("pgn_aen_sample.yaml")
 # 64x80 frames: SmallCNN maps 16x20, 8x10, 4x5, 2x3 (the CRL grids), 1/8 map 8x10
 FAST = [
+    # no validation hold-out: these tests measure learning on the whole tiny training set
+    "DATASETS.HOLDOUT_VAL",
+    "0.0",
     "INPUT.SIZE_TRAIN",
     "(64, 80)",
     "INPUT.SIZE_TEST",
@@ -135,6 +138,8 @@ def test_users_hrnet_config_runs_two_iterations_on_two_cpu_processes(tiny_sample
         "('vps_sample_easy_seen',)",
         "TEST.VPS.BEST_DATASET",
         "",
+        "DATASETS.HOLDOUT_VAL",
+        "0.0",
         "TEST.EVAL_PERIOD",
         "0",
         "SOLVER.MAX_ITER",
