@@ -3,7 +3,8 @@ resolved to absolute names):
 
 * config and utils at the bottom; data, io, synthetic, modeling, solver and checkpoint
   above them; evaluation above those; the engine and the methods both stand on these and
-  never import each other; visualization, tools/ and vps_d2/d2/ on top;
+  never import each other; deploy (the exported-model runtimes) stands on the engine and
+  imports no method; visualization, tools/ and vps_d2/d2/ on top;
 * data imports no modeling (nor io or synthetic, which stand on it);
 * evaluation draws nothing (no vps_d2.visualization);
 * no vps_d2 import hidden inside a function (a way to dodge an import circle).
@@ -31,6 +32,7 @@ CORE = (
     "visualization",
     "io",
     "synthetic",
+    "deploy",
 )
 # Packages below the evaluation: they import none of the packages above them.
 LOWER = ("config", "utils", "data", "io", "synthetic", "modeling", "solver", "checkpoint")
@@ -44,6 +46,7 @@ FORBIDDEN = {
     "solver": ("data", "io", "synthetic"),
     "evaluation": ("visualization", "engine", "d2", "methods"),
     "engine": ("methods", "d2"),
+    "deploy": ("methods", "d2", "visualization"),
 }
 
 
@@ -121,6 +124,7 @@ def test_engine_and_methods_never_import_each_other():
     the engine no method (a method's tests/ may use the engine)."""
     offenders = _offenders(["methods"], lambda pkg: ("engine", "d2"))
     offenders += _offenders(["engine"], lambda pkg: FORBIDDEN[pkg])
+    offenders += _offenders(["deploy"], lambda pkg: FORBIDDEN[pkg])
     assert not offenders, offenders
 
 
