@@ -293,7 +293,9 @@ def _export_onnx(step, args, dyn, path: str, opset: int, text: str) -> None:
         opset_version=opset,
         input_names=step.input_names,
         output_names=step.all_output_names,
-        optimize=True,
+        # onnxscript's graph optimiser (0.7.2) dropped a node of SALI's graph, leaving an
+        # invalid model; ONNX Runtime optimises the graph itself when it loads it.
+        optimize=False,
         verbose=False,
     )
     proto = program.model_proto
