@@ -267,6 +267,11 @@ def export_streaming_step(
             data = f.read()
     except ExportError:
         raise
+    except ImportError as e:
+        raise ExportError(
+            f"{fmt} export needs onnx, onnxscript and onnxruntime (pip install "
+            f"'vps_d2[deploy]'): {e}"
+        ) from e
     except Exception as e:  # the exporters raise many types
         raise _refuse(step, fmt, e) from e
     finally:

@@ -64,8 +64,9 @@ def deform_conv2d_torch(
     dtype, dev = input.dtype, input.device
     off = offset.view(b, g, k, 2, ho, wo)
     # base sampling positions (K, Ho, Wo)
-    ky = (torch.arange(kh, device=dev, dtype=dtype) * dh).repeat_interleave(kw)
-    kx = (torch.arange(kw, device=dev, dtype=dtype) * dw).repeat(kh)
+    # (expand + reshape, not repeat_interleave: older onnxscript versions cannot convert it)
+    ky = (torch.arange(kh, device=dev, dtype=dtype) * dh).view(kh, 1).expand(kh, kw).reshape(k)
+    kx = (torch.arange(kw, device=dev, dtype=dtype) * dw).view(1, kw).expand(kh, kw).reshape(k)
     oy = torch.arange(ho, device=dev, dtype=dtype) * sh - ph
     ox = torch.arange(wo, device=dev, dtype=dtype) * sw - pw
     y = ky.view(k, 1, 1) + oy.view(1, ho, 1) + off[:, :, :, 0]  # B, G, K, Ho, Wo
