@@ -73,6 +73,8 @@ def build(config: str):
     cfg = add_vps_config(get_cfg())
     cfg.merge_from_file(get_config_file(config))
     cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = False, ""
+    if cfg.MODEL.META_ARCHITECTURE == "DiffVPS":  # the discriminator is not timed
+        cfg.MODEL.DIFF_VPS.DISCRIMINATOR.WEIGHTS = ""
     cfg.MODEL.DEVICE = "cpu"
     resolve_clip_config(cfg)
     torch.manual_seed(0)
