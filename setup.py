@@ -2,6 +2,10 @@
 
 from setuptools import find_packages, setup
 
+# Lower bounds: the versions .ci/constraints-lowest.txt installs (onnxscript < 0.6 lacks the
+# API torch 2.14's exporter calls).
+DEPLOY = ["onnx>=1.18", "onnxscript>=0.6.0", "onnxruntime>=1.22"]
+
 setup(
     name="vps_d2",
     version="0.1.0",
@@ -31,6 +35,7 @@ setup(
             "vps-convert = vps_d2.cli.convert_weights:console",
             "vps-gpu-check = vps_d2.cli.gpu_check:console",
             "vps-d2-demo = vps_d2.cli.d2_demo:console",
+            "vps-export = vps_d2.cli.export:console",
         ]
     },
     # Lower bounds = the versions .ci/constraints-lowest.txt installs and CI tests (see the
@@ -54,7 +59,11 @@ setup(
     # The test oracle pysodmetrics is in no extra: it requires opencv < 5 and would decide the
     # OpenCV of the test install (tests/test_metrics.py skips its tests without it).
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "pytest-xdist>=3.5", "ruff>=0.4"],
+        # tools/export.py (ONNX: onnx + onnxscript, torch.onnx's dynamo exporter) and the
+        # ONNX Runtime backend (vps_d2.deploy, tools/demo.py --backend onnxruntime)
+        "deploy": DEPLOY,
+        # the deploy extra too, so that CI tests the export and ONNX Runtime paths
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "pytest-xdist>=3.5", "ruff>=0.4", *DEPLOY],
         # with Detectron2 (not on PyPI, docs/detectron2.md): its COCOEvaluator's dependency
         "d2": ["pycocotools>=2.0.6"],
     },

@@ -3,8 +3,9 @@ resolved to absolute names):
 
 * config and utils at the bottom; data, io, synthetic, modeling, solver and checkpoint
   above them; evaluation above those; the engine and the methods both stand on these and
-  never import each other; visualization, tools/, vps_d2/d2/ and vps_d2/cli/ on top (no
-  package of vps_d2 imports the cli: it is the commands' layer, like tools/);
+  never import each other; deploy (the exported-model runtimes) stands on the engine and
+  imports no method; visualization, tools/, vps_d2/d2/ and vps_d2/cli/ on top (no package
+  of vps_d2 imports the cli: it is the commands' layer, like tools/);
 * data imports no modeling (nor io or synthetic, which stand on it);
 * evaluation draws nothing (no vps_d2.visualization);
 * no vps_d2 import hidden inside a function (a way to dodge an import circle).
@@ -36,6 +37,7 @@ CORE = (
     "visualization",
     "io",
     "synthetic",
+    "deploy",
 )
 # Packages below the evaluation: they import none of the packages above them.
 LOWER = ("config", "utils", "data", "io", "synthetic", "modeling", "solver", "checkpoint")
@@ -49,6 +51,7 @@ FORBIDDEN = {
     "solver": ("data", "io", "synthetic"),
     "evaluation": ("visualization", "engine", "d2", "methods"),
     "engine": ("methods", "d2"),
+    "deploy": ("methods", "d2", "visualization"),
 }
 
 
@@ -141,6 +144,7 @@ def test_engine_and_methods_never_import_each_other():
     the engine no method (a method's tests/ may use the engine)."""
     offenders = _offenders(["methods"], lambda pkg: ("engine", "d2"))
     offenders += _offenders(["engine"], lambda pkg: FORBIDDEN[pkg])
+    offenders += _offenders(["deploy"], lambda pkg: FORBIDDEN[pkg])
     assert not offenders, offenders
 
 

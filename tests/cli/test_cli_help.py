@@ -38,7 +38,7 @@ def test_help_is_clean(command):
 def test_demo_examples_use_the_sample_data():
     text = _help("demo")
     examples = text.split("Examples:")[1]
-    assert examples.count("python tools/demo.py") == 2
+    assert examples.count("python tools/demo.py") == 3  # video, frames + GT, ONNX Runtime
     paths = [w for w in examples.split() if w.startswith("datasets/vps-sample/")]
     assert paths and all(p.rstrip("/").split("/")[-1] == "case6" for p in paths), paths
     from vps_d2.synthetic import plan_sample_dataset  # case6: the first Easy/Unseen case

@@ -15,6 +15,7 @@ command                module                      does
 ``vps-convert``        ``convert_weights``         convert a public checkpoint
 ``vps-gpu-check``      ``gpu_check``               the GPU check sequence and speed table
 ``vps-d2-demo``        ``d2_demo``                 Detectron2's demo on a vps_d2 model
+``vps-export``         ``export``                  export a streaming step (ONNX, .pt2)
 =====================  ==========================  ====================================
 
 ``--help`` of every command imports no torch model, method, timm or evaluation module: the

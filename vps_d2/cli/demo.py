@@ -3,7 +3,11 @@ r"""Run a trained vps_d2 model on a video, a frame folder or a webcam and draw i
 
 Detectron2's demo flags (--config-file, --video-input, --input, --webcam, --output,
 --confidence-threshold, --opts) plus --overlay, --gt, --save-frames, --contact-sheet,
---max-frames and --fps. Frames are streamed: memory does not grow with the video's length.
+--save-masks, --max-frames and --fps. Frames are streamed: memory does not grow with the
+video's length. ``--backend onnxruntime --model-file FILE`` runs a step exported by
+tools/export.py in ONNX Runtime instead of the PyTorch model of MODEL.WEIGHTS
+(docs/deployment.md); ``--save-masks DIR`` writes each frame's probability map as an 8-bit
+PNG named after the frame (``rint(prob * 255)``, the evaluator's rule), with either backend.
 
 Examples::
 
@@ -15,6 +19,9 @@ Examples::
         --gt datasets/vps-sample/TestEasyDataset/Unseen/GT/case6 \
         --output out/case6.mp4 --overlay contour \
         --opts MODEL.WEIGHTS output/frame_baseline_sample/model_final.pth
+    python tools/demo.py --config-file configs/frame_baseline_sample.yaml \
+        --input datasets/vps-sample/TestEasyDataset/Unseen/Frame/case6 \
+        --backend onnxruntime --model-file out/frame_baseline.onnx --save-masks out/masks
 
 Outputs are checked before anything is read: ``--output`` must be a video file
 (``.mp4 .avi .mkv .mov .m4v .mpg .mpeg .wmv .webm``) or a folder (a path without an
@@ -56,6 +63,8 @@ from vps_d2.utils.lazy import lazy_import
 # torch, the model and the drawing load after the flags are parsed: --help is quick.
 _io = lazy_import("vps_d2.data.io")
 _defaults = lazy_import("vps_d2.engine.defaults")
+_deploy = lazy_import("vps_d2.deploy")
+_metrics = lazy_import("vps_d2.evaluation.metrics")
 _predictor = lazy_import("vps_d2.engine.predictor")
 _vps_io = lazy_import("vps_d2.io")
 _file_io = lazy_import("vps_d2.utils.file_io")
@@ -71,6 +80,8 @@ logger = logging.getLogger("vps_d2.demo")
 # For the flags, without importing vps_d2.io / vps_d2.visualization (tests check they match).
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm")
 OVERLAY_MODES = ("mask", "contour", "heatmap")
+#: --backend values.
+BACKENDS = ("torch", "onnxruntime")
 SHEET_TILES = 12  # frames in the contact sheet (4 columns x 3 rows)
 SHEET_TILE_WIDTH = 240  # pixels per panel of a tile (two panels with --gt)
 
@@ -126,6 +137,23 @@ def get_parser() -> argparse.ArgumentParser:
         help="grid of 12 evenly spaced drawn frames (default: <output>_contact_sheet.png, "
         "or contact_sheet.png in an output folder)",
     )
+    parser.add_argument(
+        "--save-masks",
+        metavar="DIR",
+        help="write each frame's probability map as an 8-bit PNG <DIR>/<frame name>.png",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch: the PyTorch model of MODEL.WEIGHTS; onnxruntime: the ONNX file of "
+        "--model-file (tools/export.py)",
+    )
+    parser.add_argument(
+        "--model-file",
+        metavar="FILE",
+        help="the exported .onnx file run by --backend onnxruntime",
+    )
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     parser.add_argument(
         "--fps",
@@ -180,9 +208,10 @@ def _plan_outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str
         sheet = os.path.abspath(os.path.expanduser(args.contact_sheet))
         if os.path.splitext(sheet)[1].lower() not in (".png", ".jpg", ".jpeg"):
             raise ValueError(f"--contact-sheet {args.contact_sheet!r} must end in .png or .jpg")
-    if video is None and frames_dir is None and sheet is None:
+    if video is None and frames_dir is None and sheet is None and not args.save_masks:
         raise ValueError(
-            "Nothing to write: give --output (a video file or a folder) and/or --contact-sheet"
+            "Nothing to write: give --output (a video file or a folder), --contact-sheet "
+            "and/or --save-masks"
         )
     return video, frames_dir, sheet
 
@@ -214,10 +243,19 @@ def _refuse_overwriting_inputs(args: argparse.Namespace, video, frames_dir, shee
         _vps_io.check_not_overwriting_input(
             sheet, is_dir=False, files=files, folders=folders, what="contact sheet"
         )
+    if args.save_masks:
+        _vps_io.check_not_overwriting_input(
+            os.path.abspath(os.path.expanduser(args.save_masks)),
+            is_dir=True,
+            files=files,
+            folders=folders,
+            what="mask folder",
+        )
 
 
-def _outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
-    """(video file, frame folder, contact sheet) paths, each checked writable, or None.
+def _outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | None, str | None]:
+    """(video file, frame folder, contact sheet, mask folder) paths, each checked writable,
+    or None.
 
     Checks, before any input is read: the kind of --output, no output over an input, the
     locations writable (missing folders are created). Stale temporary files of killed runs
@@ -233,7 +271,20 @@ def _outputs(args: argparse.Namespace) -> tuple[str | None, str | None, str | No
     if sheet is not None:
         sheet = _vps_io.check_output_path(sheet)
         _file_io.remove_stale_temp_files(os.path.dirname(sheet))
-    return video, frames_dir, sheet
+    masks_dir = None
+    if args.save_masks:
+        masks_dir = _vps_io.check_output_path(
+            os.path.abspath(os.path.expanduser(args.save_masks)), is_dir=True
+        )
+        _file_io.remove_stale_temp_files(masks_dir)
+    return video, frames_dir, sheet, masks_dir
+
+
+def _build_predictor(args: argparse.Namespace, cfg):
+    """The --backend's predictor (VideoPredictor's API)."""
+    if args.backend == "torch":
+        return _predictor.VideoPredictor(cfg)
+    return _deploy.OnnxRuntimePredictor(args.model_file, input_format=cfg.INPUT.FORMAT)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -242,7 +293,13 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--max-frames must be positive, got {args.max_frames}")
     if args.video_input and not os.path.isfile(args.video_input):
         raise FileNotFoundError(f"--video-input not found: {args.video_input!r}")
-    video_path, frames_dir, sheet_path = _outputs(args)  # before reading anything
+    if args.backend == "onnxruntime" and not args.model_file:
+        raise ValueError("--backend onnxruntime needs --model-file (an .onnx from tools/export.py)")
+    if args.model_file and args.backend != "onnxruntime":
+        raise ValueError("--model-file is read by --backend onnxruntime only")
+    if args.model_file and not os.path.isfile(args.model_file):
+        raise FileNotFoundError(f"--model-file not found: {args.model_file!r}")
+    video_path, frames_dir, sheet_path, masks_dir = _outputs(args)  # before reading anything
     cfg = _defaults.setup_cfg(
         argparse.Namespace(config_file=args.config_file, opts=args.opts, plugin=args.plugin)
     )
@@ -252,7 +309,7 @@ def run(args: argparse.Namespace) -> dict:
         source, format=cfg.INPUT.FORMAT, gt_dir=args.gt, max_frames=args.max_frames, fps=args.fps
     )
     try:
-        predictor = _predictor.VideoPredictor(cfg)
+        predictor = _build_predictor(args, cfg)
         with_gt = args.gt is not None
         vis = _visualization.Visualizer(overlay=args.overlay, threshold=args.confidence_threshold)
         size = (reader.width * (2 if with_gt else 1), reader.height)
@@ -276,7 +333,9 @@ def run(args: argparse.Namespace) -> dict:
         )
         t0 = time.perf_counter()
         try:
-            n, n_gt = _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt)
+            n, n_gt = _render(
+                reader, predictor, vis, writer, frames_dir, sheet, size, with_gt, masks_dir
+            )
             if n == 0:
                 raise ValueError(f"No frame could be read from {reader.source}")
             if with_gt and n_gt < n:
@@ -304,13 +363,14 @@ def run(args: argparse.Namespace) -> dict:
         "video": final_video,
         "frames_dir": frames_dir,
         "contact_sheet": sheet_file,
+        "masks_dir": masks_dir,
         "fps": reader.fps,
         "size": size,
         "latency_ms": predictor.latency.mean_ms,
         "wall_s": time.perf_counter() - t0,
     }
     logger.info("Latency: %s", predictor.latency.summary())
-    for key in ("video", "frames_dir", "contact_sheet"):
+    for key in ("video", "frames_dir", "contact_sheet", "masks_dir"):
         if summary[key]:
             logger.info("Wrote %s: %s", key.replace("_", " "), summary[key])
     return summary
@@ -330,7 +390,9 @@ def frame_dice(prob, gt: np.ndarray, threshold: float = 0.5) -> float:
     return 1.0 if denom == 0 else 2.0 * float((pred & gt).sum()) / denom
 
 
-def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) -> tuple[int, int]:
+def _render(
+    reader, predictor, vis, writer, frames_dir, sheet, size, with_gt, masks_dir=None
+) -> tuple[int, int]:
     """Predict, draw and write every frame; returns how many, and how many had a GT mask.
     Ctrl-C ends a webcam run."""
     import cv2
@@ -374,6 +436,9 @@ def _render(reader, predictor, vis, writer, frames_dir, sheet, size, with_gt) ->
                     _vps_io.write_image(
                         os.path.join(frames_dir, frame["frame_name"] + ".jpg"), drawn
                     )
+                if masks_dir is not None:
+                    mask = _metrics.quantize_probability(out["prob"].float().numpy())
+                    _vps_io.write_image(os.path.join(masks_dir, frame["frame_name"] + ".png"), mask)
                 label = f"{reader.video_id or 'frame'} #{frame['frame_index']}"
                 if gt is not None:
                     label += f"  Dice {frame_dice(out['prob'], gt, vis.threshold):.3f}"

@@ -385,6 +385,14 @@ class DiffVPS(VideoMetaArch):
         noise = noise_from_generators(
             (self.mask_embed.embedding.embedding_dim, *h1.shape[-2:]), generators, h1.device
         )
+        return self.sample_from_noise(target, priors, noise)
+
+    def sample_from_noise(
+        self, target: torch.Tensor, priors: list[torch.Tensor], noise: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """DDIM sampling from given initial noise (B, C, h_1, w_1) with the priors H_j of the
+        normalised target frames (B, 3, H, W) -> :meth:`predict`'s dict (the exported
+        streaming step takes the noise as an input: :mod:`.export`)."""
 
         def predict_x0(z: torch.Tensor, log_snr: torch.Tensor) -> dict:
             out = self.denoise(z, priors, log_snr)

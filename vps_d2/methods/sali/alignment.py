@@ -2,7 +2,9 @@
 
 * :class:`ModulatedDeformConv2d` -- deformable convolution v2 (offsets and a modulation
   mask per sampling point, ``deformable_groups`` offset groups) through
-  ``torchvision.ops.deform_conv2d`` (CPU and CUDA, no custom extension).
+  ``torchvision.ops.deform_conv2d`` (CPU and CUDA, no custom extension); while
+  ``torch.export`` traces (tools/export.py), the plain-op equivalent of
+  :mod:`vps_d2.modeling.layers.deform_conv`, which ONNX can express.
 * :class:`DeformAlignConv` -- a modulated deformable 3x3 conv whose offsets and mask are
   predicted from a condition feature by a zero-initialised 3x3 conv (so it starts as a
   plain convolution scaled by sigmoid(0) = 0.5).
@@ -30,9 +32,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.ops import deform_conv2d
 
 from vps_d2.modeling.layers import ConvNormAct
+from vps_d2.modeling.layers.deform_conv import deform_conv2d
 
 __all__ = [
     "DeformAlignConv",
