@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 
+import vps_d2.deploy  # noqa: F401  (registers the ONNX Runtime row, as vps-gpu-check does)
 import vps_d2.methods  # noqa: F401  (the tool layer registers the methods; so does this test)
 from vps_d2.config import ConfigError, add_vps_config, get_cfg
 from vps_d2.data import build_train_loader
@@ -122,11 +123,18 @@ def test_exhausted_budget_marks_every_row_skipped(tmp_path):
     assert len(speed) == len(G.INFER_VARIANTS) + 2  # 4 inference ways + 2 trainings
     assert all(r.status == "skipped" and r.note for r in report.rows)
     onnx = [r for r in speed if "ONNX" in r.name][0]
-    assert onnx.note == "not available (no export module: vps_d2.deploy)"
-    # train fp32 / bf16, resume, eval-only, stream; 2 inference, 2 training, compile
-    assert sum("time budget" in r.note for r in report.rows) == 5 + 5
+    assert onnx.note.startswith("time budget")  # its runner is registered (vps_d2.deploy)
+    # train fp32 / bf16, resume, eval-only, stream; 2 inference, 2 training, compile, ONNX
+    assert sum("time budget" in r.note for r in report.rows) == 5 + 6
     data = json.loads((tmp_path / "gpu_check.json").read_text())
     assert len(data["rows"]) == len(report.rows) and data["meta"]["device"] == "cpu"
+
+
+def test_onnx_row_without_its_runner_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(G.RUNTIME_RUNNERS, "onnxruntime", (G._onnx_unavailable, None))
+    plan = G.make_plan("cpu", smoke=True, sample_configs=[_sample("frame_baseline")])
+    res = G._measure_inference(plan, plan.settings[0], G.INFER_VARIANTS[-1])
+    assert res["status"] == "skipped" and "import vps_d2.deploy" in res["note"]
 
 
 def _sample(method):

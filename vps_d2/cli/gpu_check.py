@@ -27,6 +27,7 @@ from vps_d2.utils.lazy import lazy_import
 
 # torch and the package load after the flags are parsed, the rest once a GPU was found.
 torch = lazy_import("torch")
+_deploy = lazy_import("vps_d2.deploy")  # importing it registers the ONNX Runtime row
 _gpu_check = lazy_import("vps_d2.engine.gpu_check")
 _logger = lazy_import("vps_d2.utils.logger")
 _train_net = lazy_import("vps_d2.cli.train_net")
@@ -81,6 +82,7 @@ def cli(argv=None) -> int:
             print(f"gpu_check: skipped: {why} (--device cpu --smoke runs the sequence on the CPU)")
             return 0
     vps_d2.register_all()  # every method: the check discovers them
+    _deploy.measure_onnxruntime  # noqa: B018 - loads vps_d2.deploy: the ONNX Runtime row's runner
     try:
         configs = _gpu_check.discover_sample_configs(args.methods)
     except KeyError as e:

@@ -25,9 +25,11 @@ point a user runs (passed in as ``train_cli``):
 (:data:`PAPER_SETTINGS`), random init (nothing is read or downloaded), frames already on
 the device: streaming inference frames/s after a warm-up that fills the models' memories,
 for eager fp32, channels_last + AMP fp16, and torch.compile of the backbone (on top of
-channels_last + AMP; the heads' data-dependent memory code stays eager); ONNX Runtime CUDA
-when an export module (``vps_d2.deploy``) exists; training iterations/s (fp32 and AMP
-fp16, at the config's SOLVER.IMS_PER_BATCH on one GPU) with peak GPU memory
+channels_last + AMP; the heads' data-dependent memory code stays eager); ONNX Runtime
+(the step exported by :mod:`vps_d2.modeling.export`, CUDA provider on a GPU, CPU provider
+with ``--device cpu``; its runner is registered by ``import vps_d2.deploy``); training
+iterations/s (fp32 and AMP fp16, at the config's SOLVER.IMS_PER_BATCH on one GPU) with peak
+GPU memory
 (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``).
 
 **Time**: a :class:`TimeGuard` holds the budget (default :data:`DEFAULT_BUDGET_S`); before
@@ -49,7 +51,6 @@ import contextlib
 import copy
 import gc
 import glob
-import importlib.util
 import io
 import json
 import logging
@@ -872,25 +873,25 @@ INFER_VARIANTS = (
         amp=True,
         compile=True,
     ),
-    InferVariant("inference ONNX Runtime CUDA", "onnx", runtime="onnxruntime"),
+    InferVariant("inference ONNX Runtime", "onnx", runtime="onnxruntime"),
 )
 
 
 def _onnx_unavailable() -> str:
-    """Why the ONNX Runtime row cannot run ("" when it can)."""
-    if importlib.util.find_spec("vps_d2.deploy") is None:
-        return "not available (no export module: vps_d2.deploy)"
-    return "not available (vps_d2.deploy exists, but gpu_check has no ONNX runner for it yet)"
+    """Why the ONNX Runtime row cannot run while no runner is registered."""
+    return "not available (its runner registers with `import vps_d2.deploy`)"
 
 
-#: runtime name -> (reason it cannot run, "" if it can; the measuring function). The ONNX
-#: row becomes a measurement by giving its runner here once vps_d2.deploy exists.
+#: runtime name -> (reason it cannot run, "" if it can; the measuring function
+#: ``runner(plan, setting, variant, cfg) -> row dict``, cfg the setting's config on
+#: plan.device). The engine imports no runtime: ``import vps_d2.deploy`` registers the ONNX
+#: Runtime runner (vps-gpu-check does).
 RUNTIME_RUNNERS: dict[str, tuple[Callable[[], str], Callable | None]] = {
     "onnxruntime": (_onnx_unavailable, None),
 }
 
 
-def _stream_fps(model, frames: list[dict], warmup: int, device: torch.device, amp: bool):
+def stream_fps(model, frames: list[dict], warmup: int, device: torch.device, amp: bool = False):
     """Stream ``frames`` through ``model``; frames/s of those after the first ``warmup``
     outputs (``warmup`` rounded up to whole calls of ``frames_per_call``)."""
     per_call = max(1, int(getattr(model, "frames_per_call", 1)))
@@ -917,7 +918,7 @@ def _measure_inference(plan: CheckPlan, setting: SpeedSetting, variant: InferVar
         why = reason()
         if why or runner is None:
             return {"status": "skipped", "note": why or "no runner"}
-        return runner(plan, setting, variant)
+        return runner(plan, setting, variant, _speed_cfg(plan, setting))
     cfg = _speed_cfg(plan, setting)
     _free_memory(device)
     torch.manual_seed(0)
@@ -935,7 +936,7 @@ def _measure_inference(plan: CheckPlan, setting: SpeedSetting, variant: InferVar
     n = plan.infer_warmup + plan.infer_frames
     frames = [dict(f, image=f["image"].to(device)) for f in synthetic_frames(n, h, w)]
     t0 = time.perf_counter()
-    fps, ms, timed = _stream_fps(model, frames, plan.infer_warmup, device, variant.amp)
+    fps, ms, timed = stream_fps(model, frames, plan.infer_warmup, device, variant.amp)
     values = {
         "fps": fps,
         "ms_per_frame": ms,
