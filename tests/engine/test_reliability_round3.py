@@ -389,3 +389,15 @@ def test_keys_of_another_methods_section_are_warned(tmp_path, caplog):
     dump.write_text(cfg.dump().replace("CHANNELS: 32", "CHANNELS: 48", 1))
     _setup(str(dump))
     assert len(_unread_warnings(caplog)) == 1
+
+
+def test_arsdm_declares_its_section(caplog):
+    """ArSDM (added after item 7) names MODEL.ARSDM: the check covers it both ways."""
+    caplog.set_level("WARNING")
+    _setup(get_config_file("arsdm_sample.yaml"), "MODEL.SALI.CHANNELS", "32")
+    (msg,) = _unread_warnings(caplog)
+    assert msg.startswith("Config keys that ArSDM does not read (it reads MODEL.ARSDM)")
+    caplog.clear()
+    _setup(CONFIG, "MODEL.ARSDM.UNET.MODEL_CHANNELS", "8")
+    (msg,) = _unread_warnings(caplog)
+    assert "MODEL.ARSDM.UNET.MODEL_CHANNELS (set on the command line)" in msg

@@ -251,6 +251,10 @@ def run(argv=None) -> int:
     except SynthesisError as e:
         print(f"synthesize.py: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the OS's errors as "<path>: <reason>" (read-only, not a folder, ...)
+        msg = _file_io.describe_os_error(e) if e.strerror is not None else e
+        print(f"synthesize.py: error: {msg}", file=sys.stderr)
+        return 1
     m = result["measures"]
     print(f"Wrote {result['frames']} frames to {args.output} (dataset {result['name']!r}).")
     for k, v in m.items():

@@ -80,6 +80,7 @@ def build_unet(cfg) -> SemanticUNet:
 @META_ARCH_REGISTRY.register()
 class ArSDM(VideoMetaArch):
     online = True
+    config_sections = ("ARSDM",)
     task = "generation"
     train_step = "ArSDMTrainStep"
 

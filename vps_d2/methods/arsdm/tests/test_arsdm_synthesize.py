@@ -191,3 +191,20 @@ def test_frechet_distance_and_temporal_difference_against_closed_forms(tmp_path)
     f = measures.RandomConvFeatures(seed=0)
     x = torch.rand(2, 3, 32, 32)
     assert f(x).shape == (2, 480) and torch.equal(f(x), measures.RandomConvFeatures(0)(x))
+
+
+def test_synthesize_output_under_a_file_is_one_line(trained, tiny_sample_root, tmp_path):
+    """An --output the OS refuses (here: its parent is a file) is one line naming the path,
+    no traceback, nothing written."""
+    (tmp_path / "a_file").write_text("x")
+    out = str(tmp_path / "a_file" / "synth")
+    p = subprocess.run(
+        _synth_cmd(trained, out),
+        env=train_net_env(tiny_sample_root),
+        capture_output=True,
+        text=True,
+    )
+    errors = [ln for ln in p.stderr.splitlines() if "error:" in ln]
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert len(errors) == 1 and "a_file" in errors[0], errors
+    assert (tmp_path / "a_file").read_text() == "x"
