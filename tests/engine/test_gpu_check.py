@@ -273,3 +273,15 @@ def test_compare_outputs_tolerance_and_isolated_flips():
     assert G.compare_outputs(a, b)[:2] == (False, "frame 0: output 'box' not finite on one device")
     assert "output 'box' missing" in G.compare_outputs(a, [{"prob": o["prob"]} for o in a])[1]
     assert G.compare_outputs(a, a[:2])[1] == "3 CPU outputs but 2 device outputs"
+
+
+def test_generator_frames_get_a_moving_mask():
+    frames = list(G.synthetic_frames(3, 24, 40))
+    assert G.frames_for_task("segmentation", frames) is frames
+    masked = G.frames_for_task("generation", frames)
+    masks = [f["sem_seg"] for f in masked]
+    assert all(m.shape == (24, 40) and m.dtype == torch.uint8 for m in masks)
+    area = int(masks[0].sum())
+    assert 0.5 * 3.1416 * 6**2 < area < 1.5 * 3.1416 * 6**2  # a disc of radius 24 / 4
+    assert not torch.equal(masks[0], masks[1])  # it moves
+    assert torch.equal(masked[0]["image"], frames[0]["image"])

@@ -103,3 +103,23 @@ def test_full_gpu_check_on_cuda(tmp_path):
     assert p.returncode == 0 and not failed, (failed, p.stderr[-3000:])
     assert all(r["status"] == "ok" or r["note"] for r in data["rows"])
     assert data["meta"]["elapsed_s"] < 480
+
+
+@pytest.mark.slow
+def test_cpu_smoke_of_a_generator(tmp_path, capsys):
+    """ArSDM (task "generation", picked up by every full run): its training paths are
+    checked, its streamed frames get masks (CPU vs device within one 8-bit level), its
+    inference rows measure generation, and what does not apply is skipped with the reason."""
+    out = tmp_path / "gc"
+    argv = ["--device", "cpu", "--smoke", "--methods", "arsdm", "--out", str(out)]
+    code = _load_tool().cli([*argv, "--budget-s", "3600"])
+    capsys.readouterr()
+    data = json.loads((out / "gpu_check.json").read_text())
+    rows = {(r["section"], r["name"]): r for r in data["rows"]}
+    assert code == 0, [r for r in data["rows"] if r["status"] == "failed"]
+    for name in ("train fp32", "train bf16", "resume", "stream vs CPU"):
+        assert rows[("check", name)]["status"] == "ok", rows[("check", name)]
+    assert "a generator" in rows[("check", "eval-only")]["note"]
+    assert rows[("speed", "inference eager fp32")]["values"]["fps"] > 0
+    onnx = rows[("speed", "inference ONNX Runtime")]
+    assert onnx["status"] == "skipped" and "no exportable streaming step" in onnx["note"]

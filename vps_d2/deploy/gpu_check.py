@@ -19,7 +19,12 @@ import torch
 
 from vps_d2.engine.gpu_check import RUNTIME_RUNNERS, stream_fps
 from vps_d2.modeling import build_model
-from vps_d2.modeling.export import StepStreamer, export_streaming_step, read_metadata
+from vps_d2.modeling.export import (
+    STREAMING_STEP_REGISTRY,
+    StepStreamer,
+    export_streaming_step,
+    read_metadata,
+)
 from vps_d2.utils.benchmark import synthetic_frames
 
 from .ort_predictor import onnxruntime_session
@@ -45,6 +50,9 @@ def measure_onnxruntime(plan, setting, variant, cfg) -> dict:
     if provider not in ort.get_available_providers():
         why = f"onnxruntime {ort.__version__} has no {provider} (pip install onnxruntime-gpu)"
         return {"status": "skipped", "note": why}
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch not in STREAMING_STEP_REGISTRY:
+        return {"status": "skipped", "note": f"{arch} has no exportable streaming step"}
     cpu_cfg = cfg.clone()
     cpu_cfg.defrost()
     cpu_cfg.MODEL.DEVICE = "cpu"  # the graph is exported from the CPU model
