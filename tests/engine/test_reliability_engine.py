@@ -302,7 +302,8 @@ def test_ctrl_c_prints_where_to_resume(tiny_sample_root, tmp_path):
     )
     try:
         _wait_for(f"{out}/model_0000001.pth")
-        os.killpg(p.pid, signal.SIGINT)
+        _wait_for(f"{out}/last_checkpoint")  # tagged after the file is saved (a loaded
+        os.killpg(p.pid, signal.SIGINT)  # machine can interrupt between the two)
         _, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
