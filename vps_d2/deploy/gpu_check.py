@@ -19,15 +19,10 @@ import torch
 
 from vps_d2.engine.gpu_check import RUNTIME_RUNNERS, stream_fps
 from vps_d2.modeling import build_model
-from vps_d2.modeling.export import (
-    STREAMING_STEP_REGISTRY,
-    StepStreamer,
-    export_streaming_step,
-    read_metadata,
-)
+from vps_d2.modeling.export import STREAMING_STEP_REGISTRY, export_streaming_step
 from vps_d2.utils.benchmark import synthetic_frames
 
-from .ort_predictor import onnxruntime_session
+from .ort_predictor import OnnxRuntimePredictor
 
 __all__ = ["measure_onnxruntime", "onnxruntime_unavailable"]
 
@@ -66,10 +61,7 @@ def measure_onnxruntime(plan, setting, variant, cfg) -> dict:
         export_streaming_step(model, path, "onnx", input_format=cfg.INPUT.FORMAT)
         export_s = time.perf_counter() - t0
         del model
-        session = onnxruntime_session(path, providers=[provider])
-        names = [o.name for o in session.get_outputs()]
-        streamer = StepStreamer(lambda inputs: session.run(names, inputs), read_metadata(path))
-        streamer.frames_per_call = streamer.frames_per_step  # stream_fps rounds its warm-up
+        streamer = OnnxRuntimePredictor(path, providers=[provider]).model
         n = plan.infer_warmup + plan.infer_frames
         frames = list(synthetic_frames(n, h, w))
         t0 = time.perf_counter()

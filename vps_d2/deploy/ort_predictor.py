@@ -67,16 +67,20 @@ class OnnxRuntimePredictor(VideoPredictor):
         model_file: a file written by ``tools/export.py --format onnx``.
         num_threads: ONNX Runtime intra-op threads (0: its default).
         input_format: channel order of the frames given (default: the exported INPUT.FORMAT).
+        providers: ONNX Runtime execution providers tried in order (default
+            :data:`ORT_PROVIDERS`, those installed).
     """
 
-    def __init__(self, model_file: str, *, num_threads: int = 0, input_format: str = "") -> None:
+    def __init__(
+        self, model_file: str, *, num_threads: int = 0, input_format: str = "", providers=None
+    ) -> None:
         meta = read_metadata(model_file)
         if meta.get("format") != "onnx":
             raise ValueError(
                 f"{model_file}: a {meta.get('format')!r} export, not ONNX (tools/export.py "
                 "--format onnx)"
             )
-        self.session = onnxruntime_session(model_file, num_threads)
+        self.session = onnxruntime_session(model_file, num_threads, providers)
         names = [o.name for o in self.session.get_outputs()]
 
         def run(inputs: dict) -> list:

@@ -384,6 +384,11 @@ class StepStreamer:
 
         return cls(run, step.metadata())
 
+    @property
+    def frames_per_call(self) -> int:
+        """Frames per call, the meta-architectures' name for it (``frames_per_step``)."""
+        return self.frames_per_step
+
     def reset(self) -> None:
         self.state = [s.zeros() for s in self.states]
 
