@@ -23,7 +23,7 @@ import sys
 
 import vps_d2
 from vps_d2.cli import run_command
-from vps_d2.utils.lazy import lazy_import
+from vps_d2.utils.lazy import lazy_import, load
 
 # torch and the package load after the flags are parsed, the rest once a GPU was found.
 torch = lazy_import("torch")
@@ -82,7 +82,7 @@ def cli(argv=None) -> int:
             print(f"gpu_check: skipped: {why} (--device cpu --smoke runs the sequence on the CPU)")
             return 0
     vps_d2.register_all()  # every method: the check discovers them
-    _deploy.measure_onnxruntime  # noqa: B018 - loads vps_d2.deploy: the ONNX Runtime row's runner
+    load(_deploy)  # its import registers the ONNX Runtime row's runner
     try:
         configs = _gpu_check.discover_sample_configs(args.methods)
     except KeyError as e:
