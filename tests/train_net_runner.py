@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child the test Ctrl-Cs: SIGINT back to its default. A test run
+    started in the background (``nohup ... &``) has SIGINT ignored, and children inherit
+    that: Python would then never raise KeyboardInterrupt in them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def train_net_env(root: str) -> dict:

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 from test_engine import CONFIG, FAST, _load_tool
-from train_net_runner import TRAIN_NET, run_train_net, train_net_env
+from train_net_runner import TRAIN_NET, default_sigint, run_train_net, train_net_env
 
 from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.data.datasets import configure_datasets
@@ -42,6 +42,7 @@ def _popen(root, out, *opts):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
 
 
