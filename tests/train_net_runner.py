@@ -27,6 +27,20 @@ def train_net_env(root: str) -> dict:
     return env
 
 
+def start_tool(cmd: list[str], root: str, **popen_kwargs) -> subprocess.Popen:
+    """``cmd`` started on the datasets root ``root`` (:func:`train_net_env`), its stdout and
+    stderr text pipes, SIGINT at its default in the child (:func:`default_sigint`)."""
+    return subprocess.Popen(
+        cmd,
+        env=train_net_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+        **popen_kwargs,
+    )
+
+
 def run_train_net(
     root: str, config: str, *opts: str, flags=(), check: bool = True, timeout: float = 300
 ) -> subprocess.CompletedProcess:

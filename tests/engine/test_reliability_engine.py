@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 from test_engine import CONFIG, FAST, _load_tool
-from train_net_runner import TRAIN_NET, default_sigint, run_train_net, train_net_env
+from train_net_runner import TRAIN_NET, run_train_net, start_tool
 
 from vps_d2.config import add_vps_config, get_cfg
 from vps_d2.data.datasets import configure_datasets
@@ -35,15 +35,7 @@ def cli(tiny_sample_root, monkeypatch, capsys):
 
 def _popen(root, out, *opts):
     cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *FAST, *opts, "OUTPUT_DIR", out]
-    return subprocess.Popen(
-        cmd,
-        env=train_net_env(root),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=default_sigint,
-    )
+    return start_tool(cmd, root, start_new_session=True)
 
 
 def _wait_for(pattern, timeout=180):

@@ -7,14 +7,13 @@ import errno
 import glob
 import os
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 import torch
 from test_engine import CONFIG, FAST, _load_tool
-from train_net_runner import TRAIN_NET, train_net_env
+from train_net_runner import TRAIN_NET, start_tool
 
 from vps_d2.model_zoo import get_config_file
 
@@ -149,14 +148,7 @@ def test_any_oserror_preparing_output_dir_is_one_line(tool, tmp_path, monkeypatc
 
 def _popen(root, out, *opts, flags=()):
     cmd = [sys.executable, TRAIN_NET, "--config-file", CONFIG, *flags, *FAST, *opts]
-    return subprocess.Popen(
-        [*cmd, "OUTPUT_DIR", out],
-        env=train_net_env(root),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    return start_tool([*cmd, "OUTPUT_DIR", out], root, start_new_session=True)
 
 
 def _wait_for_text(path, text, timeout=240):

@@ -10,7 +10,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -19,7 +18,7 @@ import pytest
 from test_demo import assets, demo  # noqa: F401  (fixtures: a video, frames, stub weights)
 from test_engine import CONFIG
 from test_evaluate_cli import _args, load_cli, tree  # noqa: F401  (tree: a fixture)
-from train_net_runner import ROOT, default_sigint, train_net_env
+from train_net_runner import ROOT, start_tool
 
 SPLIT = "TestEasyDataset/Unseen"  # case1_1: 11 GT frames, case2_3: 4, case3: 2 -> 11 scored
 
@@ -39,14 +38,7 @@ def _in_torch_import(pid) -> bool:
 
 def _interrupt(cmd, delay, root):
     """Start ``cmd``; once it is loading torch (+ ``delay`` s), Ctrl-C; (status, stderr)."""
-    p = subprocess.Popen(
-        cmd,
-        env=train_net_env(root),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_sigint,
-    )
+    p = start_tool(cmd, root)
     deadline = time.time() + 120
     while not _in_torch_import(p.pid) and p.poll() is None and time.time() < deadline:
         time.sleep(0.005)
